@@ -1,0 +1,48 @@
+# lstm-digits: `make train` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,optuna]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the package with its dev and optuna extras
+
+train: $(STAMP) ## Run the default experiment (extra overrides: make train ARGS="hidden_size=100")
+	$(BIN)/lstm-digits train $(ARGS)
+
+test: $(STAMP) ## Run the whole test suite
+	$(BIN)/python -m pytest $(ARGS)
+
+test-fast: $(STAMP) ## Run the tests that neither train nor start the CLI
+	$(BIN)/python -m pytest -m "not slow and not browser" $(ARGS)
+
+lint: $(STAMP) ## Lint and check formatting (ruff)
+	$(BIN)/ruff check lstm_cli tests bench
+	$(BIN)/ruff format --check lstm_cli tests bench
+
+format: $(STAMP) ## Format the code (ruff)
+	$(BIN)/ruff check --fix lstm_cli tests bench
+	$(BIN)/ruff format lstm_cli tests bench
+
+bench: $(STAMP) ## Time this project's training loop against keras.layers.LSTM
+	$(BIN)/python bench/bench_train.py $(ARGS)
+
+ui: $(STAMP) ## Open the MLflow UI on outputs/mlflow.db
+	$(BIN)/lstm-digits ui $(ARGS)
+
+clean: ## Remove outputs/ and caches (keeps .venv)
+	rm -rf outputs .pytest_cache .ruff_cache
+
+.PHONY: help install train test test-fast lint format bench ui clean

@@ -1,0 +1,107 @@
+"""The LSTM cell of the seed article, written with TensorFlow ops.
+
+One weight matrix holds the four small networks z, i, f, o:
+
+    [z, i, f, o] = [x_t, h_tm1] @ W + B        W: (input + hidden, 4*hidden), B: (4*hidden,)
+    i, f, o      = sigmoid(i), sigmoid(f), sigmoid(o)
+    c_t          = c_tm1 * f + tanh(z) * i
+    h_t          = c_t * o                      variant "seed" (the article drops a tanh here)
+    h_t          = tanh(c_t) * o                variant "standard" (as Keras's LSTMCell)
+
+Splitting `[x, h] @ W` into `x @ W_x + h @ W_h` is the same mathematics; it lets the model
+project every time step's input in one matmul before the recurrent loop (`project_inputs`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+VARIANTS = ("seed", "standard")
+INITS = ("zeros", "glorot")
+
+
+class Gates(NamedTuple):
+    """One step's activations, each (batch, hidden)."""
+
+    z: tf.Tensor  # tanh(z): the candidate written to the cell
+    i: tf.Tensor
+    f: tf.Tensor
+    o: tf.Tensor
+
+
+class LSTMCell(tf.Module):
+    """The seed article's LSTM cell.
+
+    Args:
+        input_size: features per time step (8 pixels for a digit row).
+        hidden_size: units of h and c.
+        variant: "seed" (h = c*o) or "standard" (h = tanh(c)*o).
+        init: "zeros" (the article) or "glorot" (Glorot-uniform W, forget-gate bias 1).
+        seed: seed of the Glorot initialiser.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        variant: str = "seed",
+        init: str = "zeros",
+        seed: int = 0,
+        name: str | None = None,
+    ):
+        super().__init__(name=name)
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.variant = variant
+        self.init = init
+        self.seed = seed
+        self.W: tf.Variable | None = None
+        self.B: tf.Variable | None = None
+
+    def build(self) -> LSTMCell:
+        """Create W and B."""
+        rows, cols = self.input_size + self.hidden_size, 4 * self.hidden_size
+        if self.init == "zeros":
+            w = tf.zeros([rows, cols])
+            b = tf.zeros([cols])
+        else:
+            w = tf.keras.initializers.GlorotUniform(seed=self.seed)([rows, cols])
+            # A forget-gate bias of 1 (gate order z, i, f, o) keeps the cell state early on.
+            h = self.hidden_size
+            b = tf.concat([tf.zeros([2 * h]), tf.ones([h]), tf.zeros([h])], axis=0)
+        self.W = tf.Variable(w, name="W")  # (input + hidden, 4*hidden)
+        self.B = tf.Variable(b, name="B")  # (4*hidden,)
+        return self
+
+    def initial_state(self, batch: tf.Tensor | int) -> tuple[tf.Tensor, tf.Tensor]:
+        """Zero (h, c), each (batch, hidden)."""
+        zeros = tf.zeros([batch, self.hidden_size])
+        return zeros, zeros
+
+    def project_inputs(self, x: tf.Tensor) -> tf.Tensor:
+        """x @ W_x + B for all steps at once: (..., input) -> (..., 4*hidden)."""
+        return tf.tensordot(x, self.W[: self.input_size], axes=1) + self.B
+
+    def step(
+        self, xw_t: tf.Tensor, h_tm1: tf.Tensor, c_tm1: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, Gates]:
+        """One step from a projected input `xw_t` (batch, 4*hidden); returns h_t, c_t, gates."""
+        zifo = xw_t + tf.matmul(h_tm1, self.W[self.input_size :])  # (batch, 4*hidden)
+        z, i, f, o = tf.split(zifo, 4, axis=1)  # each (batch, hidden)
+        z, i, f, o = tf.tanh(z), tf.sigmoid(i), tf.sigmoid(f), tf.sigmoid(o)
+        c_t = c_tm1 * f + z * i  # (batch, hidden)
+        h_t = c_t * o if self.variant == "seed" else tf.tanh(c_t) * o  # (batch, hidden)
+        return h_t, c_t, Gates(z, i, f, o)
+
+    def __call__(
+        self, x_t: tf.Tensor, state: tuple[tf.Tensor, tf.Tensor]
+    ) -> tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
+        """The article's form: x_t (batch, input), state (h, c) -> h_t, (h_t, c_t)."""
+        h_t, c_t, _ = self.step(self.project_inputs(x_t), *state)
+        return h_t, (h_t, c_t)

@@ -1,0 +1,115 @@
+"""The configuration schema: types (checked by OmegaConf) and ranges (checked by `check`).
+
+Defaults are not here: they live, with a comment each, in `conf/config.yaml`.
+Only this module and `experiment.py` touch Hydra/OmegaConf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from lstm_cli.errors import UserError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+class OutputActivation(str, Enum):
+    tanh = "tanh"
+    linear = "linear"
+    sigmoid = "sigmoid"
+    relu = "relu"
+
+
+class Cell(str, Enum):
+    seed = "seed"
+    standard = "standard"
+
+
+class Init(str, Enum):
+    zeros = "zeros"
+    glorot = "glorot"
+
+
+class Scaling(str, Enum):
+    raw = "raw"
+    unit = "unit"
+
+
+@dataclass
+class DataSchema:
+    test_size: float = MISSING
+    split_seed: int = MISSING
+    scaling: Scaling = MISSING
+    shuffle: bool = MISSING
+
+
+@dataclass
+class TrackingSchema:
+    uri: str | None = MISSING
+    experiment: str = MISSING
+    log_model: bool = MISSING
+
+
+@dataclass
+class Schema:
+    hidden_size: int = MISSING
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    learning_rate: float = MISSING
+    output_activation: OutputActivation = MISSING
+    cell: Cell = MISSING
+    init: Init = MISSING
+    seed: int = MISSING
+    threads: int | None = MISSING
+    data: DataSchema = field(default_factory=DataSchema)
+    tracking: TrackingSchema = field(default_factory=TrackingSchema)
+
+
+def register() -> None:
+    """Make the schema available to `conf/config.yaml` as the `schema` default."""
+    ConfigStore.instance().store(name="schema", node=Schema)
+
+
+# (key, lowest allowed, description) for every bounded number.
+_RANGES = [
+    ("hidden_size", 1, "a positive integer"),
+    ("epochs", 1, "a positive integer"),
+    ("batch_size", 1, "a positive integer"),
+    ("threads", 1, "a positive integer or null"),
+    ("seed", 0, "an integer >= 0"),
+    ("data.split_seed", 0, "an integer >= 0"),
+]
+
+
+def check(cfg: DictConfig) -> None:
+    """Raise UserError for values of the right type but outside their range."""
+    for key, low, what in _RANGES:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value < low:
+            raise UserError(f"{key}={value} is invalid: it must be {what}")
+    if not cfg.learning_rate > 0:
+        raise UserError(f"learning_rate={cfg.learning_rate} is invalid: it must be > 0")
+    if not 0 < cfg.data.test_size < 1:
+        raise UserError(f"data.test_size={cfg.data.test_size} is invalid: it must be in (0, 1)")
+    if not cfg.tracking.experiment:
+        raise UserError("tracking.experiment is empty: give the MLflow experiment a name")
+
+
+def flatten(cfg: DictConfig) -> dict[str, object]:
+    """Every resolved leaf as `dotted.key: value` (enums as their names), for MLflow params."""
+    out: dict[str, object] = {}
+
+    def walk(node: object, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = node.value if isinstance(node, Enum) else node
+
+    walk(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "")
+    return out

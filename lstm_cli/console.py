@@ -1,0 +1,110 @@
+"""What a run shows in the terminal (rich): the config, a progress bar, the final table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+
+def error(message: str) -> None:
+    """The one line a user sees when something they asked for cannot be done."""
+    errors.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+
+
+def show_config(params: dict[str, Any]) -> None:
+    """The resolved config as a compact three-column grid of key=value."""
+    grid = Table.grid(padding=(0, 3))
+    cells = [f"[cyan]{k}[/]=[bold]{v}[/]" for k, v in params.items()]
+    columns = 3 if console.width >= 120 else 2
+    for _ in range(columns):
+        grid.add_column(overflow="fold")
+    for start in range(0, len(cells), columns):
+        row = cells[start : start + columns]
+        grid.add_row(*row, *[""] * (columns - len(row)))
+    console.print("[bold]lstm-digits train[/] with", grid)
+
+
+@contextmanager
+def epoch_progress(epochs: int) -> Iterator[Any]:
+    """A live bar over epochs; yields `update(metrics: EpochMetrics)`."""
+    progress = Progress(
+        TextColumn("[bold]epoch"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    with progress:
+        task = progress.add_task("train", total=epochs, stats="")
+
+        def update(m: Any) -> None:
+            stats = (
+                f"loss {m.train_loss:.4f}  acc {m.train_accuracy:.4f}  "
+                f"val_loss {m.val_loss:.4f}  val_acc {m.val_accuracy:.4f}"
+            )
+            progress.update(task, completed=m.epoch, stats=stats)
+
+        yield update
+
+
+def job_line(job: str, text: str) -> None:
+    """One line per sweep job event, so parallel jobs never garble each other's output."""
+    console.print(f"[bold]\\[job {job}][/] {text}", soft_wrap=True)
+
+
+def show_result(metrics: dict[str, float], run_id: str, uri: str, ui_command: str) -> None:
+    """The end of a run: final metrics, where they are stored, and how to look at them."""
+    table = Table(title="Final metrics", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4f}")
+    console.print(table)
+    console.print(f"[bold]run id[/]        {run_id}")
+    console.print(f"[bold]tracking URI[/]  {uri}")
+    console.print(f"[bold]open the UI[/]   {ui_command}")
+
+
+def quiet_libraries() -> None:
+    """Keep TensorFlow's and MLflow's start-up chatter out of the user's terminal."""
+    import logging
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.ERROR)
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow and start its runtime with stderr muted: its native code logs there
+    before any log level applies. Later calls cost nothing."""
+    import os
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.constant(0.0) + 1.0  # the runtime's own start-up messages
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -1,0 +1,267 @@
+"""One training run as a Hydra job: config -> data -> model -> training -> MLflow.
+
+`run(argv)` hands the command line to Hydra's real entry point (`hydra.main`), so `-m`,
+`--cfg`, launchers and sweepers behave as in any Hydra app. Before that, `preflight` composes
+the config for every requested value so that typos fail with one line, before any job starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from lstm_cli import config, console
+from lstm_cli.errors import UserError, one_line
+
+config.register()
+
+PARENT_ENV = "LSTM_DIGITS_PARENT_RUN_ID"  # set by the sweep callback for every job it launches
+
+
+class Outcome:
+    """What the last `run` reported: a single run's error, or the sweep jobs that failed.
+
+    Jobs keep their errors instead of raising them, so that Hydra neither prints its own
+    multi-line report nor stops a sweep at the first failure.
+    """
+
+    error: BaseException | None = None
+    failed_jobs: list[str] = []  # noqa: RUF012 - reset by `run`
+
+
+# ---------------------------------------------------------------- before Hydra starts
+
+
+def _describe(ex: BaseException) -> str:
+    """A Hydra/OmegaConf composition error as one line that says what to change."""
+    cause = ex.__cause__ if isinstance(ex.__cause__, OmegaConfBaseException) else ex
+    if isinstance(cause, ConfigKeyError) and "not in struct" in str(cause):
+        key = getattr(cause, "full_key", None) or str(cause).split("'")[1]
+        known = sorted(config.flatten(_compose([])))
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+        return f"unknown config key '{key}'{hint}"
+    key = getattr(cause, "full_key", None)
+    lines = [line.strip() for line in str(getattr(cause, "msg", cause)).splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("full_key:", "object_type"))]
+    text = " ".join(lines).replace("Available options in", "available options in")
+    return f"{key}: {text}" if key else text
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def preflight(argv: list[str]) -> None:
+    """Compose the config for each value the command line asks for; raise UserError on a typo.
+
+    A single run also gets its ranges checked here, so nothing is tracked for a bad value. In a
+    sweep, ranges are checked per job, so one bad grid point fails alone.
+    """
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    if args.help or args.hydra_help or args.info or args.shell_completion:
+        return
+    try:
+        parsed = OverridesParser.create().parse_overrides(args.overrides)
+    except Exception as ex:
+        raise UserError(f"cannot parse the overrides: {_describe(ex)}") from None
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    variants = [fixed]
+    for o in parsed:
+        if o.is_sweep_override() and o.is_discrete_sweep():
+            key = o.get_key_element()
+            variants += [[*fixed, f"{key}={v}"] for v in o.sweep_string_iterator()]
+    for overrides in variants:
+        try:
+            cfg = _compose(overrides)
+        except Exception as ex:
+            raise UserError(_describe(ex)) from None
+        if not args.multirun and len(variants) == 1:
+            config.check(cfg)
+
+
+def run(argv: list[str]) -> int:
+    """Run `lstm-digits train ARGV` through Hydra; return the exit code."""
+    console.quiet_libraries()
+    preflight(argv)
+    Outcome.error, Outcome.failed_jobs = None, []
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own errors reach the CLI, told in one line
+    sys.argv = ["lstm-digits train", *argv]
+    hydra_entry()
+    if Outcome.error is not None:
+        raise Outcome.error
+    return 1 if Outcome.failed_jobs else 0
+
+
+# ---------------------------------------------------------------- the job
+
+
+@hydra.main(config_path=str(config.CONF_DIR), config_name="config", version_base="1.3")
+def hydra_entry(cfg: DictConfig) -> float:
+    """The Hydra task: train once; return the final val accuracy (a sweeper's objective)."""
+    hc = HydraConfig.get()
+    job = str(hc.job.num) if hc.mode == RunMode.MULTIRUN else None
+    try:
+        return train(cfg, job=job)
+    except Exception as ex:  # KeyboardInterrupt goes through: Ctrl-C stops a sweep too
+        if job is None:
+            Outcome.error = ex
+        else:  # the sweep goes on; its summary and the exit code report the failure
+            console.job_line(job, f"[red]FAILED[/] {hc.job.override_dirname}: {one_line(ex)}")
+            Outcome.failed_jobs.append(job)
+        return float("nan")
+
+
+def _git_commit() -> str:
+    """The commit of the checkout this package runs from ('' when it is not a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _threads(cfg: DictConfig) -> int | None:
+    """TensorFlow threads: the config's, else the share of cores a parallel launcher leaves."""
+    if cfg.threads is not None:
+        return cfg.threads
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None
+    launcher = hc.launcher
+    cores = os.cpu_count() or 1
+    if "joblib" in launcher.get("_target_", ""):
+        n_jobs = launcher.get("n_jobs", -1)
+        workers = cores if n_jobs is None or n_jobs < 1 else min(n_jobs, cores)
+        return max(1, cores // workers)
+    if launcher.get("cpus_per_task"):
+        return int(launcher.cpus_per_task)
+    return None
+
+
+def train(cfg: DictConfig, job: str | None) -> float:
+    """Train and track one configuration; `job` is the sweep job number (None: a single run)."""
+    from lstm_cli import tracking
+
+    hc = HydraConfig.get()
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    experiment_id = tracking.open_experiment(uri, cfg.tracking.experiment)
+    params = config.flatten(cfg)
+    overrides = " ".join(hc.overrides.task)
+    commit = _git_commit()
+    tags = {
+        "overrides": overrides,
+        "git_commit": commit,
+        "mlflow.source.git.commit": commit,
+        "output_dir": hc.runtime.output_dir,
+    }
+    run_name = hc.job.override_dirname or "defaults"
+    if job is None:
+        console.show_config(params)
+    else:
+        tags["sweep_job"] = job
+        console.job_line(job, f"start {overrides or '(defaults)'}")
+    parent = os.environ.get(PARENT_ENV) if job is not None else None
+    with tracking.tracked_run(experiment_id, run_name, params, tags, parent) as run_id:
+        config.check(cfg)
+        tracking.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        result = _fit_and_log(cfg, quiet=job is not None)
+    if job is None:
+        console.show_result(result, run_id, uri, _ui_command(uri, experiment_id, run_id))
+    else:
+        console.job_line(job, f"done  val_accuracy={result['val_accuracy']:.4f} run {run_id}")
+    return result["val_accuracy"]
+
+
+def _ui_command(uri: str, experiment_id: str, run_id: str) -> str:
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    from lstm_cli.tracking import resolve_uri
+
+    return "lstm-digits ui" if uri == resolve_uri(None) else f"lstm-digits ui --tracking-uri {uri}"
+
+
+def _fit_and_log(cfg: DictConfig, quiet: bool) -> dict[str, float]:
+    """Train in the active run; log metrics, figures and the model; return final metrics."""
+    from contextlib import nullcontext
+
+    from sklearn.metrics import confusion_matrix
+
+    console.import_tensorflow()
+    from lstm_cli import figures, tracking
+    from lstm_cli.data import load_digits
+    from lstm_cli.train import Trainer, configure_threads, predict_proba, set_seed
+
+    configure_threads(_threads(cfg))
+    set_seed(cfg.seed)
+    data = load_digits(cfg.data.test_size, cfg.data.split_seed, cfg.data.scaling.value)
+    spec = {
+        "model": {
+            "input_size": data.input_size,
+            "num_classes": data.num_classes,
+            "hidden_size": cfg.hidden_size,
+            "cell": cfg.cell.value,
+            "init": cfg.init.value,
+            "output_activation": cfg.output_activation.value,
+            "seed": cfg.seed,
+        },
+        "scaling": cfg.data.scaling.value,
+        "steps": data.steps,
+    }
+    from lstm_cli.model import DigitsLSTM
+
+    model = DigitsLSTM(**spec["model"]).build()
+    trainer = Trainer(
+        model, cfg.learning_rate, cfg.batch_size, cfg.epochs, seed=cfg.seed, shuffle=cfg.data.shuffle
+    )
+    progress = nullcontext(lambda m: None) if quiet else console.epoch_progress(cfg.epochs)
+    start = time.perf_counter()
+    with progress as update:
+
+        def on_epoch(m):  # noqa: ANN001
+            tracking.log_epoch(m.as_dict(), m.epoch)
+            update(m)
+
+        history = trainer.fit(data, on_epoch=on_epoch)
+    seconds = time.perf_counter() - start
+
+    proba = predict_proba(model, data.x_val)
+    predicted = proba.argmax(axis=1)
+    matrix = confusion_matrix(data.y_val, predicted, labels=range(data.num_classes))
+    final = history[-1].as_dict()
+    summary = {
+        **final,
+        "best_val_accuracy": max(h.val_accuracy for h in history),
+        "train_seconds": seconds,
+    }
+    tracking.log_summary({k: summary[k] for k in ("best_val_accuracy", "train_seconds")})
+    for name, fig in (
+        ("learning_curves.png", figures.learning_curves([h.as_dict() for h in history])),
+        ("confusion_matrix.png", figures.confusion_matrix(matrix)),
+    ):
+        tracking.log_figure(fig, name)
+        figures.close(fig)
+    tracking.log_dict({"labels": list(range(data.num_classes)), "matrix": matrix.tolist()},
+                      "confusion_matrix.json")
+    if cfg.tracking.log_model:
+        tracking.log_model(spec, model.get_weights(), data.x_val[:5])
+    return summary

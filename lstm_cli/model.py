@@ -1,0 +1,122 @@
+"""The digit classifier: the scratch LSTM cell read over image rows, then a linear head.
+
+    h_T          = LSTM(x_1 .. x_T)                 x: (batch, T=8 rows, 8 pixels)
+    outputs      = activation(h_T @ Wv + bv)        (batch, classes)
+    probabilities = softmax(outputs)
+
+`outputs` are what the softmax cross-entropy is computed on (the article puts tanh here).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from lstm_cli.cell import LSTMCell
+
+ACTIVATIONS = {
+    "tanh": tf.tanh,
+    "linear": tf.identity,
+    "sigmoid": tf.sigmoid,
+    "relu": tf.nn.relu,
+}
+
+
+class Trace(NamedTuple):
+    """Every step of a sequence, each (steps, batch, hidden)."""
+
+    h: tf.Tensor
+    c: tf.Tensor
+    i: tf.Tensor
+    f: tf.Tensor
+    o: tf.Tensor
+
+
+class DigitsLSTM(tf.Module):
+    """An LSTM over the rows of an image and a linear head on its last hidden state.
+
+    Args:
+        input_size: pixels per row (read from the data).
+        num_classes: classes (read from the data).
+        hidden_size: LSTM units.
+        cell: "seed" or "standard" (see `LSTMCell`).
+        init: "zeros" (the article: LSTM weights 0, head N(0, 0.01) truncated) or "glorot".
+        output_activation: one of ACTIVATIONS, applied to the head before softmax.
+        seed: seed of every initialiser.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        num_classes: int,
+        hidden_size: int,
+        cell: str = "seed",
+        init: str = "zeros",
+        output_activation: str = "tanh",
+        seed: int = 0,
+    ):
+        super().__init__(name="digits_lstm")
+        if output_activation not in ACTIVATIONS:
+            raise ValueError(f"output_activation must be one of {list(ACTIVATIONS)}")
+        self.input_size = input_size
+        self.num_classes = num_classes
+        self.hidden_size = hidden_size
+        self.output_activation = output_activation
+        self.init = init
+        self.seed = seed
+        self.cell = LSTMCell(input_size, hidden_size, variant=cell, init=init, seed=seed)
+        self.Wv: tf.Variable | None = None
+        self.bv: tf.Variable | None = None
+
+    def build(self) -> DigitsLSTM:
+        """Create the cell's and the head's weights."""
+        self.cell.build()
+        shape = [self.hidden_size, self.num_classes]
+        if self.init == "zeros":
+            normal = tf.keras.initializers.TruncatedNormal(stddev=0.01, seed=self.seed)
+            wv, bv = normal(shape), normal([self.num_classes])
+        else:
+            wv = tf.keras.initializers.GlorotUniform(seed=self.seed + 1)(shape)
+            bv = tf.zeros([self.num_classes])
+        self.Wv = tf.Variable(wv, name="Wv")  # (hidden, classes)
+        self.bv = tf.Variable(bv, name="bv")  # (classes,)
+        return self
+
+    def head(self, h: tf.Tensor) -> tf.Tensor:
+        """(..., hidden) -> activated outputs (..., classes)."""
+        return ACTIVATIONS[self.output_activation](tf.tensordot(h, self.Wv, axes=1) + self.bv)
+
+    def trace(self, x: tf.Tensor) -> Trace:
+        """Run the LSTM over x (batch, steps, input) and keep every step's state and gates."""
+        xw = self.cell.project_inputs(x)  # (batch, steps, 4*hidden)
+        h, c = self.cell.initial_state(tf.shape(x)[0])
+        steps: list[tuple[tf.Tensor, ...]] = []
+        for t in range(x.shape[1]):  # unrolled when traced: steps is static (8 rows)
+            h, c, g = self.cell.step(xw[:, t], h, c)
+            steps.append((h, c, g.i, g.f, g.o))
+        return Trace(*(tf.stack(parts) for parts in zip(*steps)))
+
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        """x (batch, steps, input) -> activated outputs (batch, classes)."""
+        xw = self.cell.project_inputs(x)  # (batch, steps, 4*hidden)
+        h, c = self.cell.initial_state(tf.shape(x)[0])
+        for t in range(x.shape[1]):  # unrolled when traced: steps is static (8 rows)
+            h, c, _ = self.cell.step(xw[:, t], h, c)
+        return self.head(h)  # (batch, classes)
+
+    def get_weights(self) -> dict[str, object]:
+        """Weights as NumPy arrays, by name."""
+        return {
+            "W": self.cell.W.numpy(),
+            "B": self.cell.B.numpy(),
+            "Wv": self.Wv.numpy(),
+            "bv": self.bv.numpy(),
+        }
+
+    def set_weights(self, weights: dict[str, object]) -> None:
+        """Assign weights saved by `get_weights` (the model must be built)."""
+        self.cell.W.assign(weights["W"])
+        self.cell.B.assign(weights["B"])
+        self.Wv.assign(weights["Wv"])
+        self.bv.assign(weights["bv"])

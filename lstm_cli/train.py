@@ -1,0 +1,154 @@
+"""The training loop: Adam on softmax cross-entropy, one compiled call per epoch.
+
+The data lives on the device as tensors; each epoch is a single `tf.function` call whose
+batch loop runs in the graph, so Python only runs between epochs (for metrics and progress).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from lstm_cli.data import Digits
+from lstm_cli.errors import TrainingFailed
+from lstm_cli.model import DigitsLSTM
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """What one epoch measured; `train_*` averages the epoch's batches, `val_*` the held-out split."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: v for k, v in asdict(self).items() if k != "epoch"}
+
+
+def configure_threads(threads: int | None) -> None:
+    """Set TensorFlow's intra-op threads (None: TensorFlow's default). Call before any op runs."""
+    if threads is None:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # the runtime is already initialised (a reused sweep worker): keep its setting
+
+
+def set_seed(seed: int) -> None:
+    """The one seeding point: Python, NumPy and TensorFlow."""
+    tf.keras.utils.set_random_seed(seed)
+
+
+def loss_and_correct(outputs: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Mean softmax cross-entropy and the number of correct argmax predictions."""
+    loss = tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=outputs)
+    )
+    correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(outputs, 1, output_type=y.dtype), y), tf.float32))
+    return loss, correct
+
+
+class Trainer:
+    """Fits a built `DigitsLSTM` on a `Digits` split.
+
+    Args:
+        model: the model to train (built).
+        learning_rate: Adam's step size.
+        batch_size: images per step; the last batch of an epoch may be smaller.
+        epochs: passes over the training split.
+        seed: seeds the per-epoch shuffles.
+        shuffle: reshuffle the training split every epoch.
+    """
+
+    def __init__(
+        self,
+        model: DigitsLSTM,
+        learning_rate: float,
+        batch_size: int,
+        epochs: int,
+        seed: int = 0,
+        shuffle: bool = True,
+    ):
+        self.model = model
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.seed = seed
+        self.shuffle = shuffle
+
+    def fit(
+        self, data: Digits, on_epoch: Callable[[EpochMetrics], None] | None = None
+    ) -> list[EpochMetrics]:
+        """Train for `epochs`; call `on_epoch` after each. Raises TrainingFailed on a NaN loss."""
+        model = self.model
+        variables = model.trainable_variables
+        optimizer = tf.keras.optimizers.Adam(learning_rate=self.learning_rate)
+        optimizer.build(variables)
+
+        x_train = tf.constant(data.x_train)  # (n, steps, input)
+        y_train = tf.constant(data.y_train)  # (n,)
+        x_val = tf.constant(data.x_val)
+        y_val = tf.constant(data.y_val)
+        n = int(x_train.shape[0])
+        batch_size = min(self.batch_size, n)
+        n_batches = math.ceil(n / batch_size)
+
+        @tf.function
+        def train_epoch(epoch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            if self.shuffle:
+                noise = tf.random.stateless_uniform([n], seed=tf.stack([self.seed, epoch]))
+                order = tf.argsort(noise)  # (n,) a fresh permutation every epoch
+            else:
+                order = tf.range(n)
+            loss_sum = tf.constant(0.0)
+            correct = tf.constant(0.0)
+            for b in tf.range(n_batches):  # a graph loop: no Python per step
+                idx = order[b * batch_size : (b + 1) * batch_size]
+                xb, yb = tf.gather(x_train, idx), tf.gather(y_train, idx)
+                with tf.GradientTape() as tape:
+                    loss, batch_correct = loss_and_correct(model(xb), yb)
+                grads = tape.gradient(loss, variables)
+                optimizer.apply_gradients(zip(grads, variables))
+                loss_sum += loss * tf.cast(tf.shape(idx)[0], tf.float32)
+                correct += batch_correct
+            return loss_sum / n, correct / n
+
+        @tf.function
+        def evaluate() -> tuple[tf.Tensor, tf.Tensor]:
+            loss, correct = loss_and_correct(model(x_val), y_val)
+            return loss, correct / float(x_val.shape[0])
+
+        history: list[EpochMetrics] = []
+        for epoch in range(1, self.epochs + 1):
+            train_loss, train_acc = train_epoch(tf.constant(epoch, tf.int32))
+            val_loss, val_acc = evaluate()
+            metrics = EpochMetrics(
+                epoch=epoch,
+                train_loss=float(train_loss),
+                train_accuracy=float(train_acc),
+                val_loss=float(val_loss),
+                val_accuracy=float(val_acc),
+            )
+            history.append(metrics)
+            if on_epoch is not None:
+                on_epoch(metrics)
+            if not (np.isfinite(metrics.train_loss) and np.isfinite(metrics.val_loss)):
+                raise TrainingFailed(
+                    f"the loss became NaN or infinite at epoch {epoch} "
+                    f"(learning_rate={self.learning_rate}): training stopped"
+                )
+        return history
+
+
+def predict_proba(model: DigitsLSTM, x: np.ndarray) -> np.ndarray:
+    """Class probabilities (n, classes) for images x (n, steps, input)."""
+    return tf.nn.softmax(model(tf.constant(x, tf.float32))).numpy()
