@@ -10,7 +10,7 @@ from typing import NoReturn
 import typer
 
 from lstm_cli import console
-from lstm_cli.errors import TrainingFailed, UserError, one_line
+from lstm_cli.errors import UserError, one_line
 
 app = typer.Typer(
     name="lstm-digits",
@@ -65,7 +65,7 @@ def train(ctx: typer.Context) -> None:
 
     try:
         code = experiment.run(list(ctx.args))
-    except (Exception, KeyboardInterrupt) as ex:  # noqa: BLE001 - every error ends in one line
+    except (Exception, KeyboardInterrupt) as ex:
         _fail(ex)
     if code:
         raise typer.Exit(code)

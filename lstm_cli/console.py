@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -16,13 +17,13 @@ errors = Console(stderr=True, highlight=False)
 
 def error(message: str) -> None:
     """The one line a user sees when something they asked for cannot be done."""
-    errors.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def show_config(params: dict[str, Any]) -> None:
     """The resolved config as a compact three-column grid of key=value."""
     grid = Table.grid(padding=(0, 3))
-    cells = [f"[cyan]{k}[/]=[bold]{v}[/]" for k, v in params.items()]
+    cells = [f"[cyan]{k}[/]=[bold]{escape(str(v))}[/]" for k, v in params.items()]
     columns = 3 if console.width >= 120 else 2
     for _ in range(columns):
         grid.add_column(overflow="fold")
@@ -59,7 +60,7 @@ def epoch_progress(epochs: int) -> Iterator[Any]:
 
 def job_line(job: str, text: str) -> None:
     """One line per sweep job event, so parallel jobs never garble each other's output."""
-    console.print(f"[bold]\\[job {job}][/] {text}", soft_wrap=True)
+    console.print(f"[bold]\\[job {job}][/] {text}", soft_wrap=True)  # text may hold markup
 
 
 def show_result(metrics: dict[str, float], run_id: str, uri: str, ui_command: str) -> None:

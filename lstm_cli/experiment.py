@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from lstm_cli import config, console
 from lstm_cli.errors import UserError, one_line
@@ -45,17 +45,27 @@ class Outcome:
 
 def _describe(ex: BaseException) -> str:
     """A Hydra/OmegaConf composition error as one line that says what to change."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+
+    if isinstance(ex, OverrideParseException):
+        return str(ex).splitlines()[0].replace("Error parsing", "cannot parse the")
+    if isinstance(ex, MissingConfigException):  # an unknown config group option
+        text = str(ex).split("Config search path:")[0]
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        missing = lines[0].split(": ", 1)[-1]
+        return (
+            f"{missing}; {lines[1].lower()} {', '.join(lines[2:])}" if len(lines) > 1 else missing
+        )
     cause = ex.__cause__ if isinstance(ex.__cause__, OmegaConfBaseException) else ex
-    if isinstance(cause, ConfigKeyError) and "not in struct" in str(cause):
-        key = getattr(cause, "full_key", None) or str(cause).split("'")[1]
+    key = getattr(cause, "full_key", None)
+    if isinstance(cause, ConfigKeyError | ConfigAttributeError) and " not in " in str(cause):
         known = sorted(config.flatten(_compose([])))
         close = difflib.get_close_matches(key, known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
         return f"unknown config key '{key}'{hint}"
-    key = getattr(cause, "full_key", None)
     lines = [line.strip() for line in str(getattr(cause, "msg", cause)).splitlines()]
-    lines = [line for line in lines if line and not line.startswith(("full_key:", "object_type"))]
-    text = " ".join(lines).replace("Available options in", "available options in")
+    skip = ("full_key:", "object_type", "reference_type")
+    text = " ".join(line for line in lines if line and not line.startswith(skip))
     return f"{key}: {text}" if key else text
 
 
@@ -80,7 +90,7 @@ def preflight(argv: list[str]) -> None:
     try:
         parsed = OverridesParser.create().parse_overrides(args.overrides)
     except Exception as ex:
-        raise UserError(f"cannot parse the overrides: {_describe(ex)}") from None
+        raise UserError(_describe(ex)) from None
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     variants = [fixed]
     for o in parsed:
@@ -133,7 +143,10 @@ def _git_commit() -> str:
     try:
         out = subprocess.run(
             ["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -195,9 +208,9 @@ def train(cfg: DictConfig, job: str | None) -> float:
 def _ui_command(uri: str, experiment_id: str, run_id: str) -> str:
     if uri.startswith(("http://", "https://")):
         return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-    from lstm_cli.tracking import resolve_uri
+    from lstm_cli.tracking import default_uri
 
-    return "lstm-digits ui" if uri == resolve_uri(None) else f"lstm-digits ui --tracking-uri {uri}"
+    return "lstm-digits ui" if uri == default_uri() else f"lstm-digits ui --tracking-uri {uri}"
 
 
 def _fit_and_log(cfg: DictConfig, quiet: bool) -> dict[str, float]:
@@ -231,13 +244,18 @@ def _fit_and_log(cfg: DictConfig, quiet: bool) -> dict[str, float]:
 
     model = DigitsLSTM(**spec["model"]).build()
     trainer = Trainer(
-        model, cfg.learning_rate, cfg.batch_size, cfg.epochs, seed=cfg.seed, shuffle=cfg.data.shuffle
+        model,
+        cfg.learning_rate,
+        cfg.batch_size,
+        cfg.epochs,
+        seed=cfg.seed,
+        shuffle=cfg.data.shuffle,
     )
     progress = nullcontext(lambda m: None) if quiet else console.epoch_progress(cfg.epochs)
     start = time.perf_counter()
     with progress as update:
 
-        def on_epoch(m):  # noqa: ANN001
+        def on_epoch(m):
             tracking.log_epoch(m.as_dict(), m.epoch)
             update(m)
 
@@ -260,8 +278,10 @@ def _fit_and_log(cfg: DictConfig, quiet: bool) -> dict[str, float]:
     ):
         tracking.log_figure(fig, name)
         figures.close(fig)
-    tracking.log_dict({"labels": list(range(data.num_classes)), "matrix": matrix.tolist()},
-                      "confusion_matrix.json")
+    tracking.log_dict(
+        {"labels": list(range(data.num_classes)), "matrix": matrix.tolist()},
+        "confusion_matrix.json",
+    )
     if cfg.tracking.log_model:
         tracking.log_model(spec, model.get_weights(), data.x_val[:5])
     return summary

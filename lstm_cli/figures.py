@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def learning_curves(history: Sequence[dict[str, float]]) -> Figure:
@@ -28,15 +28,15 @@ def learning_curves(history: Sequence[dict[str, float]]) -> Figure:
     return fig
 
 
-def confusion_matrix(matrix: np.ndarray, title: str = "Confusion matrix (held-out split)") -> Figure:
+def confusion_matrix(
+    matrix: np.ndarray, title: str = "Confusion matrix (held-out split)"
+) -> Figure:
     """A counts heatmap, true classes down, predicted classes across."""
     n = matrix.shape[0]
     fig, ax = plt.subplots(figsize=(6, 5.5))
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax)
-    ax.set(
-        xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=title
-    )
+    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=title)
     threshold = matrix.max() / 2
     for true in range(n):
         for pred in range(n):

@@ -95,7 +95,7 @@ class DigitsLSTM(tf.Module):
         for t in range(x.shape[1]):  # unrolled when traced: steps is static (8 rows)
             h, c, g = self.cell.step(xw[:, t], h, c)
             steps.append((h, c, g.i, g.f, g.o))
-        return Trace(*(tf.stack(parts) for parts in zip(*steps)))
+        return Trace(*(tf.stack(parts) for parts in zip(*steps, strict=True)))
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         """x (batch, steps, input) -> activated outputs (batch, classes)."""

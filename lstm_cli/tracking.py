@@ -32,13 +32,14 @@ MODEL_NAME = "model"
 HEALTH_TIMEOUT_S = 3.0
 
 
-def resolve_uri(uri: str | None) -> str:
-    """The tracking URI to use: the given one, else $MLFLOW_TRACKING_URI, else outputs/mlflow.db."""
-    if uri:
-        return uri
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
+def default_uri() -> str:
+    """The store used when nothing else is said: outputs/mlflow.db in the working directory."""
     return f"sqlite:///{Path.cwd() / STORE_DIR / 'mlflow.db'}"
+
+
+def resolve_uri(uri: str | None) -> str:
+    """The tracking URI to use: the given one, else $MLFLOW_TRACKING_URI, else `default_uri()`."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -46,7 +47,7 @@ def _sqlite_path(uri: str) -> Path | None:
 
 
 def artifact_root(uri: str) -> str | None:
-    """Where a new experiment keeps its artifacts: beside a SQLite store; else the server decides."""
+    """A new experiment's artifact root: beside a SQLite store; else the server decides."""
     db = _sqlite_path(uri)
     return (db.resolve().parent / "mlartifacts").as_uri() if db else None
 
@@ -65,12 +66,10 @@ def check_store(uri: str) -> None:
     if db is not None:
         try:
             db.parent.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=db.parent, prefix=".write-test")
-            probe.close()
+            with tempfile.NamedTemporaryFile(dir=db.parent, prefix=".write-test"):
+                pass
         except OSError as ex:
-            raise UserError(
-                f"cannot write the tracking store {db}: {ex.strerror or ex}"
-            ) from None
+            raise UserError(f"cannot write the tracking store {db}: {ex.strerror or ex}") from None
 
 
 def open_experiment(uri: str, name: str) -> str:
@@ -215,7 +214,8 @@ class DigitsModel(mlflow.pyfunc.PythonModel):
         self.model = DigitsLSTM(**spec["model"]).build()
         self.model.set_weights(weights)
 
-    def predict(self, context: Any, model_input: Any, params: dict | None = None) -> np.ndarray:
+    def predict(self, context, model_input, params=None):
+        # No type hints: MLflow would read them as an input schema for list-like inputs.
         from lstm_cli.data import scale_pixels
         from lstm_cli.train import predict_proba
 

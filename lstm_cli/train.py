@@ -20,7 +20,7 @@ from lstm_cli.model import DigitsLSTM
 
 @dataclass(frozen=True)
 class EpochMetrics:
-    """What one epoch measured; `train_*` averages the epoch's batches, `val_*` the held-out split."""
+    """One epoch's figures: `train_*` over the epoch's batches, `val_*` on the held-out split."""
 
     epoch: int
     train_loss: float
@@ -50,10 +50,10 @@ def set_seed(seed: int) -> None:
 
 def loss_and_correct(outputs: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Mean softmax cross-entropy and the number of correct argmax predictions."""
-    loss = tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=outputs)
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=outputs))
+    correct = tf.reduce_sum(
+        tf.cast(tf.equal(tf.argmax(outputs, 1, output_type=y.dtype), y), tf.float32)
     )
-    correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(outputs, 1, output_type=y.dtype), y), tf.float32))
     return loss, correct
 
 
@@ -117,7 +117,7 @@ class Trainer:
                 with tf.GradientTape() as tape:
                     loss, batch_correct = loss_and_correct(model(xb), yb)
                 grads = tape.gradient(loss, variables)
-                optimizer.apply_gradients(zip(grads, variables))
+                optimizer.apply_gradients(zip(grads, variables, strict=True))
                 loss_sum += loss * tf.cast(tf.shape(idx)[0], tf.float32)
                 correct += batch_correct
             return loss_sum / n, correct / n

@@ -1,0 +1,199 @@
+"""CLI end to end: the console script, a temporary MLflow store, a few epochs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import CLI, EPOCHS, cli_env, run_cli, sqlite_uri
+
+pytestmark = pytest.mark.slow
+
+
+def test_help_does_not_import_tensorflow_or_mlflow():
+    code = (
+        "import sys; import lstm_cli.cli as c\n"
+        "try:\n    c.app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('tensorflow', 'mlflow', 'hydra') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert "train" in out.stdout
+
+
+def test_run_is_tracked_with_params_metrics_and_artifacts(trained_run):
+    client = MlflowClient(trained_run.uri)
+    run = client.get_run(trained_run.run_id)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["hidden_size"] == "16" and params["epochs"] == str(EPOCHS)
+    assert params["output_activation"] == "tanh" and params["data.split_seed"] == "42"
+    assert params["tracking.experiment"] == "lstm-digits"
+    assert "hidden_size=16" in run.data.tags["overrides"]
+    assert len(run.data.tags["git_commit"]) in (0, 40)
+    for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        history = client.get_metric_history(trained_run.run_id, name)
+        assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
+    artifacts = {a.path for a in client.list_artifacts(trained_run.run_id)}
+    assert {"config.yaml", "learning_curves.png", "confusion_matrix.png"} <= artifacts
+    local = Path(client.download_artifacts(trained_run.run_id, "confusion_matrix.json"))
+    matrix = np.array(json.loads(local.read_text())["matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 360
+    accuracy = np.trace(matrix) / matrix.sum()
+    assert accuracy == pytest.approx(run.data.metrics["val_accuracy"], abs=1e-6)
+
+
+def test_logged_model_reloads_and_reproduces_val_accuracy(trained_run):
+    import mlflow
+
+    from lstm_cli.data import load_digits
+
+    mlflow.set_tracking_uri(trained_run.uri)
+    model = mlflow.pyfunc.load_model(f"runs:/{trained_run.run_id}/model")
+    raw = load_digits(scaling="raw")  # the logged model takes images as the dataset stores them
+    accuracy = float(np.mean(model.predict(raw.x_val).argmax(axis=1) == raw.y_val))
+    logged = MlflowClient(trained_run.uri).get_run(trained_run.run_id).data.metrics["val_accuracy"]
+    assert accuracy == pytest.approx(logged, abs=1e-6)
+
+
+def test_terminal_shows_config_final_metrics_and_how_to_open_the_ui(trained_run):
+    out = trained_run.result.stdout
+    assert "hidden_size=16" in out
+    assert "val_accuracy" in out and trained_run.run_id in out
+    assert trained_run.uri in out and "lstm-digits ui --tracking-uri" in out
+    assert "Traceback" not in trained_run.result.stderr
+
+
+def test_same_config_and_seed_give_the_same_metrics(trained_run, tmp_path):
+    uri = sqlite_uri(tmp_path)
+    again = run_cli(
+        "train", f"epochs={EPOCHS}", "hidden_size=16", f"tracking.uri={uri}", "seed=1", cwd=tmp_path
+    )
+    assert again.returncode == 0, again.stderr
+    client = MlflowClient(uri)
+    (rerun,) = client.search_runs([client.get_experiment_by_name("lstm-digits").experiment_id])
+    first = MlflowClient(trained_run.uri).get_run(trained_run.run_id).data.metrics
+    for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        assert rerun.data.metrics[name] == first[name]
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def assert_no_runs(uri: str) -> None:
+    db = Path(uri.removeprefix("sqlite:///"))
+    if db.exists():
+        client = MlflowClient(uri)
+        assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("hidden_size=0", "hidden_size=0 is invalid"),
+        ("hidden_size=-5", "hidden_size=-5 is invalid"),
+        ("hidden_size=abc", "could not be converted to Integer"),
+        ("epochs=0", "epochs=0 is invalid"),
+        ("batch_size=0", "batch_size=0 is invalid"),
+        ("learning_rate=-1", "learning_rate=-1.0 is invalid"),
+        ("output_activation=bogus", "expected one of [tanh, linear, sigmoid, relu]"),
+        ("cell=bogus", "expected one of [seed, standard]"),
+        ("hiden_size=100", "did you mean 'hidden_size'"),
+    ],
+)
+def test_bad_input_is_one_line_and_tracks_nothing(tmp_path, override, fragment):
+    uri = sqlite_uri(tmp_path)
+    result = run_cli("train", override, f"tracking.uri={uri}", cwd=tmp_path)
+    assert_one_line_error(result, 2, fragment)
+    assert_no_runs(uri)
+
+
+def test_unwritable_output_directory(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    uri = sqlite_uri(tmp_path)
+    result = run_cli("train", f"hydra.run.dir={blocker}/run", f"tracking.uri={uri}", cwd=tmp_path)
+    assert_one_line_error(result, 2, str(blocker))
+    assert_no_runs(uri)
+
+
+def test_unwritable_tracking_store(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run_cli("train", f"tracking.uri=sqlite:///{blocker}/mlflow.db", cwd=tmp_path)
+    assert_one_line_error(result, 2, "cannot write the tracking store")
+
+
+def test_unreachable_tracking_server_fails_within_seconds(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    result = run_cli("train", f"tracking.uri=http://127.0.0.1:{port}", cwd=tmp_path)
+    assert time.monotonic() - start < 30  # Python and MLflow start-up included; no retries
+    assert_one_line_error(
+        result, 2, f"cannot reach the MLflow tracking server at http://127.0.0.1:{port}"
+    )
+    assert not (tmp_path / "outputs" / "mlflow.db").exists()
+
+
+def test_nan_loss_marks_the_run_failed_with_the_reason(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    result = run_cli(
+        "train",
+        "epochs=3",
+        "hidden_size=8",
+        "learning_rate=1e38",
+        f"tracking.uri={uri}",
+        "tracking.log_model=false",
+        cwd=tmp_path,
+    )
+    assert_one_line_error(result, 1, "NaN or infinite at epoch 1")
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("lstm-digits").experiment_id])
+    assert run.info.status == "FAILED"
+    assert "NaN or infinite" in run.data.tags["error"]
+
+
+def test_ctrl_c_marks_the_run_killed_and_keeps_its_metrics(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    proc = subprocess.Popen(
+        [CLI, "train", "epochs=100000", "hidden_size=8", f"tracking.uri={uri}"],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = MlflowClient(uri)
+    deadline = time.monotonic() + 120
+    history = []
+    while time.monotonic() < deadline and not history:  # wait until epochs reach the store
+        time.sleep(1)
+        if (tmp_path / "mlflow.db").exists():
+            runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+            if runs:
+                history = client.get_metric_history(runs[0].info.run_id, "val_accuracy")
+    assert history, "no epoch was logged within two minutes"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    run = client.get_run(runs[0].info.run_id)
+    assert run.info.status == "KILLED"
+    assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) >= len(history)

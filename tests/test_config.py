@@ -1,0 +1,72 @@
+"""Config tier: every config composes, defaults are the article's, bad values are rejected."""
+
+from __future__ import annotations
+
+import pytest
+
+from lstm_cli import config, experiment
+from lstm_cli.errors import UserError
+
+
+def test_defaults_reproduce_the_seed_article():
+    cfg = experiment._compose([])
+    assert (cfg.hidden_size, cfg.epochs, cfg.batch_size, cfg.learning_rate) == (50, 100, 100, 1e-3)
+    assert (cfg.output_activation.value, cfg.cell.value, cfg.init.value) == (
+        "tanh",
+        "seed",
+        "zeros",
+    )
+    assert (cfg.data.test_size, cfg.data.split_seed) == (0.2, 42)
+    config.check(cfg)
+
+
+def test_flatten_gives_dotted_params_with_enum_names():
+    flat = config.flatten(experiment._compose(["hidden_size=7", "output_activation=relu"]))
+    assert flat["hidden_size"] == 7 and flat["output_activation"] == "relu"
+    assert flat["data.test_size"] == 0.2 and "tracking.experiment" in flat
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["cell=standard", "init=glorot", "output_activation=linear", "data.scaling=unit"],
+        ["threads=1", "tracking.uri=sqlite:///x.db", "seed=3"],
+    ],
+)
+def test_valid_overrides_pass_preflight(overrides):
+    experiment.preflight(overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["hidden_size=0"], "hidden_size=0 is invalid: it must be a positive integer"),
+        (["hidden_size=-5"], "hidden_size=-5 is invalid"),
+        (["hidden_size=abc"], "hidden_size"),
+        (["epochs=0"], "epochs=0 is invalid"),
+        (["batch_size=0"], "batch_size=0 is invalid"),
+        (["learning_rate=-1"], "learning_rate=-1.0 is invalid: it must be > 0"),
+        (["output_activation=bogus"], "tanh, linear, sigmoid, relu"),
+        (["cell=bogus"], "seed, standard"),
+        (["hiden_size=100"], "unknown config key 'hiden_size'; did you mean 'hidden_size'?"),
+        (["data.test_size=1.5"], "data.test_size=1.5 is invalid"),
+        (["hidden_size=="], "cannot parse the override 'hidden_size=='"),
+        (["data.foo=1"], "unknown config key 'data.foo'"),
+        (["hydra/launcher=bogus"], "available options in 'hydra/launcher': basic, joblib"),
+    ],
+)
+def test_bad_values_are_rejected_in_one_line(overrides, message):
+    with pytest.raises(UserError) as info:
+        experiment.preflight(overrides)
+    text = str(info.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_a_bad_value_anywhere_in_a_grid_is_a_type_error_before_the_sweep():
+    with pytest.raises(UserError, match="hidden_size"):
+        experiment.preflight(["-m", "hidden_size=10,abc"])
+
+
+def test_range_errors_in_a_sweep_are_left_to_their_job():
+    experiment.preflight(["-m", "hidden_size=10,0"])  # job 1 fails alone, the sweep goes on

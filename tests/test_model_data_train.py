@@ -1,0 +1,106 @@
+"""The model around the cell, the data, and the training loop (in process, small budgets)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lstm_cli.data import load_digits, scale_pixels
+from lstm_cli.errors import TrainingFailed
+from lstm_cli.model import DigitsLSTM
+from lstm_cli.train import Trainer, predict_proba, set_seed
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+def test_digits_are_read_row_by_row_with_the_articles_split(digits):
+    assert digits.x_train.shape == (1437, 8, 8)  # 80% of 1797 images, 8 rows of 8 pixels
+    assert digits.x_val.shape == (360, 8, 8)
+    assert (digits.input_size, digits.steps, digits.num_classes) == (8, 8, 10)
+    assert digits.x_train.dtype == np.float32 and digits.y_train.dtype == np.int32
+    assert digits.x_train.max() == 16.0  # raw pixels, as the article
+
+
+def test_split_is_the_articles_and_scaling_only_rescales():
+    from sklearn import datasets
+    from sklearn.model_selection import train_test_split
+
+    images = datasets.load_digits().images
+    expected_val = train_test_split(images, test_size=0.2, random_state=42)[1]
+    unit = load_digits(scaling="unit")
+    np.testing.assert_allclose(unit.x_val * 16.0, expected_val)
+    assert scale_pixels(np.array([[16]]), "unit").item() == 1.0
+
+
+def build(hidden=12, **kwargs) -> DigitsLSTM:
+    return DigitsLSTM(input_size=8, num_classes=10, hidden_size=hidden, **kwargs).build()
+
+
+@pytest.mark.parametrize("activation", ["tanh", "linear", "sigmoid", "relu"])
+def test_outputs_shape_and_activation_range(digits, activation):
+    model = build(init="glorot", output_activation=activation)
+    out = model(tf.constant(digits.x_val[:7])).numpy()
+    assert out.shape == (7, 10)
+    if activation == "tanh":
+        assert np.all(np.abs(out) <= 1)
+    if activation in ("sigmoid",):
+        assert np.all((out >= 0) & (out <= 1))
+    if activation == "relu":
+        assert np.all(out >= 0)
+
+
+def test_zero_init_is_the_articles(digits):
+    model = build(hidden=50)
+    assert not np.any(model.cell.W.numpy())
+    wv = model.Wv.numpy()
+    assert wv.shape == (50, 10) and 0.003 < wv.std() < 0.012 and np.abs(wv).max() <= 0.02
+
+
+def test_trace_ends_where_the_forward_pass_ends(digits):
+    model = build(init="glorot")
+    x = tf.constant(digits.x_val[:5])
+    trace = model.trace(x)
+    assert trace.h.shape == (8, 5, 12) and trace.f.shape == (8, 5, 12)
+    np.testing.assert_allclose(model.head(trace.h[-1]).numpy(), model(x).numpy(), atol=1e-6)
+
+
+def test_weights_round_trip(digits):
+    a, b = build(init="glorot", seed=1), build(init="glorot", seed=2)
+    b.set_weights(a.get_weights())
+    x = digits.x_val[:10]
+    np.testing.assert_array_equal(predict_proba(a, x), predict_proba(b, x))
+
+
+def fit(digits, epochs=3, lr=1e-2, seed=0, **model_kwargs):
+    set_seed(seed)
+    model = build(seed=seed, **model_kwargs)
+    return Trainer(model, lr, 100, epochs, seed=seed).fit(digits)
+
+
+def test_training_learns(digits):
+    history = fit(digits, epochs=5)
+    assert [m.epoch for m in history] == [1, 2, 3, 4, 5]
+    assert history[-1].train_loss < history[0].train_loss
+    assert history[-1].val_accuracy > 0.5  # 10 classes: chance is 0.1
+
+
+def test_same_seed_same_metrics_different_seed_different_metrics(digits):
+    a, b = fit(digits, seed=4), fit(digits, seed=4)
+    assert a == b
+    assert fit(digits, seed=5) != a
+
+
+def test_nan_loss_stops_training(digits):
+    with pytest.raises(TrainingFailed, match="NaN or infinite at epoch 1"):
+        fit(digits, epochs=3, lr=1e38)
+
+
+def test_partial_last_batch_is_trained_on(digits):
+    calls = []
+    set_seed(0)
+    Trainer(build(), 1e-2, 1000, 1).fit(digits, on_epoch=calls.append)
+    assert len(calls) == 1 and np.isfinite(calls[0].train_loss)
