@@ -5,7 +5,10 @@ TensorFlow, MLflow and Hydra are imported inside the commands, so `--help` answe
 
 from __future__ import annotations
 
-from typing import NoReturn
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -64,11 +67,156 @@ def train(ctx: typer.Context) -> None:
     from lstm_cli import experiment
 
     try:
-        code = experiment.run(list(ctx.args))
-    except (Exception, KeyboardInterrupt) as ex:
+        experiment.run(list(ctx.args))
+    except (Exception, KeyboardInterrupt) as ex:  # every error ends in one line
         _fail(ex)
-    if code:
-        raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------- reading runs back
+
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/outputs/mlflow.db)",
+        show_default=False,
+    ),
+]
+Experiment = Annotated[
+    str | None,
+    typer.Option(
+        "--experiment",
+        help="MLflow experiment (default: tracking.experiment in conf/config.yaml)",
+        show_default=False,
+    ),
+]
+RunId = Annotated[
+    str, typer.Argument(help="A run id, a unique prefix of one, or `best` (highest val_accuracy).")
+]
+
+
+def _store(tracking_uri: str | None, experiment: str | None) -> tuple[str, str]:
+    """The tracking URI and experiment name, with the defaults `train` uses."""
+    from omegaconf import OmegaConf
+
+    from lstm_cli.config import CONF_DIR
+    from lstm_cli.tracking import resolve_uri
+
+    if experiment is None:
+        experiment = OmegaConf.load(CONF_DIR / "config.yaml").tracking.experiment
+    return resolve_uri(tracking_uri), experiment
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    """Every error of a reading command ends in one line; Ctrl-C just stops."""
+    console.quiet_libraries()
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as ex:
+        _fail(ex)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+    host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0: every interface).")] = (
+        "127.0.0.1"
+    ),
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = None,
+) -> None:
+    """Open the MLflow UI on the store `train` uses; print its URL; stop with Ctrl-C.
+
+    \b
+    Examples:
+      lstm-digits ui
+      lstm-digits ui --port 5001 --host 127.0.0.1
+    """
+    with _reading():
+        from lstm_cli import browse
+
+        browse.serve_ui(*_store(tracking_uri, experiment), host=host, port=port)
+
+
+@app.command()
+def runs(
+    sweep: Annotated[
+        str | None, typer.Option(help="Only the runs of this sweep (its parent run id).")
+    ] = None,
+    sort: Annotated[
+        str | None,
+        typer.Option(help="Sort by a metric or param (highest first), name, status or duration."),
+    ] = None,
+    ascending: Annotated[bool, typer.Option("--ascending", help="Lowest first.")] = False,
+    limit: Annotated[int, typer.Option(help="Show at most this many runs.")] = 20,
+    best: Annotated[
+        bool, typer.Option("--best", help="Only the finished run with the highest val_accuracy.")
+    ] = False,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = None,
+) -> None:
+    """List recent runs: name, status, key params, final metrics, duration.
+
+    \b
+    Examples:
+      lstm-digits runs
+      lstm-digits runs --sweep 3f2a --sort val_accuracy --limit 10
+      lstm-digits runs --best
+    """
+    with _reading():
+        from lstm_cli import browse
+
+        uri, name = _store(tracking_uri, experiment)
+        browse.list_runs(uri, name, sweep, sort, ascending, limit, best)
+
+
+@app.command()
+def evaluate(
+    run_id: RunId, tracking_uri: TrackingUri = None, experiment: Experiment = None
+) -> None:
+    """Reload a run's model; recompute its held-out accuracy; show the confusion matrix.
+
+    Exits 1 if the accuracy differs from the val_accuracy the run logged.
+    """
+    with _reading():
+        from lstm_cli import browse
+
+        result = browse.evaluate(*_store(tracking_uri, experiment), run_id)
+        if not result.agrees:
+            console.error("the reloaded model's accuracy differs from the val_accuracy logged")
+            raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def predict(
+    run_id: RunId,
+    index: Annotated[
+        int | None, typer.Option(help="A digit of the run's held-out split, by position.")
+    ] = None,
+    image: Annotated[
+        Path | None,
+        typer.Option(help="An image file (any size; dark-on-light or light-on-dark)."),
+    ] = None,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = None,
+) -> None:
+    """Predict one digit with a run's model: draw it, print the class and the probabilities.
+
+    \b
+    Examples:
+      lstm-digits predict best --index 17
+      lstm-digits predict 3f2a --image my_digit.png
+    """
+    with _reading():
+        from lstm_cli import browse
+
+        browse.predict(*_store(tracking_uri, experiment), run_id, index, image)
 
 
 def main() -> None:

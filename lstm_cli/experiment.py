@@ -20,14 +20,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+from rich.markup import escape
 
 from lstm_cli import config, console
-from lstm_cli.errors import UserError, one_line
+from lstm_cli.errors import TrainingFailed, UserError, one_line
+from lstm_cli.sweep import PARENT_ENV, abort
 
 config.register()
-
-PARENT_ENV = "LSTM_DIGITS_PARENT_RUN_ID"  # set by the sweep callback for every job it launches
-
 
 class Outcome:
     """What the last `run` reported: a single run's error, or the sweep jobs that failed.
@@ -76,17 +75,18 @@ def _compose(overrides: list[str]) -> DictConfig:
         return compose(config_name="config", overrides=overrides)
 
 
-def preflight(argv: list[str]) -> None:
+def preflight(argv: list[str]) -> DictConfig | None:
     """Compose the config for each value the command line asks for; raise UserError on a typo.
 
     A single run also gets its ranges checked here, so nothing is tracked for a bad value. In a
-    sweep, ranges are checked per job, so one bad grid point fails alone.
+    sweep, ranges are checked per job, so one bad grid point fails alone. Returns the config
+    composed without the swept values (None when Hydra only prints help).
     """
     from hydra._internal.utils import get_args_parser
 
     args, _ = get_args_parser().parse_known_args(argv)
     if args.help or args.hydra_help or args.info or args.shell_completion:
-        return
+        return None
     try:
         parsed = OverridesParser.create().parse_overrides(args.overrides)
     except Exception as ex:
@@ -97,26 +97,38 @@ def preflight(argv: list[str]) -> None:
         if o.is_sweep_override() and o.is_discrete_sweep():
             key = o.get_key_element()
             variants += [[*fixed, f"{key}={v}"] for v in o.sweep_string_iterator()]
+    composed = []
     for overrides in variants:
         try:
-            cfg = _compose(overrides)
+            composed.append(_compose(overrides))
         except Exception as ex:
             raise UserError(_describe(ex)) from None
-        if not args.multirun and len(variants) == 1:
-            config.check(cfg)
+    if not args.multirun and len(variants) == 1:
+        config.check(composed[0])
+    return composed[0]
 
 
-def run(argv: list[str]) -> int:
-    """Run `lstm-digits train ARGV` through Hydra; return the exit code."""
+def run(argv: list[str]) -> None:
+    """Run `lstm-digits train ARGV` through Hydra; raise what went wrong, as `cli` reports it."""
     console.quiet_libraries()
-    preflight(argv)
+    cfg = preflight(argv)
+    if cfg is not None and any(a in ("-m", "--multirun") for a in argv):
+        from lstm_cli import tracking
+
+        tracking.check_store(tracking.resolve_uri(cfg.tracking.uri))  # before any job starts
     Outcome.error, Outcome.failed_jobs = None, []
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own errors reach the CLI, told in one line
     sys.argv = ["lstm-digits train", *argv]
-    hydra_entry()
+    try:
+        hydra_entry()
+    except KeyboardInterrupt:
+        abort("interrupted (Ctrl-C)")
+        raise
     if Outcome.error is not None:
         raise Outcome.error
-    return 1 if Outcome.failed_jobs else 0
+    if Outcome.failed_jobs:
+        failed = Outcome.failed_jobs
+        raise TrainingFailed(f"{len(failed)} sweep job(s) failed (job {', '.join(failed)}): see above")
 
 
 # ---------------------------------------------------------------- the job
@@ -133,7 +145,8 @@ def hydra_entry(cfg: DictConfig) -> float:
         if job is None:
             Outcome.error = ex
         else:  # the sweep goes on; its summary and the exit code report the failure
-            console.job_line(job, f"[red]FAILED[/] {hc.job.override_dirname}: {one_line(ex)}")
+            reason = escape(f"{hc.job.override_dirname}: {one_line(ex)}")
+            console.job_line(job, f"[red]FAILED[/] {reason}")
             Outcome.failed_jobs.append(job)
         return float("nan")
 
@@ -224,7 +237,9 @@ def _fit_and_log(cfg: DictConfig, quiet: bool) -> dict[str, float]:
     from lstm_cli.data import load_digits
     from lstm_cli.train import Trainer, configure_threads, predict_proba, set_seed
 
-    configure_threads(_threads(cfg))
+    threads = _threads(cfg)
+    configure_threads(threads)
+    tracking.set_tags({"tf_threads": str(threads or "default")})
     set_seed(cfg.seed)
     data = load_digits(cfg.data.test_size, cfg.data.split_seed, cfg.data.scaling.value)
     spec = {
@@ -282,6 +297,37 @@ def _fit_and_log(cfg: DictConfig, quiet: bool) -> dict[str, float]:
         {"labels": list(range(data.num_classes)), "matrix": matrix.tolist()},
         "confusion_matrix.json",
     )
+    _log_insight(model, data)
     if cfg.tracking.log_model:
         tracking.log_model(spec, model.get_weights(), data.x_val[:5])
     return summary
+
+
+def _log_insight(model, data) -> None:
+    """What the LSTM learned (see lstm_cli/insight.py): accuracy after k rows, gates, mistakes."""
+    from lstm_cli import figures, insight, tracking
+
+    seen = insight.analyse(model, data.x_val, data.y_val)
+    tracking.log_steps("val_accuracy_by_rows", seen.accuracy_by_rows.tolist())  # step = rows read
+    tracking.log_dict(seen.as_dict(), "insight.json")
+    wrong = seen.misclassified
+    for name, fig in (
+        ("accuracy_by_rows.png", figures.accuracy_by_rows(seen.accuracy_by_rows)),
+        (
+            "gates.png",
+            figures.gate_heatmaps(
+                data.x_val[seen.examples],
+                data.y_val[seen.examples],
+                seen.predicted[seen.examples],
+                seen.states,
+            ),
+        ),
+        (
+            "misclassified.png",
+            figures.misclassified(
+                data.x_val[wrong], data.y_val[wrong], seen.predicted[wrong], len(data.y_val)
+            ),
+        ),
+    ):
+        tracking.log_figure(fig, name)
+        figures.close(fig)

@@ -1,0 +1,204 @@
+"""Hydra multirun, summarised in MLflow: one parent run per sweep, every job a child of it.
+
+`SweepCallback` is registered in conf/config.yaml (`hydra.callbacks.sweep`). Hydra calls it in
+the process that launches the jobs: before the first job it creates the store, the experiment
+and the parent run once (jobs in other processes then only open them, which avoids SQLite's
+schema-creation race); after the last job it reads every child back from MLflow (jobs may have
+run in other processes or on other machines) and logs the comparison on the parent.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from lstm_cli import console
+
+PARENT_ENV = "LSTM_DIGITS_PARENT_RUN_ID"  # how jobs find their parent run (inherited env)
+IGNORED_FOR_GROUPING = ("seed", "tracking.uri")  # what may differ between repeats of a config
+COLUMNS = ("job", "overrides", "status", "val_accuracy", "val_loss", "train_accuracy",
+           "best_val_accuracy", "train_seconds", "run_id", "error")  # fmt: skip
+
+
+def swept_keys(records: list[dict[str, Any]]) -> set[str]:
+    """The override keys whose values differ between the jobs."""
+    values: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        for override in r["overrides"].split():
+            key, _, value = override.partition("=")
+            values[key].add(value)
+    return {k for k, v in values.items() if len(v) > 1 or len(records) == 1}
+
+
+def label(overrides: str, keep: set[str], drop: tuple[str, ...] = ()) -> str:
+    """A job's overrides limited to the keys in `keep` and not in `drop`."""
+    kept = [
+        o
+        for o in overrides.split()
+        if o.partition("=")[0] in keep and o.partition("=")[0] not in drop
+    ]
+    return " ".join(kept) or "(defaults)"
+
+
+def results_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per job, best val accuracy first, failed jobs last."""
+    keys = swept_keys(records)
+    rows = []
+    for r in records:
+        m = r["metrics"]
+        rows.append({
+            "job": r["job"],
+            "overrides": label(r["overrides"], keys),
+            "status": r["status"],
+            **{k: m.get(k, math.nan) for k in COLUMNS[3:8]},
+            "run_id": r["run_id"],
+            "error": r["error"],
+        })  # fmt: skip
+    finished = [r for r in rows if r["status"] == "FINISHED"]
+    others = [r for r in rows if r["status"] != "FINISHED"]
+    return sorted(finished, key=lambda r: -r["val_accuracy"]) + others
+
+
+def seed_groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per configuration repeated over seeds: n, mean and sample std of the final val accuracy.
+
+    Empty unless some configuration ran with more than one seed. Only finished jobs count.
+    """
+    keys = swept_keys(records)
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r["status"] == "FINISHED":
+            key = tuple(
+                sorted((k, v) for k, v in r["params"].items() if k not in IGNORED_FOR_GROUPING)
+            )
+            groups[key].append(r)
+    if not any(len({r["params"].get("seed") for r in g}) > 1 for g in groups.values()):
+        return []
+    rows = []
+    for members in groups.values():
+        values = [r["metrics"]["val_accuracy"] for r in members]
+        rows.append({
+            "config": label(members[0]["overrides"], keys, drop=IGNORED_FOR_GROUPING),
+            "seeds": " ".join(sorted(r["params"].get("seed", "?") for r in members)),
+            "n": len(values),
+            "val_accuracy_mean": statistics.fmean(values),
+            "val_accuracy_std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        })  # fmt: skip
+    return sorted(rows, key=lambda r: -r["val_accuracy_mean"])
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else list(COLUMNS))
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def to_markdown(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no jobs)\n"
+
+    def cell(v: Any) -> str:
+        text = f"{v:.4f}" if isinstance(v, float) else str(v)
+        return text.replace("|", "\\|")
+
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cell(r[k]) for k in head) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+class SweepCallback(Callback):
+    """Creates the sweep's parent run before the jobs and summarises them after."""
+
+    def __init__(self) -> None:
+        self.parent_id: str | None = None
+        self.uri: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lstm_cli import tracking
+        from lstm_cli.experiment import Outcome
+
+        try:
+            self.uri = tracking.resolve_uri(config.tracking.uri)
+            experiment_id = tracking.open_experiment(self.uri, config.tracking.experiment)
+            overrides = " ".join(config.hydra.overrides.task)
+            self.parent_id = tracking.start_parent_run(
+                experiment_id,
+                run_name=f"sweep {overrides}".strip(),
+                tags={"overrides": overrides, "sweep_dir": str(config.hydra.sweep.dir)},
+            )
+        except Exception as ex:  # Hydra would only warn: make it the command's error
+            Outcome.error = ex
+            raise
+        os.environ[PARENT_ENV] = self.parent_id
+        os.environ["MLFLOW_TRACKING_URI"] = self.uri  # jobs in other processes use the same store
+        console.console.print(f"[bold]sweep[/] parent run {self.parent_id} in {self.uri}")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.parent_id is None:
+            return
+        from lstm_cli.experiment import Outcome
+
+        try:
+            failed = self.summarise()
+        except Exception as ex:
+            Outcome.error = ex
+            raise
+        finally:
+            os.environ.pop(PARENT_ENV, None)
+        Outcome.failed_jobs = sorted(set(Outcome.failed_jobs) | set(failed))
+
+    def summarise(self) -> list[str]:
+        """Log the comparison on the parent run, print it, and return the failed jobs."""
+        from lstm_cli import figures, tracking
+
+        parent = self.parent_id
+        tracking.close_children(parent, "FAILED", "the job ended without closing its run")
+        records = tracking.child_runs(parent)
+        rows = results_table(records)
+        finished = [r for r in rows if r["status"] == "FINISHED"]
+        failed = [r for r in rows if r["status"] != "FINISHED"]
+        texts = {"sweep_results.csv": to_csv(rows), "sweep_results.md": to_markdown(rows)}
+        labels = {r["run_id"]: r["overrides"] for r in rows}
+        figs = {"sweep_comparison.png": figures.sweep_comparison(records, labels)}
+        metrics = {"jobs": float(len(rows)), "failed_jobs": float(len(failed))}
+        tags: dict[str, str] = {}
+        if finished:
+            best = next(r for r in records if r["run_id"] == finished[0]["run_id"])
+            metrics["best_val_accuracy"] = best["metrics"]["val_accuracy"]
+            tags = {"best_run_id": best["run_id"], "best_overrides": best["overrides"]}
+            tags |= {f"best.{k}": v for k, v in best["params"].items()}
+        groups = seed_groups(records)
+        if groups:
+            texts |= {"seed_summary.csv": to_csv(groups), "seed_summary.md": to_markdown(groups)}
+            figs["seed_summary.png"] = figures.seed_summary(groups)
+            metrics["best_config_val_accuracy_mean"] = groups[0]["val_accuracy_mean"]
+            metrics["best_config_val_accuracy_std"] = groups[0]["val_accuracy_std"]
+        tracking.log_to_run(parent, tags=tags, metrics=metrics, texts=texts, figures=figs)
+        for fig in figs.values():
+            figures.close(fig)
+        tracking.end_parent_run(parent, "FAILED" if failed else "FINISHED")
+        console.show_sweep(rows, groups, parent, self.uri)
+        return [str(r["job"]) for r in failed]
+
+
+def abort(reason: str) -> None:
+    """After Ctrl-C in a sweep: mark the parent and its unfinished children KILLED."""
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent is None:
+        return
+    from lstm_cli import tracking
+
+    tracking.close_children(parent, "KILLED", reason)
+    tracking.log_to_run(parent, tags={"error": reason})
+    tracking.end_parent_run(parent, "KILLED")

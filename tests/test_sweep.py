@@ -1,0 +1,182 @@
+"""Hydra multirun end to end: real launchers and sweepers, a real MLflow server."""
+
+from __future__ import annotations
+
+import csv
+import io
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import cli_env, run_cli, sqlite_uri
+
+pytestmark = pytest.mark.slow
+
+TINY = ("epochs=2", "tracking.log_model=false")  # jobs that train for real, in a second
+
+
+def sweep_runs(uri: str) -> tuple[object, list]:
+    """The one parent run in the store and its children (by job number)."""
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("lstm-digits")
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("lstm_digits.sweep") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == len(runs) - 1  # every job is a child of the parent
+    return parent, sorted(children, key=lambda r: int(r.data.tags["sweep_job"]))
+
+
+def artifact_text(uri: str, run_id: str, path: str) -> str:
+    return Path(MlflowClient(uri).download_artifacts(run_id, path)).read_text()
+
+
+def test_grid_sweep_with_seeds_is_summarised_on_the_parent(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    result = run_cli(
+        "train", "-m", "hidden_size=8,16", "seed=1,2", *TINY, f"tracking.uri={uri}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    parent, children = sweep_runs(uri)
+    assert parent.info.status == "FINISHED"
+    assert [(c.data.params["hidden_size"], c.data.params["seed"]) for c in children] == [
+        ("8", "1"), ("8", "2"), ("16", "1"), ("16", "2"),
+    ]  # fmt: skip
+    for child in children:
+        assert child.info.status == "FINISHED"
+        history = MlflowClient(uri).get_metric_history(child.info.run_id, "val_accuracy")
+        assert sorted(m.step for m in history) == [1, 2]
+
+    best = max(children, key=lambda c: c.data.metrics["val_accuracy"])
+    assert parent.data.tags["best_run_id"] == best.info.run_id
+    assert parent.data.tags["best.hidden_size"] == best.data.params["hidden_size"]
+    assert parent.data.metrics["best_val_accuracy"] == best.data.metrics["val_accuracy"]
+
+    table = list(
+        csv.DictReader(io.StringIO(artifact_text(uri, parent.info.run_id, "sweep_results.csv")))
+    )
+    assert {row["run_id"] for row in table} == {c.info.run_id for c in children}
+    assert table[0]["run_id"] == best.info.run_id
+    assert "| job | overrides |" in artifact_text(uri, parent.info.run_id, "sweep_results.md")
+
+    seeds = list(
+        csv.DictReader(io.StringIO(artifact_text(uri, parent.info.run_id, "seed_summary.csv")))
+    )
+    for row in seeds:
+        hidden = row["config"].removeprefix("hidden_size=")
+        values = [
+            c.data.metrics["val_accuracy"]
+            for c in children
+            if c.data.params["hidden_size"] == hidden
+        ]
+        assert float(row["val_accuracy_mean"]) == pytest.approx(statistics.fmean(values))
+        assert float(row["val_accuracy_std"]) == pytest.approx(statistics.stdev(values))
+    names = {a.path for a in MlflowClient(uri).list_artifacts(parent.info.run_id)}
+    assert {"sweep_comparison.png", "seed_summary.png", "seed_summary.md"} <= names
+
+    assert result.stdout.count("start ") == 4 and "Sweep results" in result.stdout
+    assert "Across seeds" in result.stdout and "━━━━━━ 2/2" not in result.stdout  # no bars
+
+
+def test_joblib_on_a_fresh_store_with_a_failing_job(tmp_path):
+    uri = sqlite_uri(tmp_path)  # does not exist yet: three jobs start at once on it
+    result = run_cli(
+        "train", "-m", "hidden_size=8,0,16", *TINY, "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=3", f"tracking.uri={uri}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: 1 sweep job(s) failed (job 1): see above"
+    assert "job 1 FAILED: hidden_size=0 is invalid" in result.stdout
+    parent, children = sweep_runs(uri)
+    assert parent.info.status == "FAILED"
+    assert [c.info.status for c in children] == ["FINISHED", "FAILED", "FINISHED"]
+    assert "hidden_size=0 is invalid" in children[1].data.tags["error"]
+    assert len({c.data.tags["output_dir"] for c in children}) == 3  # no collisions
+    assert {c.data.tags["tf_threads"] for c in children if c.info.status == "FINISHED"} == {"1"}
+
+
+def test_optuna_best_value_is_the_best_childs_metric(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    uri = sqlite_uri(tmp_path)
+    result = run_cli(
+        "train", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", *TINY,
+        f"tracking.uri={uri}", "hydra.sweep.dir=sweep", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    parent, children = sweep_runs(uri)
+    assert len(children) == 3
+    optimum = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    best = max(c.data.metrics["val_accuracy"] for c in children)
+    assert optimum["best_value"] == pytest.approx(best, abs=1e-7)
+    assert parent.data.metrics["best_val_accuracy"] == pytest.approx(best, abs=1e-7)
+    searched = {"hidden_size", "learning_rate", "batch_size", "output_activation"}
+    assert searched <= set(optimum["best_params"])
+
+
+def test_submitit_local_launcher(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    result = run_cli(
+        "train", "-m", "hidden_size=8,16", *TINY, "hydra/launcher=local", f"tracking.uri={uri}",
+        "hydra.sweep.dir=sweep", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    parent, children = sweep_runs(uri)
+    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
+    assert parent.info.status == "FINISHED"
+    assert any((tmp_path / "sweep" / ".submitit").iterdir())  # jobs went through submitit
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1 (free port, SQLite backend, served artifacts)."""
+    root = tmp_path_factory.mktemp("server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
+    proc = subprocess.Popen(
+        [mlflow_cli, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", sqlite_uri(root),
+         "--artifacts-destination", str(root / "artifacts")],
+        cwd=root, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                "mlflow server did not start"
+            )
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_sweep_against_a_tracking_server(tmp_path, mlflow_server):
+    result = run_cli(
+        "train", "-m", "hidden_size=8,16", "epochs=2", f"tracking.uri={mlflow_server}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "outputs" / "mlflow.db").exists()  # nothing local: all via HTTP
+    parent, children = sweep_runs(mlflow_server)
+    assert parent.info.artifact_uri.startswith("mlflow-artifacts:")  # served by the server
+    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
+    table = artifact_text(mlflow_server, parent.info.run_id, "sweep_results.csv")
+    assert all(c.info.run_id in table for c in children)
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server)
+    model = mlflow.pyfunc.load_model(f"runs:/{children[0].info.run_id}/model")  # via the server
+    assert model.predict(np.zeros((2, 8, 8))).shape == (2, 10)

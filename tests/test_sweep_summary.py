@@ -1,0 +1,66 @@
+"""Sweep summaries from child-run records (no MLflow, no training)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+
+from lstm_cli import sweep
+
+
+def record(job, overrides, val, status="FINISHED", seed="0", error=""):
+    params = dict(o.split("=") for o in overrides.split())
+    params.setdefault("seed", seed)
+    return {
+        "run_id": f"run{job}",
+        "job": job,
+        "status": status,
+        "overrides": overrides,
+        "params": params,
+        "metrics": {"val_accuracy": val, "val_loss": 1 - val} if status == "FINISHED" else {},
+        "error": error,
+        "curve": [val / 2, val],
+    }
+
+
+RECORDS = [
+    record(0, "hidden_size=8 seed=1 epochs=2", 0.80),
+    record(1, "hidden_size=8 seed=2 epochs=2", 0.90),
+    record(2, "hidden_size=16 seed=1 epochs=2", 0.95),
+    record(3, "hidden_size=16 seed=2 epochs=2", 0.97),
+    record(4, "hidden_size=0 seed=1 epochs=2", math.nan, status="FAILED", error="hidden_size=0"),
+]
+
+
+def test_results_are_sorted_best_first_failed_last_with_swept_keys_only():
+    rows = sweep.results_table(RECORDS)
+    assert [r["job"] for r in rows] == [3, 2, 1, 0, 4]
+    assert rows[0]["overrides"] == "hidden_size=16 seed=2"  # epochs is not swept
+    assert rows[-1]["status"] == "FAILED" and rows[-1]["error"] == "hidden_size=0"
+    assert math.isnan(rows[-1]["val_accuracy"])
+
+
+def test_seed_groups_give_mean_and_sample_std_per_configuration():
+    groups = sweep.seed_groups(RECORDS)
+    assert [g["config"] for g in groups] == ["hidden_size=16", "hidden_size=8"]
+    assert groups[0]["n"] == 2 and groups[0]["seeds"] == "1 2"
+    assert groups[0]["val_accuracy_mean"] == pytest.approx(0.96)
+    assert groups[0]["val_accuracy_std"] == pytest.approx(statistics.stdev([0.95, 0.97]))
+    assert groups[1]["val_accuracy_mean"] == pytest.approx(0.85)
+
+
+def test_no_seed_summary_without_repeated_seeds():
+    assert sweep.seed_groups(RECORDS[::2]) == []
+
+
+def test_tables_render_as_csv_and_markdown():
+    rows = sweep.results_table(RECORDS)
+    csv_text = sweep.to_csv(rows)
+    assert csv_text.splitlines()[0].startswith("job,overrides,status,val_accuracy")
+    assert len(csv_text.splitlines()) == 1 + len(RECORDS)
+    md = sweep.to_markdown(rows).splitlines()
+    assert md[0].startswith("| job | overrides |") and md[2].startswith(
+        "| 3 | hidden_size=16 seed=2"
+    )
