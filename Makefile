@@ -22,8 +22,14 @@ install: $(STAMP) ## Create .venv and install the package with its dev and optun
 train: $(STAMP) ## Run the default experiment (extra overrides: make train ARGS="hidden_size=100")
 	$(BIN)/lstm-digits train $(ARGS)
 
-test: $(STAMP) ## Run the whole test suite
+test: $(STAMP) browser-deps ## Run the whole test suite (the browser test included)
 	$(BIN)/python -m pytest $(ARGS)
+
+browser-deps: ## Install Debian's chromium and chromedriver for the browser test (as root, if missing)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "browser-deps: install chromium and chromium-driver (apt-get, as root) to run the browser test"; fi
 
 test-fast: $(STAMP) ## Run the tests that neither train nor start the CLI
 	$(BIN)/python -m pytest -m "not slow and not browser" $(ARGS)
@@ -39,10 +45,13 @@ format: $(STAMP) ## Format the code (ruff)
 bench: $(STAMP) ## Time this project's training loop against keras.layers.LSTM
 	$(BIN)/python bench/bench_train.py $(ARGS)
 
+bench-sweep: $(STAMP) ## Time a 4-job sweep: sequential vs 2 parallel joblib workers
+	$(BIN)/python bench/bench_sweep.py $(ARGS)
+
 ui: $(STAMP) ## Open the MLflow UI on outputs/mlflow.db
 	$(BIN)/lstm-digits ui $(ARGS)
 
 clean: ## Remove outputs/ and caches (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache
 
-.PHONY: help install train test test-fast lint format bench ui clean
+.PHONY: help install train test browser-deps test-fast lint format bench bench-sweep ui clean

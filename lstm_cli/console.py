@@ -76,6 +76,45 @@ def show_result(metrics: dict[str, float], run_id: str, uri: str, ui_command: st
     console.print(f"[bold]open the UI[/]   {ui_command}")
 
 
+def _number(value: float) -> str:
+    return "—" if value != value else f"{value:.4f}"  # NaN: the job has no such metric
+
+
+def show_sweep(rows: list[dict], groups: list[dict], parent_id: str, uri: str | None) -> None:
+    """The end of a sweep: every job by val accuracy (best starred), failures with their error."""
+    table = Table(title="Sweep results", header_style="bold")
+    for name, justify in (("", "left"), ("job", "right"), ("overrides", "left"),
+                          ("status", "left"), ("val_accuracy", "right"), ("val_loss", "right"),
+                          ("run id", "left")):  # fmt: skip
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for i, r in enumerate(rows):
+        best = i == 0 and r["status"] == "FINISHED"
+        colour = "green" if r["status"] == "FINISHED" else "red"
+        table.add_row(
+            "★" if best else "",
+            str(r["job"]),
+            escape(r["overrides"]),
+            f"[{colour}]{r['status']}[/]",
+            _number(r["val_accuracy"]),
+            _number(r["val_loss"]),
+            r["run_id"][:12],
+        )
+    console.print(table)
+    if groups:
+        seeds = Table(title="Across seeds", header_style="bold")
+        for name in ("config", "seeds", "n", "val_accuracy mean ± std"):
+            seeds.add_column(name)
+        for g in groups:
+            spread = f"{g['val_accuracy_mean']:.4f} ± {g['val_accuracy_std']:.4f}"
+            seeds.add_row(escape(g["config"]), g["seeds"], str(g["n"]), spread)
+        console.print(seeds)
+    for r in rows:
+        if r["status"] != "FINISHED":
+            console.print(f"[red]job {r['job']} {r['status']}[/]: {escape(r['error'] or '?')}")
+    console.print(f"[bold]parent run[/]    {parent_id}")
+    console.print(f"[bold]tracking URI[/]  {uri}")
+
+
 def quiet_libraries() -> None:
     """Keep TensorFlow's and MLflow's start-up chatter out of the user's terminal."""
     import logging

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 PIXEL_MAX = 16.0  # the dataset's pixels are integers 0..16
+BLANK_BELOW = 16.0  # an image whose ink differs less than this (of 255) from its paper is blank
 
 
 @dataclass(frozen=True)
@@ -52,3 +54,42 @@ def load_digits(test_size: float = 0.2, split_seed: int = 42, scaling: str = "ra
         x_val=scale_pixels(x_val, scaling),
         y_val=y_val.astype(np.int32),
     )
+
+
+def read_digit_image(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """Any image file as a digit of the dataset: `shape` (rows, pixels) float32, 0..16.
+
+    Grayscale; ink is what differs from the border's colour, so dark ink on light paper is
+    inverted (the dataset has light ink on dark, high values = ink); cropped to the ink,
+    padded to a square, shrunk by area averaging (as the dataset's 4x4-block counts), then
+    scaled so the strongest ink is 16.
+
+    Raises:
+        UserError: the file cannot be read as an image, or it shows no ink.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from lstm_cli.errors import UserError
+
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = opened.convert("RGBA")
+    except (OSError, UnidentifiedImageError, ValueError) as ex:
+        reason = getattr(ex, "strerror", None) or "not an image Pillow can read"
+        raise UserError(f"cannot read image {path}: {reason}") from None
+    canvas = Image.new("RGBA", image.size, "white")  # transparency reads as white paper
+    gray = np.asarray(Image.alpha_composite(canvas, image).convert("L"), dtype=np.float32)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    ink = np.abs(gray - np.median(border))  # (h, w) ink: what differs from the paper, light or dark
+    if ink.max() < BLANK_BELOW:
+        raise UserError(f"cannot read image {path}: it shows no ink (a blank image)")
+    rows, cols = np.nonzero(ink > 0.25 * ink.max())
+    ink = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # (ink h, ink w)
+    side = max(ink.shape)
+    square = np.zeros((side, side), dtype=np.float32)
+    top, left = (side - ink.shape[0]) // 2, (side - ink.shape[1]) // 2
+    square[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
+    small = Image.fromarray(square).resize(shape[::-1], Image.Resampling.BOX)
+    digit = np.asarray(small, dtype=np.float32)  # (rows, pixels)
+    return np.round(digit / digit.max() * PIXEL_MAX).astype(np.float32)

@@ -28,6 +28,7 @@ from lstm_cli.sweep import PARENT_ENV, abort
 
 config.register()
 
+
 class Outcome:
     """What the last `run` reported: a single run's error, or the sweep jobs that failed.
 
@@ -128,7 +129,8 @@ def run(argv: list[str]) -> None:
         raise Outcome.error
     if Outcome.failed_jobs:
         failed = Outcome.failed_jobs
-        raise TrainingFailed(f"{len(failed)} sweep job(s) failed (job {', '.join(failed)}): see above")
+        jobs = ", ".join(failed)
+        raise TrainingFailed(f"{len(failed)} sweep job(s) failed (job {jobs}): see above")
 
 
 # ---------------------------------------------------------------- the job
@@ -299,7 +301,7 @@ def _fit_and_log(cfg: DictConfig, quiet: bool) -> dict[str, float]:
     )
     _log_insight(model, data)
     if cfg.tracking.log_model:
-        tracking.log_model(spec, model.get_weights(), data.x_val[:5])
+        tracking.log_model(spec, model.get_weights())
     return summary
 
 

@@ -46,5 +46,142 @@ def confusion_matrix(
     return fig
 
 
+def sweep_comparison(records: Sequence[dict], labels: dict[str, str]) -> Figure:
+    """Final val accuracy per job (left) and every job's val accuracy curve overlaid (right).
+
+    `labels` names each job by run id (its swept overrides).
+    """
+    done = sorted(
+        (r for r in records if r["status"] == "FINISHED"),
+        key=lambda r: r["metrics"]["val_accuracy"],
+    )
+    fig, (bar_ax, curve_ax) = plt.subplots(
+        1, 2, figsize=(13, max(4.0, 0.35 * len(done) + 1.5)), gridspec_kw={"width_ratios": [1, 1.3]}
+    )
+    names = [f"#{r['job']} {labels[r['run_id']]}" for r in done]
+    bar_ax.barh(names, [r["metrics"]["val_accuracy"] for r in done], color="tab:blue")
+    bar_ax.set(xlim=(0.0, 1.0), xlabel="final val accuracy", title="Final val accuracy per job")
+    for r in records:
+        if r["curve"]:
+            epochs = np.arange(1, len(r["curve"]) + 1)
+            style = "-" if r["status"] == "FINISHED" else ":"
+            curve_ax.plot(epochs, r["curve"], style, label=f"#{r['job']} {labels[r['run_id']]}")
+    curve_ax.set(ylim=(0.0, 1.0), xlabel="epoch", ylabel="val accuracy", title="Learning curves")
+    if len(records) <= 20:
+        curve_ax.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def seed_summary(groups: Sequence[dict]) -> Figure:
+    """Mean final val accuracy per configuration across seeds, with ±1 std error bars."""
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.45 * len(groups) + 1.5)))
+    names = [f"{g['config']} (n={g['n']})" for g in groups][::-1]
+    means = [g["val_accuracy_mean"] for g in groups][::-1]
+    stds = [g["val_accuracy_std"] for g in groups][::-1]
+    ax.barh(names, means, xerr=stds, capsize=4, color="tab:green")
+    ax.set(xlim=(0.0, 1.0), xlabel="final val accuracy (mean ± std over seeds)",
+           title="Configurations across seeds")  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
 def close(fig: Figure) -> None:
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- what the LSTM learned
+
+
+def accuracy_by_rows(accuracy: Sequence[float]) -> Figure:
+    """Held-out accuracy when the head reads h after only the first k rows of each image."""
+    rows = np.arange(1, len(accuracy) + 1)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(rows, accuracy, "o-")
+    for k, a in zip(rows, accuracy, strict=True):
+        ax.annotate(f"{a:.2f}", (k, a), textcoords="offset points", xytext=(0, 6), ha="center")
+    ax.set(xticks=rows, ylim=(0.0, 1.05), xlabel="rows read (k)", ylabel="val accuracy")
+    ax.set_title("How early the LSTM knows the digit")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def gate_heatmaps(
+    images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, states: dict[str, np.ndarray]
+) -> Figure:
+    """Per digit: its rows beside i, f, o and c over the steps (row t of the image = step t).
+
+    Args:
+        images: (examples, steps, pixels) the digits as the model read them.
+        labels: (examples,) true classes.
+        predicted: (examples,) predicted classes.
+        states: "i", "f", "o", "c" -> (examples, steps, hidden).
+    """
+    names = list(states)
+    c_max = float(np.abs(states["c"]).max()) or 1.0  # a symmetric colour scale for c
+    fig, axes = plt.subplots(
+        len(images),
+        1 + len(names),
+        figsize=(2.2 * (1 + len(names)), 2.0 * len(images)),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1] + [2] * len(names)},
+    )
+    for row, image in enumerate(images):
+        axes[row, 0].imshow(image, cmap="gray", vmin=0)
+        axes[row, 0].set_title(f"true {labels[row]}, pred {predicted[row]}", fontsize=9)
+        for col, name in enumerate(names, start=1):
+            gate = name != "c"  # gates are in [0, 1]; the cell state is signed and unbounded
+            ax = axes[row, col]
+            ax.imshow(
+                states[name][row],  # (steps, hidden)
+                aspect="auto",
+                cmap="viridis" if gate else "RdBu_r",
+                vmin=0.0 if gate else -c_max,
+                vmax=1.0 if gate else c_max,
+            )
+            if row == 0:
+                ax.set_title(name if gate else f"c (±{c_max:.2g})", fontsize=10)
+        for ax in axes[row]:
+            ax.set(xticks=[], yticks=[])
+        axes[row, 0].set_ylabel("row / step")
+    axes[-1, 1].set_xlabel("hidden unit")
+    fig.suptitle("Gates (i, f, o: 0 to 1) and cell state over the rows", fontsize=11)
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.06, top=0.88, wspace=0.15, hspace=0.4)
+    return fig
+
+
+def misclassified(
+    images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, total: int, limit: int = 40
+) -> Figure:
+    """A grid of held-out digits the model gets wrong, each labelled true→predicted.
+
+    The grid is one mosaic image on one axes: a figure with an axes per digit costs more to
+    lay out and draw than the rest of a run's figures together.
+
+    Args:
+        images: (m, rows, pixels) the misclassified digits.
+        labels: (m,) their true classes.
+        predicted: (m,) the classes predicted.
+        total: the size of the held-out split (for the title).
+        limit: at most this many digits are drawn.
+    """
+    shown = min(len(images), limit)
+    cols = min(10, max(shown, 1))
+    grid_rows = max(1, -(-shown // cols))
+    height, width = images.shape[1:] if len(images) else (8, 8)
+    cell_h, cell_w = height + 3, width + 1  # a gap beside each digit and room for its label
+    mosaic = np.full((grid_rows * cell_h, cols * cell_w), np.nan)  # (grid rows*cell, cols*cell)
+    fig, ax = plt.subplots(figsize=(0.75 * cols + 0.4, 1.0 * grid_rows + 0.7))
+    for k in range(shown):
+        top, left = (k // cols) * cell_h + 2, (k % cols) * cell_w
+        mosaic[top : top + height, left : left + width] = images[k]
+        ax.text(left + width / 2 - 0.5, top - 1.2, f"{labels[k]}→{predicted[k]}", ha="center",
+                va="center", fontsize=8, color="tab:red")  # fmt: skip
+    ax.imshow(np.ma.masked_invalid(mosaic), cmap="gray", vmin=0, interpolation="nearest")
+    ax.set_facecolor("white")
+    ax.axis("off")
+    more = f", first {shown} shown" if shown < len(images) else ""
+    ax.set_title(f"Misclassified: {len(images)} of {total} held-out digits{more}", fontsize=10)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.9)
+    return fig

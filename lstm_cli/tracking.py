@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 import urllib.error
@@ -15,6 +16,7 @@ import urllib.request
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -224,32 +226,270 @@ class DigitsModel(mlflow.pyfunc.PythonModel):
         return predict_proba(self.model, scale_pixels(images, self.scaling))
 
 
-def log_model(spec: dict, weights: dict[str, np.ndarray], example: np.ndarray) -> None:
-    """Log the trained weights as a pyfunc model named `model` in the active run."""
-    from mlflow.models import infer_signature
+def log_model(spec: dict, weights: dict[str, np.ndarray]) -> None:
+    """Log the trained weights as a pyfunc model named `model` in the active run.
 
+    No signature: MLflow enforces a tensor signature's dtype exactly, and users pass the
+    dataset's float64 images as readily as float32 or integer pixels; `predict` converts them.
+    """
     import lstm_cli
 
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, weights_path = Path(tmp, "spec.json"), Path(tmp, "weights.npz")
         spec_path.write_text(json.dumps(spec, indent=2))
         np.savez(weights_path, **weights)
-        signature = infer_signature(example, np.zeros((len(example), spec["model"]["num_classes"])))
-        with warnings.catch_warnings():  # MLflow's advice on pickling: not actionable here
+        with warnings.catch_warnings():  # MLflow's advice on pickling and signatures
             warnings.simplefilter("ignore")
             mlflow.pyfunc.log_model(
                 name=MODEL_NAME,
                 python_model=DigitsModel(),
                 artifacts={"spec": str(spec_path), "weights": str(weights_path)},
-                signature=signature,
+                metadata={
+                    "input": f"images (n, {spec['steps']}, {spec['model']['input_size']}), "
+                    "pixels 0..16 as in sklearn's digits, any numeric dtype",
+                    "output": f"class probabilities (n, {spec['model']['num_classes']})",
+                },
                 # Given, not inferred: inference would load the model again in a subprocess.
                 pip_requirements=[f"lstm-digits=={lstm_cli.__version__}"],
             )
 
 
+# ---------------------------------------------------------------- sweeps
+
+SWEEP_TAG = "lstm_digits.sweep"  # "parent" on a sweep's parent run
+
+
+def start_parent_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
+    """Create a sweep's parent run (not made the active run: jobs may share this process)."""
+    run = MlflowClient().create_run(
+        experiment_id, run_name=run_name, tags={**tags, SWEEP_TAG: "parent"}
+    )
+    return run.info.run_id
+
+
+def end_parent_run(run_id: str, status: str) -> None:
+    """Close a parent run with `status` (FINISHED, FAILED or KILLED)."""
+    MlflowClient().set_terminated(run_id, status)
+
+
+def close_children(parent_id: str, status: str, reason: str) -> int:
+    """Give every child still RUNNING (its process died or was stopped) a final status."""
+    client = MlflowClient()
+    closed = 0
+    for child in _children(parent_id):
+        if child.info.status == "RUNNING":
+            client.set_tag(child.info.run_id, "error", reason)
+            client.set_terminated(child.info.run_id, status)
+            closed += 1
+    return closed
+
+
+def _children(parent_id: str) -> list[Any]:
+    client = MlflowClient()
+    parent = client.get_run(parent_id)
+    return list(
+        client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'",
+            max_results=10000,
+        )
+    )
+
+
+def child_runs(parent_id: str, curve: str = "val_accuracy") -> list[dict[str, Any]]:
+    """A sweep's jobs as plain dicts: ids, status, overrides, params, final metrics, error, and
+    the per-epoch history of `curve`."""
+    client = MlflowClient()
+    records = []
+    for run in _children(parent_id):
+        history = client.get_metric_history(run.info.run_id, curve)
+        tags = run.data.tags
+        records.append(
+            {
+                "run_id": run.info.run_id,
+                "job": int(tags.get("sweep_job", -1)),
+                "status": run.info.status,
+                "overrides": tags.get("overrides", ""),
+                "params": dict(run.data.params),
+                "metrics": dict(run.data.metrics),
+                "error": tags.get("error", ""),
+                "curve": [m.value for m in sorted(history, key=lambda m: m.step)],
+            }
+        )
+    return sorted(records, key=lambda r: r["job"])
+
+
+def log_to_run(
+    run_id: str,
+    *,
+    tags: dict[str, str] | None = None,
+    metrics: dict[str, float] | None = None,
+    texts: dict[str, str] | None = None,
+    figures: dict[str, Any] | None = None,
+) -> None:
+    """Tags, step-less metrics, text files and figures for a run that is not the active one."""
+    client = MlflowClient()
+    for key, value in (tags or {}).items():
+        client.set_tag(run_id, key, value)
+    for key, value in (metrics or {}).items():
+        client.log_metric(run_id, key, value)
+    for name, text in (texts or {}).items():
+        client.log_text(run_id, text, name)
+    for name, figure in (figures or {}).items():
+        client.log_figure(run_id, figure, name)
+
+
+def log_steps(name: str, values: list[float], first_step: int = 1) -> None:
+    """A metric series in the active run, with steps first_step, first_step + 1, ..."""
+    now_ms = int(time.time() * 1000)
+    metrics = [Metric(name, float(v), now_ms, first_step + k) for k, v in enumerate(values)]
+    MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics, synchronous=True)
+
+
 # ---------------------------------------------------------------- reading runs
 
+MAX_RUNS = 10000  # runs read per experiment: far more than a local study holds
+NO_RUNS = "no runs yet: run `lstm-digits train` first"
 
-def load_model(run_id: str) -> Any:
-    """The pyfunc model logged by run `run_id`."""
-    return mlflow.pyfunc.load_model(f"runs:/{run_id}/{MODEL_NAME}")
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as plain values, for the commands that read runs back."""
+
+    run_id: str
+    name: str
+    status: str  # FINISHED, RUNNING, FAILED or KILLED
+    start_ms: int
+    end_ms: int | None  # None while running
+    params: dict[str, str]
+    metrics: dict[str, float]  # the last value of each
+    tags: dict[str, str]
+    has_model: bool  # a model was logged by the run
+
+    @property
+    def is_sweep_parent(self) -> bool:
+        return self.tags.get(SWEEP_TAG) == "parent"
+
+
+def _record(run: Any) -> RunRecord:
+    return RunRecord(
+        run_id=run.info.run_id,
+        name=run.info.run_name or "",
+        status=run.info.status,
+        start_ms=run.info.start_time,
+        end_ms=run.info.end_time,
+        params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+        tags=dict(run.data.tags),
+        has_model=bool(run.outputs and run.outputs.model_outputs),
+    )
+
+
+def _reader(uri: str) -> MlflowClient:
+    """A client on an existing store; a UserError, rather than a new empty store, if none."""
+    db = _sqlite_path(uri)
+    if db is not None and not db.exists():
+        raise UserError(f"{NO_RUNS} (there is no tracking store at {db})")
+    if db is None:
+        check_store(uri)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def _experiment_id(client: MlflowClient, uri: str, experiment: str) -> str:
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise UserError(f"{NO_RUNS} (no experiment '{experiment}' in {uri})")
+    return found.experiment_id
+
+
+def require_runs(uri: str) -> None:
+    """Raise a UserError unless the store exists and holds at least one run."""
+    client = _reader(uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    if not ids or not client.search_runs(ids, max_results=1):
+        raise UserError(f"{NO_RUNS} (the store {uri} has no runs)")
+
+
+def experiment_id(uri: str, experiment: str) -> str | None:
+    """The id of `experiment` in an existing store; None if the store has no such experiment."""
+    found = _reader(uri).get_experiment_by_name(experiment)
+    return found.experiment_id if found else None
+
+
+def search(uri: str, experiment: str, parent_id: str | None = None) -> list[RunRecord]:
+    """The runs of `experiment`, newest first; only the children of sweep `parent_id` if given."""
+    client = _reader(uri)
+    found = _experiment_id(client, uri, experiment)
+    query = f"tags.`{PARENT_TAG}` = '{parent_id}'" if parent_id else ""
+    runs = client.search_runs(
+        [found], filter_string=query, max_results=MAX_RUNS, order_by=["attributes.start_time DESC"]
+    )
+    if not runs and parent_id is None:
+        raise UserError(f"{NO_RUNS} (experiment '{experiment}' in {uri} is empty)")
+    return [_record(run) for run in runs]
+
+
+def best(runs: list[RunRecord], experiment: str) -> RunRecord:
+    """The FINISHED run with the highest `val_accuracy` (sweep parents excluded)."""
+    done = [
+        r
+        for r in runs
+        if r.status == "FINISHED" and "val_accuracy" in r.metrics and not r.is_sweep_parent
+    ]
+    if not done:
+        raise UserError(f"no finished run with a val_accuracy in experiment '{experiment}' yet")
+    return max(done, key=lambda r: (r.metrics["val_accuracy"], r.start_ms))
+
+
+def find_run(uri: str, experiment: str, ref: str) -> RunRecord:
+    """The run `ref` names: `best`, a full run id, or a unique prefix of one in `experiment`."""
+    client = _reader(uri)
+    ref = ref.strip().lower()
+    if len(ref) == 32:  # a full id may belong to any experiment of the store
+        try:
+            return _record(client.get_run(ref))
+        except MlflowException:
+            pass  # told below, with the experiment's runs in mind
+    runs = search(uri, experiment)
+    if ref == "best":
+        return best(runs, experiment)
+    matches = [r for r in runs if ref and r.run_id.startswith(ref)]
+    if len(matches) > 1:
+        raise UserError(f"run id prefix '{ref}' matches {len(matches)} runs: give more characters")
+    if not matches:
+        raise UserError(
+            f"no run '{ref}' in experiment '{experiment}' at {uri}: "
+            "`lstm-digits runs` lists the run ids (or use `best`)"
+        )
+    return matches[0]
+
+
+def load_model(uri: str, run: RunRecord) -> Any:
+    """The pyfunc model logged by `run`: raw 0..16 images (n, rows, pixels) -> probabilities."""
+    if not run.has_model:
+        raise UserError(
+            f"run {run.run_id} has no logged model (trained with tracking.log_model=false, "
+            "or it stopped before the end): pick another run"
+        )
+    mlflow.set_tracking_uri(uri)
+    try:
+        with warnings.catch_warnings():  # version-mismatch advice on load: not actionable here
+            warnings.simplefilter("ignore")
+            return mlflow.pyfunc.load_model(f"runs:/{run.run_id}/{MODEL_NAME}")
+    except MlflowException as ex:
+        raise UserError(f"cannot load the model of run {run.run_id}: {_first_line(ex)}") from None
+
+
+def server_command(uri: str, host: str, port: int) -> list[str]:
+    """`mlflow server` on the store `uri` (one worker: a UI for one user)."""
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri]
+    root = artifact_root(uri)
+    if root:  # new experiments keep their artifacts beside the database, as `train` does
+        command += ["--default-artifact-root", root, "--artifacts-destination", root]
+    return [*command, "--host", host, "--port", str(port), "--workers", "1"]
+
+
+def is_server(uri: str) -> bool:
+    """Whether `uri` is a tracking server (which serves its own UI)."""
+    return uri.startswith(("http://", "https://"))

@@ -58,3 +58,61 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     experiment = client.get_experiment_by_name("lstm-digits")
     (run,) = client.search_runs([experiment.experiment_id])
     return TrainedRun(workdir=workdir, uri=uri, run_id=run.info.run_id, result=result)
+
+
+def free_port() -> int:
+    """A port nobody listens on at 127.0.0.1 (free when asked: the caller binds it soon)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class UiServer:
+    """`lstm-digits ui` running on a trained store (see `ui_server`)."""
+
+    url: str
+    experiment_id: str
+    process: subprocess.Popen
+
+
+@pytest.fixture(scope="module")
+def ui_server(trained_run: TrainedRun) -> UiServer:
+    """`lstm-digits ui` on the session's trained store, on a free port; stopped at the end."""
+    import time
+    import urllib.request
+
+    from mlflow.tracking import MlflowClient
+
+    port = free_port()
+    process = subprocess.Popen(
+        [CLI, "ui", "--port", str(port), "--tracking-uri", trained_run.uri],
+        cwd=trained_run.workdir,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the UI did not answer within three minutes"
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        experiment = MlflowClient(trained_run.uri).get_experiment_by_name("lstm-digits")
+        yield UiServer(url=url, experiment_id=experiment.experiment_id, process=process)
+    finally:
+        if process.poll() is None:  # SIGTERM: the CLI stops its server's process group first
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -179,4 +179,4 @@ def test_sweep_against_a_tracking_server(tmp_path, mlflow_server):
 
     mlflow.set_tracking_uri(mlflow_server)
     model = mlflow.pyfunc.load_model(f"runs:/{children[0].info.run_id}/model")  # via the server
-    assert model.predict(np.zeros((2, 8, 8))).shape == (2, 10)
+    assert model.predict(np.zeros((2, 8, 8))).shape == (2, 10)  # float64, as sklearn's

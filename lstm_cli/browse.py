@@ -1,0 +1,245 @@
+"""Reading runs back: what `ui`, `runs`, `evaluate` and `predict` do, on plain values.
+
+MLflow is reached through `tracking`, the terminal through `views`; this module decides.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lstm_cli import console, tracking, views
+from lstm_cli.errors import UserError
+
+SERVER_START_TIMEOUT_S = 120.0  # `mlflow server` takes 10-20 s to start on a small machine
+ATTRIBUTES = ("name", "status", "start_time", "duration")  # sort keys besides params and metrics
+
+
+# ---------------------------------------------------------------- ui
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        # As servers bind: a port whose last connections linger in TIME_WAIT is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as ex:
+            raise UserError(
+                f"cannot serve the UI on {host}:{port}: {ex.strerror or ex} (choose --port)"
+            ) from None
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _last_line(log) -> str:
+    log.seek(0)
+    lines = [line.strip() for line in log.read().decode(errors="replace").splitlines()]
+    return next((line for line in reversed(lines) if line), "no output")
+
+
+def serve_ui(uri: str, experiment: str, host: str, port: int) -> None:
+    """Run the MLflow UI on `uri` until Ctrl-C (or SIGTERM); print its URL once it answers."""
+    if tracking.is_server(uri):
+        tracking.check_store(uri)
+        views.ui_ready(uri.rstrip("/"), None, serving=False)
+        return
+    tracking.require_runs(uri)
+    experiment_id = tracking.experiment_id(uri, experiment)  # None: not in this store
+    _check_port(host, port)
+    url = f"http://{host}:{port}"
+    # Its own session: the server's workers are stopped together, by process group.
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(
+            tracking.server_command(uri, host, port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+            while not _healthy(url):
+                if server.poll() is not None:
+                    raise UserError(f"mlflow server stopped at start: {_last_line(log)}")
+                if time.monotonic() > deadline:
+                    raise UserError(f"mlflow server did not answer at {url} within a few minutes")
+                time.sleep(0.3)
+            views.ui_ready(url, experiment_id, serving=True)
+            code = server.wait()
+            raise UserError(f"mlflow server stopped (exit code {code}): {_last_line(log)}")
+        except KeyboardInterrupt:
+            views.ui_stopped()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            _stop(server)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop(server: subprocess.Popen) -> None:
+    if server.poll() is not None:
+        return
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    except ProcessLookupError:
+        pass
+
+
+# ---------------------------------------------------------------- runs
+
+
+def _sort_key(run: tracking.RunRecord, key: str, ascending: bool) -> tuple:
+    """Runs without `key` last, then numbers before text, in the asked direction."""
+    value = _sort_value(run, key)
+    if isinstance(value, int | float):
+        return (0, value if ascending else -value, "")
+    if value is None:
+        return (2, 0, "")
+    return (1, 0, value)  # text only ascending: sorting text backwards helps no one
+
+
+def _sort_value(run: tracking.RunRecord, key: str) -> float | str | None:
+    if key in run.metrics:
+        return run.metrics[key]
+    if key in run.params:
+        try:
+            return float(run.params[key])
+        except ValueError:
+            return run.params[key]
+    if key == "duration":
+        return (run.end_ms or int(time.time() * 1000)) - run.start_ms
+    return {"name": run.name, "status": run.status, "start_time": run.start_ms}.get(key)
+
+
+def list_runs(
+    uri: str,
+    experiment: str,
+    sweep: str | None = None,
+    sort: str | None = None,
+    ascending: bool = False,
+    limit: int = 20,
+    best: bool = False,
+) -> None:
+    """Show the runs of `experiment` (or of one sweep), sorted and limited, or only the best."""
+    if limit < 1:
+        raise UserError(f"--limit {limit} is invalid: it must be a positive integer")
+    parent = tracking.find_run(uri, experiment, sweep) if sweep else None
+    runs = tracking.search(uri, experiment, parent.run_id if parent else None)
+    if parent and not runs:
+        raise UserError(f"run {parent.run_id} has no child runs: it is not a sweep's parent run")
+    if best:
+        runs = [tracking.best(runs, experiment)]
+    if sort:
+        known = {k for r in runs for k in (*r.metrics, *r.params)} | set(ATTRIBUTES)
+        if sort not in known:
+            raise UserError(f"cannot sort by '{sort}': use one of {', '.join(sorted(known))}")
+        runs = sorted(runs, key=lambda r: _sort_key(r, sort, ascending))
+    title = f"Runs of sweep {parent.run_id}" if parent else f"Runs of experiment '{experiment}'"
+    if best:
+        title = f"Best run of experiment '{experiment}' (highest val_accuracy)"
+    views.runs_table(runs[:limit], title=title, total=len(runs), extra=sort)
+
+
+# ---------------------------------------------------------------- evaluate and predict
+
+
+def _held_out(run: tracking.RunRecord):
+    """The run's held-out split, rebuilt from its params, as raw 0..16 images."""
+    from lstm_cli.data import load_digits
+
+    try:
+        test_size = float(run.params["data.test_size"])
+        split_seed = int(run.params["data.split_seed"])
+    except (KeyError, ValueError):
+        raise UserError(
+            f"run {run.run_id} has no data.test_size/data.split_seed params: not an lstm-digits run"
+        ) from None
+    return load_digits(test_size, split_seed, scaling="raw")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The logged model's accuracy on its run's held-out split, against what the run logged."""
+
+    run_id: str
+    correct: int
+    total: int
+    logged: float | None  # the run's val_accuracy metric
+    matrix: np.ndarray  # (classes, classes) counts, true classes down
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total
+
+    @property
+    def agrees(self) -> bool:
+        """Same number of correct digits as the logged accuracy (which is float32)."""
+        return self.logged is not None and round(self.logged * self.total) == self.correct
+
+
+def evaluate(uri: str, experiment: str, ref: str) -> Evaluation:
+    """Reload `ref`'s model, recompute its held-out accuracy, show it with a confusion matrix."""
+    from sklearn.metrics import confusion_matrix
+
+    run = tracking.find_run(uri, experiment, ref)
+    console.import_tensorflow()  # before the model loads it: mutes TensorFlow's start-up
+    model = tracking.load_model(uri, run)
+    data = _held_out(run)
+    predicted = np.asarray(model.predict(data.x_val)).argmax(axis=1)  # (n,)
+    result = Evaluation(
+        run_id=run.run_id,
+        correct=int((predicted == data.y_val).sum()),
+        total=len(data.y_val),
+        logged=run.metrics.get("val_accuracy"),
+        matrix=confusion_matrix(data.y_val, predicted, labels=range(data.num_classes)),
+    )
+    views.evaluation(result, run.name)
+    return result
+
+
+def predict(
+    uri: str, experiment: str, ref: str, index: int | None, image: Path | None
+) -> np.ndarray:
+    """Predict a held-out digit (`index`) or an image file; show it; return the probabilities."""
+    if (index is None) == (image is None):
+        raise UserError("give exactly one of --index (a held-out digit) or --image (a file)")
+    run = tracking.find_run(uri, experiment, ref)
+    data = _held_out(run)
+    if index is not None and not 0 <= index < len(data.y_val):
+        raise UserError(
+            f"--index {index} is out of range: the held-out split of run {run.run_id[:8]} "
+            f"has {len(data.y_val)} digits (0..{len(data.y_val) - 1})"
+        )
+    if image is not None:
+        from lstm_cli.data import read_digit_image
+
+        digit, label, source = read_digit_image(image, data.x_val.shape[1:]), None, str(image)
+    else:
+        digit, label, source = data.x_val[index], int(data.y_val[index]), f"held-out #{index}"
+    console.import_tensorflow()  # before the model loads it: mutes TensorFlow's start-up
+    model = tracking.load_model(uri, run)
+    probabilities = np.asarray(model.predict(digit[None]))[0]  # (classes,)
+    views.prediction(digit, probabilities, label, source, run.run_id)
+    return probabilities

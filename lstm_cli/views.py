@@ -1,0 +1,170 @@
+"""What the commands that read runs back print (rich): runs, a confusion matrix, a digit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from lstm_cli.console import console
+
+KEY_PARAMS = ("hidden_size", "epochs", "batch_size", "learning_rate", "output_activation")
+KEY_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
+SHADES = " ░▒▓█"  # pixel 0 .. 16, each drawn two characters wide
+BAR_WIDTH = 40  # characters of a probability of 1
+STATUS_COLOURS = {"FINISHED": "green", "RUNNING": "yellow", "FAILED": "red", "KILLED": "red"}
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return (
+        f"{hours}h {minutes:02d}m"
+        if hours
+        else f"{minutes}m {secs:02d}s"
+        if minutes
+        else f"{secs}s"
+    )
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "" if value is None else str(value)
+
+
+# Columns a narrow terminal drops first, last first: the run id, name and status always stay.
+DROP_ORDER = ("train_loss", "train_accuracy", "started", "batch_size", "epochs", "learning_rate",
+              "output_activation", "val_loss", "duration", "hidden_size")  # fmt: skip
+NAME_MIN = 16  # characters of the run's name kept before columns are dropped
+
+
+def runs_table(runs: list[Any], title: str, total: int, extra: str | None = None) -> None:
+    """Runs (tracking.RunRecord) with their key params and final metrics, one row each.
+
+    Args:
+        runs: the rows to show, in order.
+        title: the table's title.
+        total: how many runs matched (more than shown when limited).
+        extra: a param or metric to show too (the sort key).
+    """
+    params = [p for p in (*KEY_PARAMS, extra) if p and any(p in r.params for r in runs)]
+    metrics = [m for m in (*KEY_METRICS, extra) if m and any(m in r.metrics for r in runs)]
+    now_ms = int(datetime.now().timestamp() * 1000)
+    columns: dict[str, list[str]] = {"run id": [r.run_id[:8] for r in runs]}
+    columns["status"] = [f"[{STATUS_COLOURS.get(r.status, 'white')}]{r.status}[/]" for r in runs]
+    for name in dict.fromkeys(params):
+        columns[name] = [escape(r.params.get(name, "")) for r in runs]
+    for name in dict.fromkeys(m for m in metrics if m not in params):
+        columns[name] = [_number(r.metrics.get(name)) for r in runs]
+    columns["duration"] = [_duration(((r.end_ms or now_ms) - r.start_ms) / 1000) for r in runs]
+    columns["started"] = [
+        datetime.fromtimestamp(r.start_ms / 1000).strftime("%Y-%m-%d %H:%M") for r in runs
+    ]
+
+    def width() -> int:
+        cells = [max(len(k), *(len(Text.from_markup(v)) for v in vs)) for k, vs in columns.items()]
+        return sum(cells) + 3 * len(cells) + NAME_MIN + 4
+
+    hidden = []
+    for name in DROP_ORDER:
+        if width() <= console.width:
+            break
+        if name in columns and name != extra:
+            del columns[name]
+            hidden.append(name)
+    table = Table(title=escape(title), header_style="bold")
+    for name in columns:
+        numeric = name in metrics or name in params or name == "duration"
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=True,
+                         style="cyan" if name in metrics else None)  # fmt: skip
+        if name == "status":
+            table.add_column("name", overflow="fold", min_width=NAME_MIN)
+    for k, r in enumerate(runs):
+        name = escape(r.name) + (" [dim](sweep)[/]" if r.is_sweep_parent else "")
+        row = [values[k] for values in columns.values()]
+        table.add_row(row[0], row[1], name, *row[2:])
+    console.print(table)
+    shown = f"{len(runs)} of {total} runs" if total > len(runs) else f"{total} run(s)"
+    console.print(f"{shown}; RUN_ID: a run id, a unique prefix of one (as shown), or `best`")
+    if hidden:
+        console.print(f"[dim]hidden to fit the terminal: {', '.join(hidden)}[/]")
+    if len(runs) == 1:
+        console.print(f"[bold]run id[/]  {runs[0].run_id}")
+
+
+def evaluation(result: Any, run_name: str) -> None:
+    """Recomputed and logged accuracy, and the confusion matrix (true classes down)."""
+    matrix = result.matrix
+    table = Table(title="Confusion matrix (held-out split)", header_style="bold")
+    table.add_column("true \\ pred", justify="right", style="bold")
+    for pred in range(matrix.shape[1]):
+        table.add_column(str(pred), justify="right")
+    table.add_column("recall", justify="right", style="cyan")
+    for true, row in enumerate(matrix):
+        cells = [
+            f"[bold green]{n}[/]" if pred == true else f"[red]{n}[/]" if n else "[dim]·[/]"
+            for pred, n in enumerate(row)
+        ]
+        recall = row[true] / row.sum() if row.sum() else float("nan")
+        table.add_row(str(true), *cells, f"{recall:.2f}")
+    console.print(table)
+    logged = "not logged" if result.logged is None else f"{result.logged:.4f}"
+    verdict = "[green]equal[/]" if result.agrees else "[bold red]DIFFERENT[/]"
+    console.print(f"[bold]run[/]                   {result.run_id}  {escape(run_name)}")
+    console.print(
+        f"[bold]accuracy (reloaded)[/]   {result.accuracy:.4f}  "
+        f"({result.correct} of {result.total} held-out digits)"
+    )
+    console.print(f"[bold]val_accuracy (logged)[/] {logged}  {verdict}")
+
+
+def digit(image: np.ndarray) -> Text:
+    """A 0..16 image (rows, pixels) as shaded blocks, two characters per pixel."""
+    text = Text()
+    levels = np.clip(np.round(image / 16 * (len(SHADES) - 1)), 0, len(SHADES) - 1).astype(int)
+    for row in levels:
+        text.append("".join(SHADES[v] * 2 for v in row), style="on grey11")
+        text.append("\n")
+    return text
+
+
+def prediction(
+    image: np.ndarray, probabilities: np.ndarray, label: int | None, source: str, run_id: str
+) -> None:
+    """The digit, the predicted class (and the true one if known), a probability bar per class."""
+    predicted = int(np.argmax(probabilities))
+    console.print(f"[bold]{escape(source)}[/] (8x8, 0..16) and the model of run {run_id}")
+    console.print(digit(image))
+    if label is not None:
+        mark = "[green]correct[/]" if label == predicted else "[red]wrong[/]"
+        console.print(f"[bold]true label[/]  {label}")
+        console.print(f"[bold]predicted[/]   {predicted}  {mark}")
+    else:
+        console.print(f"[bold]predicted[/]   {predicted}")
+    table = Table(header_style="bold", box=None)
+    table.add_column("class", justify="right")
+    table.add_column("probability", justify="right")
+    table.add_column("")
+    for k, p in enumerate(probabilities):
+        style = "bold green" if k == predicted else ""
+        bar = "█" * round(float(p) * BAR_WIDTH)
+        table.add_row(str(k), f"{p:.4f}", f"[{style or 'blue'}]{bar}[/]", style=style)
+    console.print(table)
+
+
+def ui_ready(url: str, experiment_id: str | None, serving: bool) -> None:
+    """Where the UI is (and the experiment in it); how to stop it."""
+    if not serving:
+        console.print(f"The tracking server serves its own UI: [bold]{url}[/]")
+        return
+    console.print(f"[bold]MLflow UI[/]   {url}")
+    if experiment_id is not None:
+        console.print(f"[bold]experiment[/]  {url}/#/experiments/{experiment_id}")
+    console.print("Press Ctrl-C to stop.")
+
+
+def ui_stopped() -> None:
+    console.print("MLflow UI stopped.")

@@ -1,0 +1,117 @@
+"""What the LSTM learned: accuracy after k rows, gate traces, mistakes, and their figures."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lstm_cli import figures, insight
+from lstm_cli.data import load_digits
+from lstm_cli.model import DigitsLSTM
+from lstm_cli.train import predict_proba
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits(scaling="unit")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return DigitsLSTM(8, 10, hidden_size=12, cell="standard", init="glorot", seed=3).build()
+
+
+@pytest.fixture(scope="module")
+def seen(model, digits):
+    return insight.analyse(model, digits.x_val, digits.y_val)
+
+
+def test_accuracy_after_k_rows_is_the_model_reading_only_k_rows(model, digits, seen):
+    assert seen.accuracy_by_rows.shape == (digits.steps,)
+    for k in range(1, digits.steps + 1):
+        first_rows = predict_proba(model, digits.x_val[:, :k]).argmax(axis=1)  # an 8-row model
+        expected = np.mean(first_rows == digits.y_val)  # on a k-row image: what it knows so far
+        assert seen.accuracy_by_rows[k - 1] == pytest.approx(expected, abs=1e-9)
+
+
+def test_predictions_and_mistakes_are_the_models(model, digits, seen):
+    predicted = predict_proba(model, digits.x_val).argmax(axis=1)
+    np.testing.assert_array_equal(seen.predicted, predicted)
+    np.testing.assert_array_equal(seen.misclassified, np.flatnonzero(predicted != digits.y_val))
+    assert seen.accuracy_by_rows[-1] == pytest.approx(np.mean(predicted == digits.y_val))
+
+
+def test_states_are_the_traced_gates_of_digits_of_different_classes(model, digits, seen):
+    picks = seen.examples
+    assert len(picks) == insight.EXAMPLES
+    assert len(set(digits.y_val[picks])) == len(picks)
+    trace = model.trace(tf.constant(digits.x_val[picks]))  # each (steps, examples, hidden)
+    for name in insight.STATES:
+        assert seen.states[name].shape == (len(picks), digits.steps, 12)
+        expected = np.transpose(getattr(trace, name).numpy(), (1, 0, 2))
+        np.testing.assert_allclose(seen.states[name], expected, atol=1e-5)
+    for gate in ("i", "f", "o"):
+        assert seen.states[gate].min() >= 0.0 and seen.states[gate].max() <= 1.0
+
+
+def test_summary_is_json_ready(seen, digits):
+    summary = json.loads(json.dumps(seen.as_dict()))
+    assert summary["rows_read"] == list(range(1, digits.steps + 1))
+    assert len(summary["misclassified"]) == len(summary["misclassified_as"])
+
+
+def png_bytes(fig) -> int:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    figures.close(fig)
+    return len(buffer.getvalue())
+
+
+def test_figures_draw_every_panel(seen, digits):
+    picks, wrong = seen.examples, seen.misclassified
+    accuracy = figures.accuracy_by_rows(seen.accuracy_by_rows)
+    assert len(accuracy.axes[0].lines[0].get_xdata()) == digits.steps
+    gates = figures.gate_heatmaps(
+        digits.x_val[picks], digits.y_val[picks], seen.predicted[picks], seen.states
+    )
+    assert len(gates.axes) == len(picks) * (1 + len(insight.STATES))
+    grid = figures.misclassified(
+        digits.x_val[wrong], digits.y_val[wrong], seen.predicted[wrong], len(digits.y_val)
+    )
+    assert len(grid.axes[0].texts) == min(len(wrong), 40)
+    assert f"{len(wrong)} of {len(digits.y_val)}" in grid.axes[0].get_title()
+    for fig in (accuracy, gates, grid):
+        assert png_bytes(fig) > 5_000
+
+
+def test_no_mistakes_still_draws_a_figure():
+    empty = np.zeros((0, 8, 8), np.float32)
+    grid = figures.misclassified(empty, np.zeros(0, int), np.zeros(0, int), total=360)
+    assert "0 of 360" in grid.axes[0].get_title()
+    assert png_bytes(grid) > 1_000
+
+
+@pytest.mark.slow
+def test_every_run_logs_what_the_lstm_learned(trained_run):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(trained_run.uri)
+    run = client.get_run(trained_run.run_id)
+    history = sorted(
+        client.get_metric_history(trained_run.run_id, "val_accuracy_by_rows"), key=lambda m: m.step
+    )
+    assert [m.step for m in history] == list(range(1, 9))
+    assert history[-1].value == pytest.approx(run.data.metrics["val_accuracy"], abs=1e-6)
+    artifacts = {a.path for a in client.list_artifacts(trained_run.run_id)}
+    assert {"accuracy_by_rows.png", "gates.png", "misclassified.png", "insight.json"} <= artifacts
+    summary = json.loads(
+        Path(client.download_artifacts(trained_run.run_id, "insight.json")).read_text()
+    )
+    assert summary["accuracy_by_rows"] == pytest.approx([m.value for m in history])
+    wrong = round((1 - run.data.metrics["val_accuracy"]) * 360)
+    assert len(summary["misclassified"]) == wrong

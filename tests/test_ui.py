@@ -1,0 +1,101 @@
+"""`lstm-digits ui`: a real MLflow server on the trained store, read through REST and Chromium."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port, run_cli
+from tests.test_cli import assert_one_line_error
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"  # `make browser-deps`
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_ui_serves_the_experiment_and_the_run_over_rest(ui_server, trained_run):
+    api = f"{ui_server.url}/api/2.0/mlflow"
+    query = urllib.parse.urlencode({"experiment_name": "lstm-digits"})
+    experiment = get_json(f"{api}/experiments/get-by-name?{query}")["experiment"]
+    assert experiment["experiment_id"] == ui_server.experiment_id
+    run = get_json(f"{api}/runs/get?run_id={trained_run.run_id}")["run"]
+    assert run["info"]["status"] == "FINISHED"
+    assert run["info"]["experiment_id"] == ui_server.experiment_id
+    metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+    assert 0.0 <= metrics["val_accuracy"] <= 1.0
+
+
+@pytest.mark.browser
+def test_ui_shows_the_experiment_and_the_run_in_chromium(ui_server, trained_run, tmp_path):
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("no Debian chromium/chromedriver: run `make browser-deps` as root")
+    from mlflow.tracking import MlflowClient
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    run_name = MlflowClient(trained_run.uri).get_run(trained_run.run_id).info.run_name
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1600,1000",
+                 f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.get(f"{ui_server.url}/#/experiments/{ui_server.experiment_id}/runs")
+        wait = WebDriverWait(driver, 90)
+        for text in ("lstm-digits", run_name):  # the React app renders them after its requests
+            wait.until(ec.presence_of_element_located((By.XPATH, f"//*[text()='{text}']")))
+        screenshot = tmp_path / "mlflow-ui.png"
+        assert driver.save_screenshot(str(screenshot))
+    finally:
+        driver.quit()
+    assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def test_ctrl_c_stops_the_ui_and_its_server(ui_server):
+    """Last in this module: it stops the module's server."""
+    ui_server.process.send_signal(signal.SIGINT)
+    stdout, stderr = ui_server.process.communicate(timeout=60)
+    assert ui_server.process.returncode == 0, stderr
+    assert ui_server.url in stdout and "Traceback" not in stderr
+    port = int(ui_server.url.rsplit(":", 1)[1])
+    with socket.socket() as probe:  # nothing listens any more: the server's workers are gone too
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
+        probe.bind(("127.0.0.1", port))
+
+
+def test_ui_on_a_port_in_use_is_one_line(trained_run, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("ui", "--port", str(port), "--tracking-uri", trained_run.uri, cwd=tmp_path)
+    assert_one_line_error(result, 2, f"cannot serve the UI on 127.0.0.1:{port}")
+
+
+def test_ui_on_an_empty_store_is_one_line_and_creates_nothing(tmp_path):
+    result = run_cli("ui", "--port", str(free_port()), cwd=tmp_path)
+    assert_one_line_error(result, 2, "no runs yet: run `lstm-digits train` first")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_ui_for_a_tracking_server_names_the_server(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"  # nobody listens: the health check must say so
+    result = run_cli("ui", "--tracking-uri", url, cwd=tmp_path)
+    assert_one_line_error(result, 2, f"cannot reach the MLflow tracking server at {url}")
