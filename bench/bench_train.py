@@ -33,11 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 MAX_RATIO = 0.25  # target: our wall time at most a quarter of Keras's
 MIN_VAL_ACCURACY = 0.98  # target: our final validation accuracy
 
-# A/B variants: name -> (Trainer's jit_compile, intra-op threads, inter-op threads); None = TF's.
+# A/B variants: name -> (Trainer's jit_compile, intra-op threads, inter-op threads);
+# "auto": the project's `default_threads` (what `lstm-digits train` uses); None: TensorFlow's.
 VARIANTS = {
-    "default": (False, None, None),
-    "jit_compile": (True, None, None),
-    "threads 1/1": (False, 1, 1),
+    "default": (False, "auto", "auto"),
+    "jit_compile": (True, "auto", "auto"),
+    "TF's threads": (False, None, None),
     "threads 2/2": (False, 2, 2),
     "threads 2/1": (False, 2, 1),
 }
@@ -174,8 +175,11 @@ def verdict(ok: bool) -> str:
 def compare(args: argparse.Namespace) -> None:
     """Ours against Keras in this process; print the table and the targets."""
     from lstm_cli.data import load_digits
+    from lstm_cli.train import configure_threads, default_threads
 
     cfg = defaults()
+    # As `lstm-digits train` does; the process-wide setting applies to the Keras baseline too.
+    configure_threads(default_threads(cfg["hidden_size"]))
     epochs = args.epochs or cfg["epochs"]
     data = load_digits(cfg["data"]["test_size"], cfg["data"]["split_seed"], cfg["data"]["scaling"])
     console.print(f"[bold]Warm-up[/bold] (TensorFlow's runtime, 1 epoch each); {epochs} epochs…")
@@ -237,12 +241,15 @@ def run_variant(name: str, epochs: int | None) -> None:
     import tensorflow as tf
 
     from lstm_cli.data import load_digits
+    from lstm_cli.train import configure_threads, default_threads
 
     jit, intra, inter = VARIANTS[name]
-    if intra is not None:  # before any op runs, hence a fresh process per run
+    cfg = defaults()
+    if intra == "auto":  # before any op runs, hence a fresh process per run
+        configure_threads(default_threads(cfg["hidden_size"]))
+    elif intra is not None:
         tf.config.threading.set_intra_op_parallelism_threads(intra)
         tf.config.threading.set_inter_op_parallelism_threads(inter)
-    cfg = defaults()
     data = load_digits(cfg["data"]["test_size"], cfg["data"]["split_seed"], cfg["data"]["scaling"])
 
     def report(epoch: int, seconds: float) -> None:
@@ -326,7 +333,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--repeats", type=int, help="runs of ours (default 3) or of each A/B variant (default 2)"
     )
-    parser.add_argument("--keras-repeats", type=int, default=1, help="runs of Keras (~24 s each)")
+    parser.add_argument("--keras-repeats", type=int, default=1, help="runs of Keras (~10 s each)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument(
         "--ab", action="store_true", help="A/B our loop: jit_compile and thread settings"

@@ -84,18 +84,34 @@ class LSTMCell(tf.Module):
         zeros = tf.zeros([batch, self.hidden_size])
         return zeros, zeros
 
-    def project_inputs(self, x: tf.Tensor) -> tf.Tensor:
-        """x @ W_x + B for all steps at once: (..., input) -> (..., 4*hidden)."""
-        return tf.tensordot(x, self.W[: self.input_size], axes=1) + self.B
+    def split_kernel(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """W as W_x (input, 4*hidden) and W_h (hidden, 4*hidden): split once per sequence."""
+        w_x, w_h = tf.split(self.W, [self.input_size, self.hidden_size], axis=0)
+        return w_x, w_h
+
+    def project_inputs(self, x: tf.Tensor, w_x: tf.Tensor) -> list[tf.Tensor]:
+        """x @ W_x + B for every step in one matmul: x (batch, steps, input) -> steps x
+        (batch, 4*hidden)."""
+        steps = x.shape[1]
+        flat = tf.reshape(x, [-1, self.input_size])  # (batch*steps, input)
+        xw = tf.reshape(tf.matmul(flat, w_x) + self.B, [-1, steps, 4 * self.hidden_size])
+        return tf.unstack(xw, num=steps, axis=1)  # one op (and one in the gradient)
 
     def step(
-        self, xw_t: tf.Tensor, h_tm1: tf.Tensor, c_tm1: tf.Tensor
+        self,
+        xw_t: tf.Tensor,
+        h_tm1: tf.Tensor | None,
+        c_tm1: tf.Tensor | None,
+        w_h: tf.Tensor,
     ) -> tuple[tf.Tensor, tf.Tensor, Gates]:
-        """One step from a projected input `xw_t` (batch, 4*hidden); returns h_t, c_t, gates."""
-        zifo = xw_t + tf.matmul(h_tm1, self.W[self.input_size :])  # (batch, 4*hidden)
+        """One step from a projected input `xw_t` (batch, 4*hidden) and W_h; -> h_t, c_t, gates.
+
+        `h_tm1 = c_tm1 = None` is the zero state, whose terms are skipped rather than computed.
+        """
+        zifo = xw_t if h_tm1 is None else xw_t + tf.matmul(h_tm1, w_h)  # (batch, 4*hidden)
         z, i, f, o = tf.split(zifo, 4, axis=1)  # each (batch, hidden)
         z, i, f, o = tf.tanh(z), tf.sigmoid(i), tf.sigmoid(f), tf.sigmoid(o)
-        c_t = c_tm1 * f + z * i  # (batch, hidden)
+        c_t = z * i if c_tm1 is None else c_tm1 * f + z * i  # (batch, hidden)
         h_t = c_t * o if self.variant == "seed" else tf.tanh(c_t) * o  # (batch, hidden)
         return h_t, c_t, Gates(z, i, f, o)
 
@@ -103,5 +119,6 @@ class LSTMCell(tf.Module):
         self, x_t: tf.Tensor, state: tuple[tf.Tensor, tf.Tensor]
     ) -> tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
         """The article's form: x_t (batch, input), state (h, c) -> h_t, (h_t, c_t)."""
-        h_t, c_t, _ = self.step(self.project_inputs(x_t), *state)
+        w_x, w_h = self.split_kernel()
+        h_t, c_t, _ = self.step(tf.matmul(x_t, w_x) + self.B, *state, w_h)
         return h_t, (h_t, c_t)

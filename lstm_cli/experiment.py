@@ -169,21 +169,24 @@ def _git_commit() -> str:
 
 
 def _threads(cfg: DictConfig) -> int | None:
-    """TensorFlow threads: the config's, else the share of cores a parallel launcher leaves."""
+    """TensorFlow threads: the config's, else by model size within the cores this job may use
+    (a parallel launcher's share)."""
+    from lstm_cli.train import default_threads
+
     if cfg.threads is not None:
         return cfg.threads
     hc = HydraConfig.get()
-    if hc.mode != RunMode.MULTIRUN:
-        return None
-    launcher = hc.launcher
-    cores = os.cpu_count() or 1
-    if "joblib" in launcher.get("_target_", ""):
-        n_jobs = launcher.get("n_jobs", -1)
-        workers = cores if n_jobs is None or n_jobs < 1 else min(n_jobs, cores)
-        return max(1, cores // workers)
-    if launcher.get("cpus_per_task"):
-        return int(launcher.cpus_per_task)
-    return None
+    cores = None  # all of them
+    if hc.mode == RunMode.MULTIRUN:
+        launcher = hc.launcher
+        available = os.cpu_count() or 1
+        if "joblib" in launcher.get("_target_", ""):
+            n_jobs = launcher.get("n_jobs", -1)
+            workers = available if n_jobs is None or n_jobs < 1 else min(n_jobs, available)
+            cores = max(1, available // workers)
+        elif launcher.get("cpus_per_task"):
+            cores = int(launcher.cpus_per_task)
+    return default_threads(cfg.hidden_size, cores)
 
 
 def train(cfg: DictConfig, job: str | None) -> float:

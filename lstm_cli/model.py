@@ -84,25 +84,25 @@ class DigitsLSTM(tf.Module):
         return self
 
     def head(self, h: tf.Tensor) -> tf.Tensor:
-        """(..., hidden) -> activated outputs (..., classes)."""
-        return ACTIVATIONS[self.output_activation](tf.tensordot(h, self.Wv, axes=1) + self.bv)
+        """(batch, hidden) -> activated outputs (batch, classes)."""
+        return ACTIVATIONS[self.output_activation](tf.matmul(h, self.Wv) + self.bv)
 
     def trace(self, x: tf.Tensor) -> Trace:
         """Run the LSTM over x (batch, steps, input) and keep every step's state and gates."""
-        xw = self.cell.project_inputs(x)  # (batch, steps, 4*hidden)
-        h, c = self.cell.initial_state(tf.shape(x)[0])
+        w_x, w_h = self.cell.split_kernel()
+        h = c = None  # the zero state
         steps: list[tuple[tf.Tensor, ...]] = []
-        for t in range(x.shape[1]):  # unrolled when traced: steps is static (8 rows)
-            h, c, g = self.cell.step(xw[:, t], h, c)
+        for xw_t in self.cell.project_inputs(x, w_x):  # unrolled: 8 rows, known when traced
+            h, c, g = self.cell.step(xw_t, h, c, w_h)
             steps.append((h, c, g.i, g.f, g.o))
         return Trace(*(tf.stack(parts) for parts in zip(*steps, strict=True)))
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         """x (batch, steps, input) -> activated outputs (batch, classes)."""
-        xw = self.cell.project_inputs(x)  # (batch, steps, 4*hidden)
-        h, c = self.cell.initial_state(tf.shape(x)[0])
-        for t in range(x.shape[1]):  # unrolled when traced: steps is static (8 rows)
-            h, c, _ = self.cell.step(xw[:, t], h, c)
+        w_x, w_h = self.cell.split_kernel()
+        h = c = None  # the zero state
+        for xw_t in self.cell.project_inputs(x, w_x):  # unrolled: 8 rows, known when traced
+            h, c, _ = self.cell.step(xw_t, h, c, w_h)
         return self.head(h)  # (batch, classes)
 
     def get_weights(self) -> dict[str, object]:

@@ -126,7 +126,7 @@ def test_glorot_init_is_seeded_and_opens_the_forget_gate():
 def test_project_then_step_equals_the_articles_concat_form():
     cell, x = random_cell("seed", seed=9)
     h, c = cell.initial_state(BATCH)
-    xw = cell.project_inputs(tf.constant(x))  # (batch, steps, 4*hidden)
-    for t in range(STEPS):
-        h, c, _ = cell.step(xw[:, t], h, c)
+    w_x, w_h = cell.split_kernel()
+    for xw_t in cell.project_inputs(tf.constant(x), w_x):  # steps x (batch, 4*hidden)
+        h, c, _ = cell.step(xw_t, h, c, w_h)
     np.testing.assert_allclose(h.numpy(), run_cell(cell, x)[-1].numpy(), atol=1e-6)
