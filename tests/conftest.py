@@ -60,6 +60,22 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     return TrainedRun(workdir=workdir, uri=uri, run_id=run.info.run_id, result=result)
 
 
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
+    """Wait until the MLflow server at `url` answers /health (it takes 10-20 s to start)."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, f"the server at {url} exited at start"
+        assert time.monotonic() < deadline, f"the server at {url} did not answer in {timeout} s"
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+
+
 def free_port() -> int:
     """A port nobody listens on at 127.0.0.1 (free when asked: the caller binds it soon)."""
     import socket
@@ -81,9 +97,6 @@ class UiServer:
 @pytest.fixture(scope="module")
 def ui_server(trained_run: TrainedRun) -> UiServer:
     """`lstm-digits ui` on the session's trained store, on a free port; stopped at the end."""
-    import time
-    import urllib.request
-
     from mlflow.tracking import MlflowClient
 
     port = free_port()
@@ -97,15 +110,7 @@ def ui_server(trained_run: TrainedRun) -> UiServer:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the UI did not answer within three minutes"
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.5)
+        wait_healthy(url, process)
         experiment = MlflowClient(trained_run.uri).get_experiment_by_name("lstm-digits")
         yield UiServer(url=url, experiment_id=experiment.experiment_id, process=process)
     finally:

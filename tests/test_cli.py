@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import CLI, EPOCHS, cli_env, run_cli, sqlite_uri
+from tests.conftest import CLI, EPOCHS, cli_env, free_port, run_cli, sqlite_uri
 
 pytestmark = pytest.mark.slow
 
@@ -140,9 +139,7 @@ def test_unwritable_tracking_store(tmp_path):
 
 
 def test_unreachable_tracking_server_fails_within_seconds(tmp_path):
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens there
     start = time.monotonic()
     result = run_cli("train", f"tracking.uri=http://127.0.0.1:{port}", cwd=tmp_path)
     assert time.monotonic() - start < 30  # Python and MLflow start-up included; no retries

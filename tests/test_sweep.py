@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-import socket
 import statistics
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +14,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import cli_env, run_cli, sqlite_uri
+from tests.conftest import cli_env, free_port, run_cli, sqlite_uri, wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -138,9 +135,7 @@ def test_submitit_local_launcher(tmp_path):
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` on 127.0.0.1 (free port, SQLite backend, served artifacts)."""
     root = tmp_path_factory.mktemp("server")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
     proc = subprocess.Popen(
         [mlflow_cli, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -149,19 +144,12 @@ def mlflow_server(tmp_path_factory):
         cwd=root, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, (
-                "mlflow server did not start"
-            )
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_sweep_against_a_tracking_server(tmp_path, mlflow_server):
