@@ -30,23 +30,31 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 
 def _fail(ex: BaseException) -> NoReturn:
     if isinstance(ex, KeyboardInterrupt):
-        console.error("interrupted: the run was marked KILLED with the metrics logged so far")
+        console.error("interrupted: a run already started is marked KILLED, its metrics kept")
         raise typer.Exit(EXIT_INTERRUPTED)
     console.error(one_line(ex))
     usage = isinstance(ex, UserError | OSError)
     raise typer.Exit(EXIT_USAGE if usage else EXIT_FAILED)
 
 
-@app.callback()
-def root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    """Train, sweep and compare a from-scratch TensorFlow LSTM on the 8x8 digits."""
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         import lstm_cli
 
         console.console.print(f"lstm-digits {lstm_cli.__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Train, sweep and compare a from-scratch TensorFlow LSTM on the 8x8 digits."""
 
 
 @app.command(
@@ -97,13 +105,11 @@ RunId = Annotated[
 
 def _store(tracking_uri: str | None, experiment: str | None) -> tuple[str, str]:
     """The tracking URI and experiment name, with the defaults `train` uses."""
-    from omegaconf import OmegaConf
-
-    from lstm_cli.config import CONF_DIR
+    from lstm_cli.config import conf_default
     from lstm_cli.tracking import resolve_uri
 
     if experiment is None:
-        experiment = OmegaConf.load(CONF_DIR / "config.yaml").tracking.experiment
+        experiment = str(conf_default("tracking.experiment"))
     return resolve_uri(tracking_uri), experiment
 
 

@@ -1,11 +1,11 @@
 """The configuration schema: types (checked by OmegaConf) and ranges (checked by `check`).
 
 Defaults are not here: they live, with a comment each, in `conf/config.yaml`.
-Only this module and `experiment.py` touch Hydra/OmegaConf.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -92,12 +92,17 @@ def check(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and value < low:
             raise UserError(f"{key}={value} is invalid: it must be {what}")
-    if not cfg.learning_rate > 0:
-        raise UserError(f"learning_rate={cfg.learning_rate} is invalid: it must be > 0")
+    if not (math.isfinite(cfg.learning_rate) and cfg.learning_rate > 0):
+        raise UserError(f"learning_rate={cfg.learning_rate} is invalid: it must be finite and > 0")
     if not 0 < cfg.data.test_size < 1:
         raise UserError(f"data.test_size={cfg.data.test_size} is invalid: it must be in (0, 1)")
     if not cfg.tracking.experiment:
         raise UserError("tracking.experiment is empty: give the MLflow experiment a name")
+
+
+def conf_default(key: str) -> object:
+    """A default from conf/config.yaml, for commands that do not compose the config."""
+    return OmegaConf.select(OmegaConf.load(CONF_DIR / "config.yaml"), key)
 
 
 def flatten(cfg: DictConfig) -> dict[str, object]:

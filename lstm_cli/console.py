@@ -129,8 +129,8 @@ def quiet_libraries() -> None:
 
 
 def import_tensorflow() -> None:
-    """Import TensorFlow and start its runtime with stderr muted: its native code logs there
-    before any log level applies. Later calls cost nothing."""
+    """Import TensorFlow (and Keras) with stderr muted: their native code logs there before any
+    log level applies. Runs no op, so thread settings can still be made. Later calls are free."""
     import os
     import sys
 
@@ -143,7 +143,7 @@ def import_tensorflow() -> None:
         os.dup2(devnull, 2)
         import tensorflow as tf
 
-        tf.constant(0.0) + 1.0  # the runtime's own start-up messages
+        tf.keras.utils  # noqa: B018 - Keras loads lazily, with start-up messages of its own
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -22,9 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 from rich.markup import escape
 
-from lstm_cli import config, console
+from lstm_cli import config, console, sweep
 from lstm_cli.errors import TrainingFailed, UserError, one_line
-from lstm_cli.sweep import PARENT_ENV, abort
+from lstm_cli.sweep import PARENT_ENV
 
 config.register()
 
@@ -76,22 +76,28 @@ def _compose(overrides: list[str]) -> DictConfig:
         return compose(config_name="config", overrides=overrides)
 
 
-def preflight(argv: list[str]) -> DictConfig | None:
+def preflight(argv: list[str]) -> tuple[DictConfig | None, list[str], bool]:
     """Compose the config for each value the command line asks for; raise UserError on a typo.
 
     A single run also gets its ranges checked here, so nothing is tracked for a bad value. In a
     sweep, ranges are checked per job, so one bad grid point fails alone. Returns the config
-    composed without the swept values (None when Hydra only prints help).
+    composed without the swept values (None when Hydra only prints something), the overrides,
+    and whether a sweep will run.
     """
     from hydra._internal.utils import get_args_parser
 
     args, _ = get_args_parser().parse_known_args(argv)
     if args.help or args.hydra_help or args.info or args.shell_completion:
-        return None
+        return None, args.overrides, False
     try:
         parsed = OverridesParser.create().parse_overrides(args.overrides)
     except Exception as ex:
         raise UserError(_describe(ex)) from None
+    swept = [o for o in parsed if o.is_sweep_override()]
+    if swept and not args.multirun:
+        raise UserError(
+            f"{swept[0].input_line} asks for a sweep: add -m (or quote a list value: 'key=[a,b]')"
+        )
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     variants = [fixed]
     for o in parsed:
@@ -104,26 +110,31 @@ def preflight(argv: list[str]) -> DictConfig | None:
             composed.append(_compose(overrides))
         except Exception as ex:
             raise UserError(_describe(ex)) from None
-    if not args.multirun and len(variants) == 1:
+    printing = args.cfg or args.resolve
+    if not args.multirun and not printing:
         config.check(composed[0])
-    return composed[0]
+    return (None if printing else composed[0]), args.overrides, args.multirun and not printing
 
 
 def run(argv: list[str]) -> None:
     """Run `lstm-digits train ARGV` through Hydra; raise what went wrong, as `cli` reports it."""
     console.quiet_libraries()
-    cfg = preflight(argv)
-    if cfg is not None and any(a in ("-m", "--multirun") for a in argv):
+    cfg, overrides, multirun = preflight(argv)
+    if multirun:
+        sweep.start(cfg, overrides)  # before any job: the store, the experiment, the parent
+    elif cfg is not None:
         from lstm_cli import tracking
 
-        tracking.check_store(tracking.resolve_uri(cfg.tracking.uri))  # before any job starts
+        tracking.check_store(tracking.resolve_uri(cfg.tracking.uri))  # before any output dir
     Outcome.error, Outcome.failed_jobs = None, []
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own errors reach the CLI, told in one line
     sys.argv = ["lstm-digits train", *argv]
     try:
         hydra_entry()
-    except KeyboardInterrupt:
-        abort("interrupted (Ctrl-C)")
+    except BaseException as ex:  # Ctrl-C, or Hydra or a launcher failed: nothing left RUNNING
+        interrupted = isinstance(ex, KeyboardInterrupt)
+        reason = "interrupted (Ctrl-C)" if interrupted else one_line(ex)
+        sweep.abort(reason, "KILLED" if interrupted else "FAILED")
         raise
     if Outcome.error is not None:
         raise Outcome.error
@@ -217,18 +228,24 @@ def train(cfg: DictConfig, job: str | None) -> float:
         tracking.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         result = _fit_and_log(cfg, quiet=job is not None)
     if job is None:
-        console.show_result(result, run_id, uri, _ui_command(uri, experiment_id, run_id))
+        console.show_result(
+            result, run_id, uri, _ui_command(uri, cfg.tracking.experiment, experiment_id, run_id)
+        )
     else:
         console.job_line(job, f"done  val_accuracy={result['val_accuracy']:.4f} run {run_id}")
     return result["val_accuracy"]
 
 
-def _ui_command(uri: str, experiment_id: str, run_id: str) -> str:
-    if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-    from lstm_cli.tracking import default_uri
+def _ui_command(uri: str, experiment: str, experiment_id: str, run_id: str) -> str:
+    """How to look at the run: the server's page, else the `ui` command for this store."""
+    from lstm_cli.tracking import default_uri, is_server
 
-    return "lstm-digits ui" if uri == default_uri() else f"lstm-digits ui --tracking-uri {uri}"
+    if is_server(uri):
+        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    command = "lstm-digits ui" if uri == default_uri() else f"lstm-digits ui --tracking-uri {uri}"
+    if experiment != config.conf_default("tracking.experiment"):
+        command += f" --experiment {experiment}"
+    return command
 
 
 def _fit_and_log(cfg: DictConfig, quiet: bool) -> dict[str, float]:
@@ -242,9 +259,8 @@ def _fit_and_log(cfg: DictConfig, quiet: bool) -> dict[str, float]:
     from lstm_cli.data import load_digits
     from lstm_cli.train import Trainer, configure_threads, predict_proba, set_seed
 
-    threads = _threads(cfg)
-    configure_threads(threads)
-    tracking.set_tags({"tf_threads": str(threads or "default")})
+    in_force = configure_threads(_threads(cfg))
+    tracking.set_tags({"tf_threads": str(in_force or "default")})
     set_seed(cfg.seed)
     data = load_digits(cfg.data.test_size, cfg.data.split_seed, cfg.data.scaling.value)
     spec = {

@@ -1,10 +1,10 @@
 """Hydra multirun, summarised in MLflow: one parent run per sweep, every job a child of it.
 
-`SweepCallback` is registered in conf/config.yaml (`hydra.callbacks.sweep`). Hydra calls it in
-the process that launches the jobs: before the first job it creates the store, the experiment
-and the parent run once (jobs in other processes then only open them, which avoids SQLite's
-schema-creation race); after the last job it reads every child back from MLflow (jobs may have
-run in other processes or on other machines) and logs the comparison on the parent.
+`start` runs before Hydra launches anything: it creates the store, the experiment and the
+parent run once (jobs in other processes then only open them, which avoids SQLite's
+schema-creation race). `SweepCallback`, registered in conf/config.yaml, runs in the launching
+process after the last job: it reads every child back from MLflow (jobs may have run in other
+processes or on other machines) and logs the comparison on the parent.
 """
 
 from __future__ import annotations
@@ -117,88 +117,95 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class SweepCallback(Callback):
-    """Creates the sweep's parent run before the jobs and summarises them after."""
+def start(cfg: DictConfig, overrides: list[str]) -> str:
+    """Before any job: open the store and the experiment once, create the parent run, and
+    publish its id to the jobs (`PARENT_ENV`, inherited by job processes). Returns its id."""
+    from lstm_cli import tracking
 
-    def __init__(self) -> None:
-        self.parent_id: str | None = None
-        self.uri: str | None = None
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from lstm_cli import tracking
-        from lstm_cli.experiment import Outcome
-
-        try:
-            self.uri = tracking.resolve_uri(config.tracking.uri)
-            experiment_id = tracking.open_experiment(self.uri, config.tracking.experiment)
-            overrides = " ".join(config.hydra.overrides.task)
-            self.parent_id = tracking.start_parent_run(
-                experiment_id,
-                run_name=f"sweep {overrides}".strip(),
-                tags={"overrides": overrides, "sweep_dir": str(config.hydra.sweep.dir)},
-            )
-        except Exception as ex:  # Hydra would only warn: make it the command's error
-            Outcome.error = ex
-            raise
-        os.environ[PARENT_ENV] = self.parent_id
-        os.environ["MLFLOW_TRACKING_URI"] = self.uri  # jobs in other processes use the same store
-        console.console.print(f"[bold]sweep[/] parent run {self.parent_id} in {self.uri}")
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if self.parent_id is None:
-            return
-        from lstm_cli.experiment import Outcome
-
-        try:
-            failed = self.summarise()
-        except Exception as ex:
-            Outcome.error = ex
-            raise
-        finally:
-            os.environ.pop(PARENT_ENV, None)
-        Outcome.failed_jobs = sorted(set(Outcome.failed_jobs) | set(failed))
-
-    def summarise(self) -> list[str]:
-        """Log the comparison on the parent run, print it, and return the failed jobs."""
-        from lstm_cli import figures, tracking
-
-        parent = self.parent_id
-        tracking.close_children(parent, "FAILED", "the job ended without closing its run")
-        records = tracking.child_runs(parent)
-        rows = results_table(records)
-        finished = [r for r in rows if r["status"] == "FINISHED"]
-        failed = [r for r in rows if r["status"] != "FINISHED"]
-        texts = {"sweep_results.csv": to_csv(rows), "sweep_results.md": to_markdown(rows)}
-        labels = {r["run_id"]: r["overrides"] for r in rows}
-        figs = {"sweep_comparison.png": figures.sweep_comparison(records, labels)}
-        metrics = {"jobs": float(len(rows)), "failed_jobs": float(len(failed))}
-        tags: dict[str, str] = {}
-        if finished:
-            best = next(r for r in records if r["run_id"] == finished[0]["run_id"])
-            metrics["best_val_accuracy"] = best["metrics"]["val_accuracy"]
-            tags = {"best_run_id": best["run_id"], "best_overrides": best["overrides"]}
-            tags |= {f"best.{k}": v for k, v in best["params"].items()}
-        groups = seed_groups(records)
-        if groups:
-            texts |= {"seed_summary.csv": to_csv(groups), "seed_summary.md": to_markdown(groups)}
-            figs["seed_summary.png"] = figures.seed_summary(groups)
-            metrics["best_config_val_accuracy_mean"] = groups[0]["val_accuracy_mean"]
-            metrics["best_config_val_accuracy_std"] = groups[0]["val_accuracy_std"]
-        tracking.log_to_run(parent, tags=tags, metrics=metrics, texts=texts, figures=figs)
-        for fig in figs.values():
-            figures.close(fig)
-        tracking.end_parent_run(parent, "FAILED" if failed else "FINISHED")
-        console.show_sweep(rows, groups, parent, self.uri)
-        return [str(r["job"]) for r in failed]
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    experiment_id = tracking.open_experiment(uri, cfg.tracking.experiment)
+    text = " ".join(overrides)
+    parent = tracking.start_parent_run(experiment_id, f"sweep {text}".strip(), {"overrides": text})
+    os.environ[PARENT_ENV] = parent
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # jobs in other processes use the same store
+    return parent
 
 
-def abort(reason: str) -> None:
-    """After Ctrl-C in a sweep: mark the parent and its unfinished children KILLED."""
+def abort(reason: str, status: str) -> None:
+    """A sweep stopped early (Ctrl-C: KILLED; an error: FAILED): end the parent and its
+    unfinished children with `status` and the reason."""
     parent = os.environ.pop(PARENT_ENV, None)
     if parent is None:
         return
     from lstm_cli import tracking
 
-    tracking.close_children(parent, "KILLED", reason)
+    tracking.close_children(parent, status, reason)
     tracking.log_to_run(parent, tags={"error": reason})
-    tracking.end_parent_run(parent, "KILLED")
+    tracking.end_parent_run(parent, status)
+
+
+class SweepCallback(Callback):
+    """Hydra's hooks around a sweep: notes where it writes, then summarises its jobs.
+
+    `experiment.run` creates the parent run (`start`) before Hydra launches anything, so that a
+    store problem is one error line, not a warning followed by jobs without a parent.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lstm_cli import tracking
+
+        parent = os.environ.get(PARENT_ENV)
+        if parent is None:  # launched without `lstm-digits train`: no parent, no summary
+            return
+        tracking.log_to_run(parent, tags={"sweep_dir": str(config.hydra.sweep.dir)})
+        uri = tracking.resolve_uri(config.tracking.uri)
+        console.console.print(f"[bold]sweep[/] parent run {parent} in {uri}")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from lstm_cli import tracking
+        from lstm_cli.experiment import Outcome
+
+        parent = os.environ.get(PARENT_ENV)
+        if parent is None:
+            return
+        try:
+            failed = summarise(parent, tracking.resolve_uri(config.tracking.uri))
+            os.environ.pop(PARENT_ENV)
+        except Exception as ex:  # Hydra would only warn: make it the command's error
+            Outcome.error = ex
+            abort(f"the sweep summary failed: {ex}", "FAILED")
+            raise
+        Outcome.failed_jobs = sorted(set(Outcome.failed_jobs) | set(failed))
+
+
+def summarise(parent: str, uri: str) -> list[str]:
+    """Log the comparison on the parent run, end it, print it; return the failed jobs."""
+    from lstm_cli import figures, tracking
+
+    tracking.close_children(parent, "FAILED", "the job ended without closing its run")
+    records = tracking.child_runs(parent)
+    rows = results_table(records)
+    finished = [r for r in rows if r["status"] == "FINISHED"]
+    failed = [r for r in rows if r["status"] != "FINISHED"]
+    texts = {"sweep_results.csv": to_csv(rows), "sweep_results.md": to_markdown(rows)}
+    labels = {r["run_id"]: r["overrides"] for r in rows}
+    figs = {"sweep_comparison.png": figures.sweep_comparison(records, labels)}
+    metrics = {"jobs": float(len(rows)), "failed_jobs": float(len(failed))}
+    tags: dict[str, str] = {}
+    if finished:
+        best = next(r for r in records if r["run_id"] == finished[0]["run_id"])
+        metrics["best_val_accuracy"] = best["metrics"]["val_accuracy"]
+        tags = {"best_run_id": best["run_id"], "best_overrides": best["overrides"]}
+        tags |= {f"best.{k}": v for k, v in best["params"].items()}
+    groups = seed_groups(records)
+    if groups:
+        texts |= {"seed_summary.csv": to_csv(groups), "seed_summary.md": to_markdown(groups)}
+        figs["seed_summary.png"] = figures.seed_summary(groups)
+        metrics["best_config_val_accuracy_mean"] = groups[0]["val_accuracy_mean"]
+        metrics["best_config_val_accuracy_std"] = groups[0]["val_accuracy_std"]
+    tracking.log_to_run(parent, tags=tags, metrics=metrics, texts=texts, figures=figs)
+    for fig in figs.values():
+        figures.close(fig)
+    tracking.end_parent_run(parent, "FAILED" if failed else "FINISHED")
+    console.show_sweep(rows, groups, parent, uri)
+    return [str(r["job"]) for r in failed]

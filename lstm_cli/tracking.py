@@ -44,6 +44,11 @@ def resolve_uri(uri: str | None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
 
 
+def is_server(uri: str) -> bool:
+    """Whether `uri` is a tracking server (which serves its own UI)."""
+    return uri.startswith(("http://", "https://"))
+
+
 def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
@@ -54,9 +59,12 @@ def artifact_root(uri: str) -> str | None:
     return (db.resolve().parent / "mlartifacts").as_uri() if db else None
 
 
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")  # MLflow's SQL stores
+
+
 def check_store(uri: str) -> None:
     """Fail within seconds, with a UserError, when the store cannot be reached or written."""
-    if uri.startswith(("http://", "https://")):
+    if is_server(uri):
         try:
             with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=HEALTH_TIMEOUT_S):
                 pass
@@ -64,6 +72,12 @@ def check_store(uri: str) -> None:
             reason = getattr(ex, "reason", ex)
             raise UserError(f"cannot reach the MLflow tracking server at {uri}: {reason}") from None
         return
+    scheme = uri.split(":", 1)[0].split("+", 1)[0] if "://" in uri else ""
+    if scheme not in DATABASE_SCHEMES:
+        raise UserError(
+            f"tracking.uri={uri} is not a store MLflow {mlflow.__version__} can use: give "
+            "sqlite:///path/to/mlflow.db, a database URL (postgresql://...) or http(s)://server"
+        )
     db = _sqlite_path(uri)
     if db is not None:
         try:
@@ -77,21 +91,25 @@ def check_store(uri: str) -> None:
 def open_experiment(uri: str, name: str) -> str:
     """Point MLflow at `uri`, create the experiment if needed (once, race-safe); return its id."""
     check_store(uri)
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
     try:
+        mlflow.set_tracking_uri(uri)
+        client = MlflowClient(uri)
         experiment = client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
-        try:
-            return client.create_experiment(name, artifact_location=artifact_root(uri))
-        except MlflowException:  # another process created it first
-            experiment = client.get_experiment_by_name(name)
-            if experiment is None:
-                raise
-            return experiment.experiment_id
+        if experiment is None:
+            try:
+                return client.create_experiment(name, artifact_location=artifact_root(uri))
+            except MlflowException:  # another process created it first
+                experiment = client.get_experiment_by_name(name)
+                if experiment is None:
+                    raise
     except MlflowException as ex:
         raise UserError(f"cannot use the tracking store {uri}: {_first_line(ex)}") from None
+    if experiment.lifecycle_stage == "deleted":
+        raise UserError(
+            f"experiment '{name}' is deleted in {uri}: restore it (mlflow experiments restore "
+            f"--experiment-id {experiment.experiment_id}) or set tracking.experiment=<another>"
+        )
+    return experiment.experiment_id
 
 
 def _first_line(ex: BaseException) -> str:
@@ -488,8 +506,3 @@ def server_command(uri: str, host: str, port: int) -> list[str]:
     if root:  # new experiments keep their artifacts beside the database, as `train` does
         command += ["--default-artifact-root", root, "--artifacts-destination", root]
     return [*command, "--host", host, "--port", str(port), "--workers", "1"]
-
-
-def is_server(uri: str) -> bool:
-    """Whether `uri` is a tracking server (which serves its own UI)."""
-    return uri.startswith(("http://", "https://"))

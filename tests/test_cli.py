@@ -29,6 +29,11 @@ def test_help_does_not_import_tensorflow_or_mlflow():
     assert "train" in out.stdout
 
 
+def test_version_answers_without_a_command():
+    out = subprocess.run([CLI, "--version"], capture_output=True, text=True, env=cli_env())
+    assert out.returncode == 0 and out.stdout.startswith("lstm-digits ")
+
+
 def test_run_is_tracked_with_params_metrics_and_artifacts(trained_run):
     client = MlflowClient(trained_run.uri)
     run = client.get_run(trained_run.run_id)
@@ -129,6 +134,13 @@ def test_unwritable_output_directory(tmp_path):
     result = run_cli("train", f"hydra.run.dir={blocker}/run", f"tracking.uri={uri}", cwd=tmp_path)
     assert_one_line_error(result, 2, str(blocker))
     assert_no_runs(uri)
+
+
+@pytest.mark.parametrize("uri", ["./mlruns", "bogus://x"])
+def test_a_uri_mlflow_cannot_use(tmp_path, uri):
+    result = run_cli("train", f"tracking.uri={uri}", cwd=tmp_path)
+    assert_one_line_error(result, 2, f"tracking.uri={uri} is not a store MLflow")
+    assert not (tmp_path / "outputs").exists()  # refused before Hydra made a run directory
 
 
 def test_unwritable_tracking_store(tmp_path):

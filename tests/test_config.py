@@ -34,7 +34,11 @@ def test_flatten_gives_dotted_params_with_enum_names():
     ],
 )
 def test_valid_overrides_pass_preflight(overrides):
-    experiment.preflight(overrides)
+    cfg, given, multirun = experiment.preflight(overrides)
+    assert given == overrides and not multirun
+    for override in overrides:
+        key, value = override.split("=", 1)
+        assert str(config.flatten(cfg)[key]) == value
 
 
 @pytest.mark.parametrize(
@@ -45,11 +49,13 @@ def test_valid_overrides_pass_preflight(overrides):
         (["hidden_size=abc"], "hidden_size"),
         (["epochs=0"], "epochs=0 is invalid"),
         (["batch_size=0"], "batch_size=0 is invalid"),
-        (["learning_rate=-1"], "learning_rate=-1.0 is invalid: it must be > 0"),
+        (["learning_rate=-1"], "learning_rate=-1.0 is invalid: it must be finite and > 0"),
         (["output_activation=bogus"], "tanh, linear, sigmoid, relu"),
         (["cell=bogus"], "seed, standard"),
         (["hiden_size=100"], "unknown config key 'hiden_size'; did you mean 'hidden_size'?"),
         (["data.test_size=1.5"], "data.test_size=1.5 is invalid"),
+        (["learning_rate=inf"], "learning_rate=inf is invalid: it must be finite and > 0"),
+        (["hidden_size=8,16"], "hidden_size=8,16 asks for a sweep: add -m"),
         (["hidden_size=="], "cannot parse the override 'hidden_size=='"),
         (["data.foo=1"], "unknown config key 'data.foo'"),
         (["hydra/launcher=bogus"], "available options in 'hydra/launcher': basic, joblib"),
@@ -69,4 +75,10 @@ def test_a_bad_value_anywhere_in_a_grid_is_a_type_error_before_the_sweep():
 
 
 def test_range_errors_in_a_sweep_are_left_to_their_job():
-    experiment.preflight(["-m", "hidden_size=10,0"])  # job 1 fails alone, the sweep goes on
+    cfg, _, multirun = experiment.preflight(["-m", "hidden_size=10,0"])
+    assert multirun and cfg.hidden_size == 50  # composed without the swept key; job 1 fails alone
+
+
+def test_printing_the_config_starts_no_sweep():
+    cfg, _, multirun = experiment.preflight(["--cfg", "job", "hidden_size=0"])
+    assert cfg is None and not multirun

@@ -100,6 +100,23 @@ def test_joblib_on_a_fresh_store_with_a_failing_job(tmp_path):
     assert {c.data.tags["tf_threads"] for c in children if c.info.status == "FINISHED"} == {"1"}
 
 
+def test_a_sweep_that_cannot_start_leaves_nothing_running(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    uri = sqlite_uri(tmp_path)
+    result = run_cli(
+        "train", "-m", "hidden_size=8,16", *TINY, f"hydra.sweep.dir={blocker}/sweep",
+        f"tracking.uri={uri}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot write or read {blocker}/sweep: Not a directory"
+    ]
+    parent, children = sweep_runs(uri)
+    assert parent.info.status == "FAILED" and "Not a directory" in parent.data.tags["error"]
+    assert children == []
+
+
 def test_optuna_best_value_is_the_best_childs_metric(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     uri = sqlite_uri(tmp_path)
