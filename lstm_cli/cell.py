@@ -46,9 +46,10 @@ class LSTMCell(tf.Module):
         self,
         input_size: int,
         hidden_size: int,
-        variant: str = "seed",
-        init: str = "zeros",
-        seed: int = 0,
+        *,
+        variant: str,
+        init: str,
+        seed: int,
         name: str | None = None,
     ):
         super().__init__(name=name)

@@ -20,10 +20,17 @@ def error(message: str) -> None:
     errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
+def _as_typed(value: Any) -> str:
+    """A value as users type it in an override: null, true, 0.001."""
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def show_config(params: dict[str, Any]) -> None:
     """The resolved config as a compact three-column grid of key=value."""
     grid = Table.grid(padding=(0, 3))
-    cells = [f"[cyan]{k}[/]=[bold]{escape(str(v))}[/]" for k, v in params.items()]
+    cells = [f"[cyan]{k}[/]=[bold]{escape(_as_typed(v))}[/]" for k, v in params.items()]
     columns = 3 if console.width >= 120 else 2
     for _ in range(columns):
         grid.add_column(overflow="fold")

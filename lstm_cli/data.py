@@ -39,7 +39,7 @@ def scale_pixels(images: np.ndarray, scaling: str) -> np.ndarray:
     return images / PIXEL_MAX if scaling == "unit" else images
 
 
-def load_digits(test_size: float = 0.2, split_seed: int = 42, scaling: str = "raw") -> Digits:
+def load_digits(test_size: float, split_seed: int, scaling: str) -> Digits:
     """Load and split the digits as the article does (train_test_split, random_state=42)."""
     from sklearn import datasets
     from sklearn.model_selection import train_test_split

@@ -59,7 +59,7 @@ def _describe(ex: BaseException) -> str:
     cause = ex.__cause__ if isinstance(ex.__cause__, OmegaConfBaseException) else ex
     key = getattr(cause, "full_key", None)
     if isinstance(cause, ConfigKeyError | ConfigAttributeError) and " not in " in str(cause):
-        known = sorted(config.flatten(_compose([])))
+        known = sorted(config.flatten(compose([])))
         close = difflib.get_close_matches(key, known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
         return f"unknown config key '{key}'{hint}"
@@ -69,7 +69,8 @@ def _describe(ex: BaseException) -> str:
     return f"{key}: {text}" if key else text
 
 
-def _compose(overrides: list[str]) -> DictConfig:
+def compose(overrides: list[str]) -> DictConfig:
+    """The config for `overrides`, composed as Hydra would (without Hydra's own node)."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3"):
@@ -107,7 +108,7 @@ def preflight(argv: list[str]) -> tuple[DictConfig | None, list[str], bool]:
     composed = []
     for overrides in variants:
         try:
-            composed.append(_compose(overrides))
+            composed.append(compose(overrides))
         except Exception as ex:
             raise UserError(_describe(ex)) from None
     printing = args.cfg or args.resolve

@@ -9,11 +9,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import tensorflow as tf
 
-from lstm_cli.cell import LSTMCell
+from lstm_cli.cell import Gates, LSTMCell
 
 ACTIVATIONS = {
     "tanh": tf.tanh,
@@ -51,10 +52,11 @@ class DigitsLSTM(tf.Module):
         input_size: int,
         num_classes: int,
         hidden_size: int,
-        cell: str = "seed",
-        init: str = "zeros",
-        output_activation: str = "tanh",
-        seed: int = 0,
+        *,
+        cell: str,
+        init: str,
+        output_activation: str,
+        seed: int,
     ):
         super().__init__(name="digits_lstm")
         if output_activation not in ACTIVATIONS:
@@ -87,22 +89,22 @@ class DigitsLSTM(tf.Module):
         """(batch, hidden) -> activated outputs (batch, classes)."""
         return ACTIVATIONS[self.output_activation](tf.matmul(h, self.Wv) + self.bv)
 
-    def trace(self, x: tf.Tensor) -> Trace:
-        """Run the LSTM over x (batch, steps, input) and keep every step's state and gates."""
+    def _steps(self, x: tf.Tensor) -> Iterator[tuple[tf.Tensor, tf.Tensor, Gates]]:
+        """(h_t, c_t, gates) for each row of x (batch, steps, input), unrolled when traced."""
         w_x, w_h = self.cell.split_kernel()
         h = c = None  # the zero state
-        steps: list[tuple[tf.Tensor, ...]] = []
-        for xw_t in self.cell.project_inputs(x, w_x):  # unrolled: 8 rows, known when traced
-            h, c, g = self.cell.step(xw_t, h, c, w_h)
-            steps.append((h, c, g.i, g.f, g.o))
+        for xw_t in self.cell.project_inputs(x, w_x):  # steps x (batch, 4*hidden)
+            h, c, gates = self.cell.step(xw_t, h, c, w_h)
+            yield h, c, gates
+
+    def trace(self, x: tf.Tensor) -> Trace:
+        """Run the LSTM over x (batch, steps, input) and keep every step's state and gates."""
+        steps = [(h, c, g.i, g.f, g.o) for h, c, g in self._steps(x)]
         return Trace(*(tf.stack(parts) for parts in zip(*steps, strict=True)))
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         """x (batch, steps, input) -> activated outputs (batch, classes)."""
-        w_x, w_h = self.cell.split_kernel()
-        h = c = None  # the zero state
-        for xw_t in self.cell.project_inputs(x, w_x):  # unrolled: 8 rows, known when traced
-            h, c, _ = self.cell.step(xw_t, h, c, w_h)
+        *_, (h, _, _) = self._steps(x)  # the state after the last row
         return self.head(h)  # (batch, classes)
 
     def get_weights(self) -> dict[str, object]:

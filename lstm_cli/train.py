@@ -132,8 +132,9 @@ class Trainer:
         learning_rate: float,
         batch_size: int,
         epochs: int,
-        seed: int = 0,
-        shuffle: bool = True,
+        *,
+        seed: int,
+        shuffle: bool,
         jit_compile: bool = False,
     ):
         self.model = model

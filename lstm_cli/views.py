@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lstm_cli.console import console
+from lstm_cli.data import PIXEL_MAX
 
 KEY_PARAMS = ("hidden_size", "epochs", "batch_size", "learning_rate", "output_activation")
 KEY_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
@@ -124,7 +125,7 @@ def evaluation(result: Any, run_name: str) -> None:
 def digit(image: np.ndarray) -> Text:
     """A 0..16 image (rows, pixels) as shaded blocks, two characters per pixel."""
     text = Text()
-    levels = np.clip(np.round(image / 16 * (len(SHADES) - 1)), 0, len(SHADES) - 1).astype(int)
+    levels = np.round(np.clip(image / PIXEL_MAX, 0, 1) * (len(SHADES) - 1)).astype(int)
     for row in levels:
         text.append("".join(SHADES[v] * 2 for v in row), style="on grey11")
         text.append("\n")

@@ -10,10 +10,29 @@ from pathlib import Path
 
 import pytest
 
+from lstm_cli.config import conf_default
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 CLI = str(Path(sys.executable).with_name("lstm-digits"))
+EXPERIMENT = str(conf_default("tracking.experiment"))  # where `train` tracks by default
 EPOCHS = 3  # the session's trained run: enough to check metric history, cheap to train
+
+
+@pytest.fixture(scope="session")
+def defaults():
+    """The default config, composed once: tests compare against it rather than restate it."""
+    from lstm_cli import experiment
+
+    return experiment.compose([])
+
+
+def held_out(cfg, scaling: str | None = None):
+    """The digits split of config `cfg`, with its pixel scaling or `scaling`."""
+    from lstm_cli.data import load_digits
+
+    d = cfg.data
+    return load_digits(d.test_size, d.split_seed, scaling or d.scaling.value)
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -55,7 +74,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     )
     assert result.returncode == 0, result.stderr
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("lstm-digits")
+    experiment = client.get_experiment_by_name(EXPERIMENT)
     (run,) = client.search_runs([experiment.experiment_id])
     return TrainedRun(workdir=workdir, uri=uri, run_id=run.info.run_id, result=result)
 
@@ -111,7 +130,7 @@ def ui_server(trained_run: TrainedRun) -> UiServer:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process)
-        experiment = MlflowClient(trained_run.uri).get_experiment_by_name("lstm-digits")
+        experiment = MlflowClient(trained_run.uri).get_experiment_by_name(EXPERIMENT)
         yield UiServer(url=url, experiment_id=experiment.experiment_id, process=process)
     finally:
         if process.poll() is None:  # SIGTERM: the CLI stops its server's process group first

@@ -13,7 +13,16 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import CLI, EPOCHS, cli_env, free_port, run_cli, sqlite_uri
+from tests.conftest import (
+    CLI,
+    EPOCHS,
+    EXPERIMENT,
+    cli_env,
+    free_port,
+    held_out,
+    run_cli,
+    sqlite_uri,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +50,7 @@ def test_run_is_tracked_with_params_metrics_and_artifacts(trained_run):
     params = run.data.params
     assert params["hidden_size"] == "16" and params["epochs"] == str(EPOCHS)
     assert params["output_activation"] == "tanh" and params["data.split_seed"] == "42"
-    assert params["tracking.experiment"] == "lstm-digits"
+    assert params["tracking.experiment"] == EXPERIMENT
     assert "hidden_size=16" in run.data.tags["overrides"]
     assert len(run.data.tags["git_commit"]) in (0, 40)
     for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
@@ -56,14 +65,12 @@ def test_run_is_tracked_with_params_metrics_and_artifacts(trained_run):
     assert accuracy == pytest.approx(run.data.metrics["val_accuracy"], abs=1e-6)
 
 
-def test_logged_model_reloads_and_reproduces_val_accuracy(trained_run):
+def test_logged_model_reloads_and_reproduces_val_accuracy(trained_run, defaults):
     import mlflow
-
-    from lstm_cli.data import load_digits
 
     mlflow.set_tracking_uri(trained_run.uri)
     model = mlflow.pyfunc.load_model(f"runs:/{trained_run.run_id}/model")
-    raw = load_digits(scaling="raw")  # the logged model takes images as the dataset stores them
+    raw = held_out(defaults, scaling="raw")  # the model takes images as the dataset stores them
     accuracy = float(np.mean(model.predict(raw.x_val).argmax(axis=1) == raw.y_val))
     logged = MlflowClient(trained_run.uri).get_run(trained_run.run_id).data.metrics["val_accuracy"]
     assert accuracy == pytest.approx(logged, abs=1e-6)
@@ -84,7 +91,7 @@ def test_same_config_and_seed_give_the_same_metrics(trained_run, tmp_path):
     )
     assert again.returncode == 0, again.stderr
     client = MlflowClient(uri)
-    (rerun,) = client.search_runs([client.get_experiment_by_name("lstm-digits").experiment_id])
+    (rerun,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
     first = MlflowClient(trained_run.uri).get_run(trained_run.run_id).data.metrics
     for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
         assert rerun.data.metrics[name] == first[name]
@@ -174,7 +181,7 @@ def test_nan_loss_marks_the_run_failed_with_the_reason(tmp_path):
     )
     assert_one_line_error(result, 1, "NaN or infinite at epoch 1")
     client = MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("lstm-digits").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
     assert run.info.status == "FAILED"
     assert "NaN or infinite" in run.data.tags["error"]
 

@@ -9,7 +9,7 @@ from lstm_cli.errors import UserError
 
 
 def test_defaults_reproduce_the_seed_article():
-    cfg = experiment._compose([])
+    cfg = experiment.compose([])
     assert (cfg.hidden_size, cfg.epochs, cfg.batch_size, cfg.learning_rate) == (50, 100, 100, 1e-3)
     assert (cfg.output_activation.value, cfg.cell.value, cfg.init.value) == (
         "tanh",
@@ -21,7 +21,7 @@ def test_defaults_reproduce_the_seed_article():
 
 
 def test_flatten_gives_dotted_params_with_enum_names():
-    flat = config.flatten(experiment._compose(["hidden_size=7", "output_activation=relu"]))
+    flat = config.flatten(experiment.compose(["hidden_size=7", "output_activation=relu"]))
     assert flat["hidden_size"] == 7 and flat["output_activation"] == "relu"
     assert flat["data.test_size"] == 0.2 and "tracking.experiment" in flat
 

@@ -11,19 +11,21 @@ import pytest
 import tensorflow as tf
 
 from lstm_cli import figures, insight
-from lstm_cli.data import load_digits
 from lstm_cli.model import DigitsLSTM
 from lstm_cli.train import predict_proba
+from tests.conftest import held_out
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_digits(scaling="unit")
+def digits(defaults):
+    return held_out(defaults, scaling="unit")
 
 
 @pytest.fixture(scope="module")
 def model():
-    return DigitsLSTM(8, 10, hidden_size=12, cell="standard", init="glorot", seed=3).build()
+    return DigitsLSTM(
+        8, 10, hidden_size=12, cell="standard", init="glorot", output_activation="tanh", seed=3
+    ).build()
 
 
 @pytest.fixture(scope="module")

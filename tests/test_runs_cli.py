@@ -9,16 +9,18 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from lstm_cli.data import load_digits, read_digit_image
+from lstm_cli.data import read_digit_image
 from lstm_cli.errors import UserError
-from tests.conftest import run_cli, sqlite_uri
+from tests.conftest import EXPERIMENT, held_out, run_cli, sqlite_uri
 from tests.test_cli import assert_one_line_error
 
 slow = pytest.mark.slow
 
 
-def held_out():
-    return load_digits(scaling="raw")  # the split the trained run used (config defaults)
+@pytest.fixture(scope="module")
+def raw(defaults):
+    """The held-out split the trained run used, as raw 0..16 images (what the model takes)."""
+    return held_out(defaults, scaling="raw")
 
 
 def save_digit(image: np.ndarray, path, dark_on_light: bool, scale: int = 12) -> None:
@@ -34,8 +36,8 @@ def save_digit(image: np.ndarray, path, dark_on_light: bool, scale: int = 12) ->
 
 
 @pytest.mark.parametrize("dark_on_light", [True, False])
-def test_an_image_becomes_a_digit_of_the_dataset(tmp_path, dark_on_light):
-    digit = held_out().x_val[17]
+def test_an_image_becomes_a_digit_of_the_dataset(tmp_path, dark_on_light, raw):
+    digit = raw.x_val[17]
     save_digit(digit, tmp_path / "digit.png", dark_on_light)
     converted = read_digit_image(tmp_path / "digit.png", (8, 8))
     assert converted.shape == (8, 8) and converted.min() == 0 and converted.max() == 16
@@ -93,8 +95,8 @@ def test_evaluate_reproduces_the_logged_val_accuracy(trained_run):
 
 
 @slow
-def test_predict_a_held_out_digit_draws_it_and_gives_probabilities(trained_run):
-    data = held_out()
+def test_predict_a_held_out_digit_draws_it_and_gives_probabilities(trained_run, raw):
+    data = raw
     result = run_cli(
         "predict", "best", "--index", "17", "--tracking-uri", trained_run.uri,
         cwd=trained_run.workdir,
@@ -111,8 +113,8 @@ def test_predict_a_held_out_digit_draws_it_and_gives_probabilities(trained_run):
 
 
 @slow
-def test_predict_an_image_file(trained_run, tmp_path):
-    save_digit(held_out().x_val[17], tmp_path / "my_digit.png", dark_on_light=True)
+def test_predict_an_image_file(trained_run, tmp_path, raw):
+    save_digit(raw.x_val[17], tmp_path / "my_digit.png", dark_on_light=True)
     result = run_cli(
         "predict", trained_run.run_id, "--image", str(tmp_path / "my_digit.png"),
         "--tracking-uri", trained_run.uri, cwd=trained_run.workdir,
@@ -154,7 +156,7 @@ def test_an_unreadable_image_is_one_line(trained_run, tmp_path):
 def test_a_run_without_a_model_is_one_line(tmp_path):
     uri = sqlite_uri(tmp_path)
     client = MlflowClient(uri)
-    experiment_id = client.create_experiment("lstm-digits")
+    experiment_id = client.create_experiment(EXPERIMENT)
     run = client.create_run(experiment_id, run_name="no-model")
     for key, value in {"data.test_size": "0.2", "data.split_seed": "42"}.items():
         client.log_param(run.info.run_id, key, value)

@@ -14,7 +14,14 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import cli_env, free_port, run_cli, sqlite_uri, wait_healthy
+from tests.conftest import (
+    EXPERIMENT,
+    cli_env,
+    free_port,
+    run_cli,
+    sqlite_uri,
+    wait_healthy,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +31,7 @@ TINY = ("epochs=2", "tracking.log_model=false")  # jobs that train for real, in 
 def sweep_runs(uri: str) -> tuple[object, list]:
     """The one parent run in the store and its children (by job number)."""
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("lstm-digits")
+    experiment = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([experiment.experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("lstm_digits.sweep") == "parent"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import urllib.parse
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, run_cli
+from tests.conftest import EXPERIMENT, free_port, run_cli
 from tests.test_cli import assert_one_line_error
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,7 @@ def get_json(url: str) -> dict:
 
 def test_ui_serves_the_experiment_and_the_run_over_rest(ui_server, trained_run):
     api = f"{ui_server.url}/api/2.0/mlflow"
-    query = urllib.parse.urlencode({"experiment_name": "lstm-digits"})
+    query = urllib.parse.urlencode({"experiment_name": EXPERIMENT})
     experiment = get_json(f"{api}/experiments/get-by-name?{query}")["experiment"]
     assert experiment["experiment_id"] == ui_server.experiment_id
     run = get_json(f"{api}/runs/get?run_id={trained_run.run_id}")["run"]
@@ -39,6 +40,8 @@ def test_ui_serves_the_experiment_and_the_run_over_rest(ui_server, trained_run):
 @pytest.mark.browser
 def test_ui_shows_the_experiment_and_the_run_in_chromium(ui_server, trained_run, tmp_path):
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        if os.environ.get("CI"):  # CI must run it: `make test` installs them there
+            pytest.fail("no Debian chromium/chromedriver in CI: `make browser-deps` did not run")
         pytest.skip("no Debian chromium/chromedriver: run `make browser-deps` as root")
     from mlflow.tracking import MlflowClient
     from selenium import webdriver
@@ -59,7 +62,7 @@ def test_ui_shows_the_experiment_and_the_run_in_chromium(ui_server, trained_run,
     try:
         driver.get(f"{ui_server.url}/#/experiments/{ui_server.experiment_id}/runs")
         wait = WebDriverWait(driver, 90)
-        for text in ("lstm-digits", run_name):  # the React app renders them after its requests
+        for text in (EXPERIMENT, run_name):  # the React app renders them after its requests
             wait.until(ec.presence_of_element_located((By.XPATH, f"//*[text()='{text}']")))
         screenshot = tmp_path / "mlflow-ui.png"
         assert driver.save_screenshot(str(screenshot))
