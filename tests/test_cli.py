@@ -53,6 +53,9 @@ def test_run_is_tracked_with_params_metrics_and_artifacts(trained_run):
     assert params["tracking.experiment"] == EXPERIMENT
     assert "hidden_size=16" in run.data.tags["overrides"]
     assert len(run.data.tags["git_commit"]) in (0, 40)
+    assert run.data.tags["tf_threads"] == "1"  # hidden 16: one thread is fastest
+    for name in ("best_val_accuracy", "train_seconds", "insight_seconds"):
+        assert run.data.metrics[name] > 0
     for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
         history = client.get_metric_history(trained_run.run_id, name)
         assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
