@@ -67,7 +67,7 @@ def sweep_comparison(records: Sequence[dict], labels: dict[str, str]) -> Figure:
             style = "-" if r["status"] == "FINISHED" else ":"
             curve_ax.plot(epochs, r["curve"], style, label=f"#{r['job']} {labels[r['run_id']]}")
     curve_ax.set(ylim=(0.0, 1.0), xlabel="epoch", ylabel="val accuracy", title="Learning curves")
-    if len(records) <= 20:
+    if 0 < len(curve_ax.lines) <= 20:
         curve_ax.legend(fontsize="small", ncol=2)
     fig.tight_layout()
     return fig
