@@ -352,6 +352,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+    from lstm_cli.console import import_tensorflow
+
+    import_tensorflow()  # muted: TensorFlow's native start-up lines are not results
     if args.variant:
         run_variant(args.variant, args.epochs)
     elif args.ab:
