@@ -53,6 +53,7 @@ class TrackingSchema:
     uri: str | None = MISSING
     experiment: str = MISSING
     log_model: bool = MISSING
+    parent_run_id: str | None = MISSING
 
 
 @dataclass

@@ -25,7 +25,8 @@ from rich.markup import escape
 
 from lstm_cli import config, console, sweep
 from lstm_cli.errors import TrainingFailed, UserError, one_line
-from lstm_cli.sweep import PARENT_ENV
+
+PARENT_KEY = "tracking.parent_run_id"  # set by `run` on every job of a sweep
 
 config.register()
 
@@ -70,12 +71,20 @@ def _describe(ex: BaseException) -> str:
     return f"{key}: {text}" if key else text
 
 
-def compose(overrides: list[str]) -> DictConfig:
-    """The config for `overrides`, composed as Hydra would (without Hydra's own node)."""
+def compose(overrides: list[str], hydra_node: bool = False) -> DictConfig:
+    """The config for `overrides`, composed as Hydra would (its own `hydra` node if asked)."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+        return compose(config_name="config", overrides=overrides, return_hydra_config=hydra_node)
+
+
+def _parse(overrides: list[str]) -> list:
+    """Hydra's parsed overrides; a UserError if one cannot be parsed."""
+    try:
+        return OverridesParser.create().parse_overrides(overrides)
+    except Exception as ex:
+        raise UserError(_describe(ex)) from None
 
 
 def preflight(argv: list[str]) -> tuple[DictConfig | None, list[str], bool]:
@@ -91,10 +100,7 @@ def preflight(argv: list[str]) -> tuple[DictConfig | None, list[str], bool]:
     args, _ = get_args_parser().parse_known_args(argv)
     if args.help or args.hydra_help or args.info or args.shell_completion:
         return None, args.overrides, False
-    try:
-        parsed = OverridesParser.create().parse_overrides(args.overrides)
-    except Exception as ex:
-        raise UserError(_describe(ex)) from None
+    parsed = _parse(args.overrides)
     swept = [o for o in parsed if o.is_sweep_override()]
     if swept and not args.multirun:
         raise UserError(
@@ -123,7 +129,12 @@ def run(argv: list[str]) -> None:
     console.quiet_libraries()
     cfg, overrides, multirun = preflight(argv)
     if multirun:
-        sweep.start(cfg, overrides)  # before any job: the store, the experiment, the parent
+        fixed = [o.input_line for o in _parse(overrides) if not o.is_sweep_override()]
+        warming = sweep.warm_up_workers(compose(fixed, hydra_node=True).hydra.launcher)
+        parent = sweep.start(cfg, overrides)  # before any job: store, experiment, parent run
+        argv = [*argv, f"{PARENT_KEY}={parent}"]  # every job's config names its parent
+        if warming is not None:
+            warming.join()
     elif cfg is not None:
         from lstm_cli import tracking
 
@@ -210,7 +221,7 @@ def train(cfg: DictConfig, job: str | None) -> float:
     uri = tracking.resolve_uri(cfg.tracking.uri)
     experiment_id = tracking.open_experiment(uri, cfg.tracking.experiment)
     params = config.flatten(cfg)
-    overrides = " ".join(hc.overrides.task)
+    overrides = " ".join(o for o in hc.overrides.task if not o.startswith(f"{PARENT_KEY}="))
     commit = _git_commit()
     tags = {
         "overrides": overrides,
@@ -224,7 +235,7 @@ def train(cfg: DictConfig, job: str | None) -> float:
     else:
         tags["sweep_job"] = job
         console.job_line(job, f"start {overrides or '(defaults)'}")
-    parent = os.environ.get(PARENT_ENV) if job is not None else None
+    parent = cfg.tracking.parent_run_id
     with tracking.tracked_run(experiment_id, run_name, params, tags, parent) as run_id:
         config.check(cfg)
         tracking.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")

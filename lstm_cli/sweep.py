@@ -1,19 +1,22 @@
 """Hydra multirun, summarised in MLflow: one parent run per sweep, every job a child of it.
 
 `start` runs before Hydra launches anything: it creates the store, the experiment and the
-parent run once (jobs in other processes then only open them, which avoids SQLite's
-schema-creation race). `SweepCallback`, registered in conf/config.yaml, runs in the launching
-process after the last job: it reads every child back from MLflow (jobs may have run in other
-processes or on other machines) and logs the comparison on the parent.
+parent run once (jobs, wherever they run, then only open them, which avoids SQLite's
+schema-creation race); `experiment.run` gives every job the parent's id in its config.
+`SweepCallback`, registered in conf/config.yaml, runs in the launching process after the last
+job: it reads every child back from MLflow (jobs may have run in other processes or on other
+machines) and logs the comparison on the parent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 import os
 import statistics
+import threading
 from collections import defaultdict
 from typing import Any
 
@@ -22,7 +25,7 @@ from omegaconf import DictConfig
 
 from lstm_cli import console
 
-PARENT_ENV = "LSTM_DIGITS_PARENT_RUN_ID"  # how jobs find their parent run (inherited env)
+PARENT_ENV = "LSTM_DIGITS_PARENT_RUN_ID"  # the running sweep's parent, in the launching process
 IGNORED_FOR_GROUPING = ("seed", "tracking.uri")  # what may differ between repeats of a config
 COLUMNS = ("job", "overrides", "status", "val_accuracy", "val_loss", "train_accuracy",
            "best_val_accuracy", "train_seconds", "run_id", "error")  # fmt: skip
@@ -118,8 +121,8 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def start(cfg: DictConfig, overrides: list[str]) -> str:
-    """Before any job: open the store and the experiment once, create the parent run, and
-    publish its id to the jobs (`PARENT_ENV`, inherited by job processes). Returns its id."""
+    """Before any job: open the store and the experiment once and create the parent run;
+    returns its id (also kept in `PARENT_ENV` for this process's callback and `abort`)."""
     from lstm_cli import tracking
 
     uri = tracking.resolve_uri(cfg.tracking.uri)
@@ -129,6 +132,44 @@ def start(cfg: DictConfig, overrides: list[str]) -> str:
     os.environ[PARENT_ENV] = parent
     os.environ["MLFLOW_TRACKING_URI"] = uri  # jobs in other processes use the same store
     return parent
+
+
+def _import_job_modules() -> int:
+    """In a joblib worker: import what every job needs (TensorFlow, MLflow, scikit-learn,
+    matplotlib: about 5 s)."""
+    import importlib
+
+    console.quiet_libraries()
+    console.import_tensorflow()
+    for module in ("experiment", "tracking", "train", "insight", "figures", "data"):
+        importlib.import_module(f"lstm_cli.{module}")
+    for module in ("sklearn.datasets", "sklearn.model_selection", "sklearn.metrics"):
+        importlib.import_module(module)
+    return os.getpid()
+
+
+def warm_up_workers(launcher: DictConfig) -> threading.Thread | None:
+    """Start the joblib launcher's workers now, importing what jobs need, while this process
+    prepares the sweep; the launcher then reuses them (joblib keeps its workers for calls with
+    the same settings). None for other launchers. The workers start before the parent run
+    exists: jobs learn it from their config (`tracking.parent_run_id`), not the environment."""
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return None
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+    from joblib import Parallel, delayed
+
+    settings = {k: v for k, v in launcher.items() if k != "_target_"}
+    settings["backend"] = "loky"  # as the launcher does
+    process_joblib_cfg(settings)
+    workers = Parallel(**settings)._effective_n_jobs()
+
+    def warm() -> None:
+        with contextlib.suppress(Exception):  # a failed warm-up costs only its time
+            Parallel(**settings)(delayed(_import_job_modules)() for _ in range(workers))
+
+    thread = threading.Thread(target=warm, name="warm-up-workers", daemon=True)
+    thread.start()
+    return thread
 
 
 def abort(reason: str, status: str) -> None:
