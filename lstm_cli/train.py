@@ -77,10 +77,11 @@ def loss_and_correct(
 class Adam:
     """Adam with TensorFlow's fused kernel: one op per variable and step.
 
-    The update is Keras's (and the article's TF1 AdamOptimizer's): with t steps taken,
-    lr_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t); m = beta_1 m + (1 - beta_1) g;
-    v = beta_2 v + (1 - beta_2) g^2; var -= lr_t m / (sqrt(v) + epsilon). Keras's own Adam
-    issues about a dozen small ops per variable, which is a tenth of this small model's step.
+    The update and defaults are Keras's (the article's TF1 AdamOptimizer differs only by its
+    epsilon, 1e-8): with t steps taken, lr_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t);
+    m = beta_1 m + (1 - beta_1) g; v = beta_2 v + (1 - beta_2) g^2;
+    var -= lr_t m / (sqrt(v) + epsilon). Keras's own Adam issues about a dozen small ops per
+    variable, a tenth of this small model's step.
     """
 
     def __init__(
