@@ -136,11 +136,11 @@ def _sort_value(run: tracking.RunRecord, key: str) -> float | str | None:
 def list_runs(
     uri: str,
     experiment: str,
-    sweep: str | None = None,
-    sort: str | None = None,
-    ascending: bool = False,
-    limit: int = 20,
-    best: bool = False,
+    sweep: str | None,
+    sort: str | None,
+    ascending: bool,
+    limit: int,
+    best: bool,
 ) -> None:
     """Show the runs of `experiment` (or of one sweep), sorted and limited, or only the best."""
     if limit < 1:
