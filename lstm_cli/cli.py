@@ -5,6 +5,7 @@ TensorFlow, MLflow and Hydra are imported inside the commands, so `--help` answe
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from collections.abc import Iterator
@@ -230,8 +231,9 @@ def predict(
 def main() -> None:
     """Console-script entry point.
 
-    Ends the process without the interpreter's teardown of TensorFlow, which takes 1-1.5 s and
-    has nothing left to do: runs are ended and written, output is flushed.
+    Once the command is done, runs the exit hooks (MLflow's, joblib's, logging's) and ends the
+    process without the interpreter's teardown of the modules, which takes 0.7-1.5 s after
+    TensorFlow or MLflow and has nothing left to do: runs are ended and written.
     """
     try:
         app()
@@ -240,13 +242,14 @@ def main() -> None:
         code = ex.code if isinstance(ex.code, int) else (0 if ex.code is None else 1)
         if isinstance(ex.code, str):
             console.error(ex.code)
-    sys.stdout.flush()
-    sys.stderr.flush()
     workers = getattr(sys.modules.get("joblib.externals.loky.reusable_executor"), "_executor", None)
     if workers is not None:
         # The joblib launcher keeps its workers for reuse, each of which would tear TensorFlow
-        # down; stop them now. The normal exit stays: joblib's hooks clean shared memory.
-        workers.shutdown(wait=False, kill_workers=True)
-    elif "tensorflow" in sys.modules:
+        # down: stop them, and wait, so that their queues' locks are released.
+        workers.shutdown(wait=True, kill_workers=True)
+    if sys.modules.keys() & {"tensorflow", "mlflow"}:
+        atexit._run_exitfuncs()  # what a normal exit runs before the teardown
+        sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
