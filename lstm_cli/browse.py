@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_cli import console, tracking, views
+from lstm_cli import libraries, tracking, views
 from lstm_cli.errors import UserError
 
 SERVER_START_TIMEOUT_S = 120.0  # `mlflow server` takes 10-20 s to start on a small machine
@@ -204,7 +204,7 @@ def evaluate(uri: str, experiment: str, ref: str) -> Evaluation:
     from sklearn.metrics import confusion_matrix
 
     run = tracking.find_run(uri, experiment, ref)
-    console.import_tensorflow()  # before the model loads it: mutes TensorFlow's start-up
+    libraries.import_tensorflow()  # before the model loads it: mutes TensorFlow's start-up
     model = tracking.load_model(uri, run)
     data = _held_out(run)
     predicted = np.asarray(model.predict(data.x_val)).argmax(axis=1)  # (n,)
@@ -238,7 +238,7 @@ def predict(
         digit, label, source = read_digit_image(image, data.x_val.shape[1:]), None, str(image)
     else:
         digit, label, source = data.x_val[index], int(data.y_val[index]), f"held-out #{index}"
-    console.import_tensorflow()  # before the model loads it: mutes TensorFlow's start-up
+    libraries.import_tensorflow()  # before the model loads it: mutes TensorFlow's start-up
     model = tracking.load_model(uri, run)
     probabilities = np.asarray(model.predict(digit[None]))[0]  # (classes,)
     views.prediction(digit, probabilities, label, source, run.run_id)

@@ -15,7 +15,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from lstm_cli import console
+from lstm_cli import console, libraries
 from lstm_cli.errors import UserError, one_line
 
 app = typer.Typer(
@@ -119,7 +119,7 @@ def _store(tracking_uri: str | None, experiment: str | None) -> tuple[str, str]:
 @contextmanager
 def _reading() -> Iterator[None]:
     """Every error of a reading command ends in one line; Ctrl-C just stops."""
-    console.quiet_libraries()
+    libraries.quiet()
     try:
         yield
     except typer.Exit:

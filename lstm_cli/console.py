@@ -120,38 +120,3 @@ def show_sweep(rows: list[dict], groups: list[dict], parent_id: str, uri: str | 
             console.print(f"[red]job {r['job']} {r['status']}[/]: {escape(r['error'] or '?')}")
     console.print(f"[bold]parent run[/]    {parent_id}")
     console.print(f"[bold]tracking URI[/]  {uri}")
-
-
-def quiet_libraries() -> None:
-    """Keep TensorFlow's and MLflow's start-up chatter out of the user's terminal."""
-    import logging
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    logging.getLogger("alembic").setLevel(logging.ERROR)
-
-
-def import_tensorflow() -> None:
-    """Import TensorFlow (and Keras) with stderr muted: their native code logs there before any
-    log level applies. Runs no op, so thread settings can still be made. Later calls are free."""
-    import os
-    import sys
-
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf
-
-        tf.keras.utils  # noqa: B018 - Keras loads lazily, with start-up messages of its own
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)

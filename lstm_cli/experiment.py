@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 from rich.markup import escape
 
-from lstm_cli import config, console, sweep
+from lstm_cli import config, console, libraries, sweep
 from lstm_cli.errors import TrainingFailed, UserError, one_line
 
 PARENT_KEY = "tracking.parent_run_id"  # set by `run` on every job of a sweep
@@ -126,18 +126,19 @@ def preflight(argv: list[str]) -> tuple[DictConfig | None, list[str], bool]:
 
 def run(argv: list[str]) -> None:
     """Run `lstm-digits train ARGV` through Hydra; raise what went wrong, as `cli` reports it."""
-    console.quiet_libraries()
+    libraries.quiet()
     cfg, overrides, multirun = preflight(argv)
     if multirun:
         fixed = [o.input_line for o in _parse(overrides) if not o.is_sweep_override()]
         warming = sweep.warm_up_workers(compose(fixed, hydra_node=True).hydra.launcher)
-        parent = sweep.start(cfg, overrides)  # before any job: store, experiment, parent run
+        with libraries.importing():  # MLflow
+            parent = sweep.start(cfg, overrides)  # before any job: store, experiment, parent run
         argv = [*argv, f"{PARENT_KEY}={parent}"]  # every job's config names its parent
         if warming is not None:
             warming.join()
     elif cfg is not None:
-        from lstm_cli import tracking
-
+        with libraries.importing():  # MLflow
+            from lstm_cli import tracking
         tracking.check_store(tracking.resolve_uri(cfg.tracking.uri))  # before any output dir
     Outcome.error, Outcome.failed_jobs = None, []
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own errors reach the CLI, told in one line
@@ -263,7 +264,7 @@ def _ui_command(uri: str, experiment: str, experiment_id: str, run_id: str) -> s
 
 def _fit_and_log(cfg: DictConfig, quiet: bool) -> dict[str, float]:
     """Train in the active run; log metrics, figures and the model; return final metrics."""
-    console.import_tensorflow()  # before any op: thread settings still apply
+    libraries.import_tensorflow()  # before any op: thread settings still apply
     from lstm_cli import tracking
     from lstm_cli.data import load_digits
     from lstm_cli.model import DigitsLSTM

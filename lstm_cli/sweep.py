@@ -23,7 +23,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from lstm_cli import console
+from lstm_cli import console, libraries
 
 PARENT_ENV = "LSTM_DIGITS_PARENT_RUN_ID"  # the running sweep's parent, in the launching process
 IGNORED_FOR_GROUPING = ("seed", "tracking.uri")  # what may differ between repeats of a config
@@ -139,12 +139,13 @@ def _import_job_modules() -> int:
     matplotlib: about 5 s)."""
     import importlib
 
-    console.quiet_libraries()
-    console.import_tensorflow()
-    for module in ("experiment", "tracking", "train", "insight", "figures", "data"):
-        importlib.import_module(f"lstm_cli.{module}")
-    for module in ("sklearn.datasets", "sklearn.model_selection", "sklearn.metrics"):
-        importlib.import_module(module)
+    libraries.quiet()
+    libraries.import_tensorflow()
+    with libraries.importing():
+        for module in ("experiment", "tracking", "train", "insight", "figures", "data"):
+            importlib.import_module(f"lstm_cli.{module}")
+        for module in ("sklearn.datasets", "sklearn.model_selection", "sklearn.metrics"):
+            importlib.import_module(module)
     return os.getpid()
 
 
