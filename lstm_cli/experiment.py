@@ -130,12 +130,10 @@ def run(argv: list[str]) -> None:
     cfg, overrides, multirun = preflight(argv)
     if multirun:
         fixed = [o.input_line for o in _parse(overrides) if not o.is_sweep_override()]
-        warming = sweep.warm_up_workers(compose(fixed, hydra_node=True).hydra.launcher)
+        sweep.warm_up_workers(compose(fixed, hydra_node=True).hydra.launcher)
         with libraries.importing():  # MLflow
             parent = sweep.start(cfg, overrides)  # before any job: store, experiment, parent run
         argv = [*argv, f"{PARENT_KEY}={parent}"]  # every job's config names its parent
-        if warming is not None:
-            warming.join()
     elif cfg is not None:
         with libraries.importing():  # MLflow
             from lstm_cli import tracking

@@ -135,8 +135,8 @@ def start(cfg: DictConfig, overrides: list[str]) -> str:
 
 
 def _import_job_modules() -> int:
-    """In a joblib worker: import what every job needs (TensorFlow, MLflow, scikit-learn,
-    matplotlib: about 5 s)."""
+    """In a joblib worker: import what every job needs (TensorFlow, MLflow and its SQL store and
+    model flavour, scikit-learn, matplotlib: about 5 s), out of the collector's way."""
     import importlib
 
     libraries.quiet()
@@ -146,16 +146,19 @@ def _import_job_modules() -> int:
             importlib.import_module(f"lstm_cli.{module}")
         for module in ("sklearn.datasets", "sklearn.model_selection", "sklearn.metrics"):
             importlib.import_module(module)
+        for module in ("mlflow.pyfunc", "mlflow.store.tracking.sqlalchemy_store"):
+            importlib.import_module(module)
     return os.getpid()
 
 
-def warm_up_workers(launcher: DictConfig) -> threading.Thread | None:
+def warm_up_workers(launcher: DictConfig) -> None:
     """Start the joblib launcher's workers now, importing what jobs need, while this process
-    prepares the sweep; the launcher then reuses them (joblib keeps its workers for calls with
-    the same settings). None for other launchers. The workers start before the parent run
-    exists: jobs learn it from their config (`tracking.parent_run_id`), not the environment."""
+    prepares and launches the sweep (nothing for other launchers). The launcher reuses them:
+    joblib keeps its workers for calls with the same settings, and Hydra's jobs queue behind the
+    warm-up. The workers start before the parent run exists: jobs learn it from their config
+    (`tracking.parent_run_id`), not the environment."""
     if "joblib" not in str(launcher.get("_target_", "")):
-        return None
+        return
     from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
     from joblib import Parallel, delayed
 
@@ -168,9 +171,7 @@ def warm_up_workers(launcher: DictConfig) -> threading.Thread | None:
         with contextlib.suppress(Exception):  # a failed warm-up costs only its time
             Parallel(**settings)(delayed(_import_job_modules)() for _ in range(workers))
 
-    thread = threading.Thread(target=warm, name="warm-up-workers", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=warm, name="warm-up-workers", daemon=True).start()
 
 
 def abort(reason: str, status: str) -> None:
