@@ -67,6 +67,7 @@ def serve_ui(uri: str, experiment: str, host: str, port: int) -> None:
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
             tracking.server_command(uri, host, port),
+            env=tracking.server_environment(),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

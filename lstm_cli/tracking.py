@@ -499,6 +499,13 @@ def load_model(uri: str, run: RunRecord) -> Any:
         raise UserError(f"cannot load the model of run {run.run_id}: {_first_line(ex)}") from None
 
 
+def server_environment() -> dict[str, str]:
+    """The environment for `server_command`: without MLflow's GenAI job runner (unless the user
+    asks for it), whose ten helper processes this tool never uses and whose store directory in
+    /dev/shm MLflow leaves behind at every start."""
+    return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+
+
 def server_command(uri: str, host: str, port: int) -> list[str]:
     """`mlflow server` on the store `uri` (one worker: a UI for one user)."""
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri]

@@ -165,7 +165,8 @@ def mlflow_server(tmp_path_factory):
         [mlflow_cli, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", sqlite_uri(root),
          "--artifacts-destination", str(root / "artifacts")],
-        cwd=root, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=root, env=cli_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:

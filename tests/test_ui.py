@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lstm_cli import tracking
 from tests.conftest import EXPERIMENT, free_port, run_cli
 from tests.test_cli import assert_one_line_error
 
@@ -69,6 +70,29 @@ def test_ui_shows_the_experiment_and_the_run_in_chromium(ui_server, trained_run,
     finally:
         driver.quit()
     assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def _job_runners() -> list[str]:
+    """Command lines of MLflow GenAI job-runner processes (huey consumers) on this machine."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended meanwhile
+            continue
+        if "huey" in text or "mlflow.server.jobs" in text:
+            found.append(text)
+    return found
+
+
+def test_the_ui_server_runs_without_mlflows_genai_job_runner(ui_server, monkeypatch):
+    """Ten helper processes and a directory in /dev/shm left at every start, for nothing here."""
+    assert ui_server.process.poll() is None
+    assert _job_runners() == []
+    monkeypatch.delenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", raising=False)
+    assert tracking.server_environment()["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    monkeypatch.setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "true")  # the user's choice stays
+    assert tracking.server_environment()["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
 
 
 def test_ctrl_c_stops_the_ui_and_its_server(ui_server):
