@@ -242,11 +242,9 @@ def main() -> None:
         code = ex.code if isinstance(ex.code, int) else (0 if ex.code is None else 1)
         if isinstance(ex.code, str):
             console.error(ex.code)
-    workers = getattr(sys.modules.get("joblib.externals.loky.reusable_executor"), "_executor", None)
-    if workers is not None:
-        # The joblib launcher keeps its workers for reuse, each of which would tear TensorFlow
-        # down: stop them, and wait, so that their queues' locks are released.
-        workers.shutdown(wait=True, kill_workers=True)
+    sweep = sys.modules.get("lstm_cli.sweep")  # loaded: a `train` command ran
+    if sweep is not None:
+        sweep.stop_workers()
     if sys.modules.keys() & {"tensorflow", "mlflow"}:
         atexit._run_exitfuncs()  # what a normal exit runs before the teardown
         sys.stdout.flush()

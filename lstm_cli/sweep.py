@@ -151,6 +151,9 @@ def _import_job_modules() -> int:
     return os.getpid()
 
 
+_warming: list[threading.Thread] = []  # the warm-up started by `warm_up_workers`, if any
+
+
 def warm_up_workers(launcher: DictConfig) -> None:
     """Start the joblib launcher's workers now, importing what jobs need, while this process
     prepares and launches the sweep (nothing for other launchers). The launcher reuses them:
@@ -171,7 +174,23 @@ def warm_up_workers(launcher: DictConfig) -> None:
         with contextlib.suppress(Exception):  # a failed warm-up costs only its time
             Parallel(**settings)(delayed(_import_job_modules)() for _ in range(workers))
 
-    threading.Thread(target=warm, name="warm-up-workers", daemon=True).start()
+    thread = threading.Thread(target=warm, name="warm-up-workers", daemon=True)
+    thread.start()
+    _warming.append(thread)
+
+
+def stop_workers() -> None:
+    """Before the process exits: stop the joblib launcher's workers, kept for reuse (each would
+    tear TensorFlow down), and wait for them and for an unfinished warm-up (Ctrl-C), so that
+    their locks and temporary folders are released once, before the exit hooks run."""
+    import sys
+
+    reusable = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(reusable, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True, kill_workers=True)
+    for thread in _warming:
+        thread.join(timeout=10)
 
 
 def abort(reason: str, status: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import signal
 import statistics
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import (
+    CLI,
     EXPERIMENT,
     cli_env,
     free_port,
@@ -105,6 +107,29 @@ def test_joblib_on_a_fresh_store_with_a_failing_job(tmp_path):
     assert "hidden_size=0 is invalid" in children[1].data.tags["error"]
     assert len({c.data.tags["output_dir"] for c in children}) == 3  # no collisions
     assert {c.data.tags["tf_threads"] for c in children if c.info.status == "FINISHED"} == {"1"}
+
+
+def test_ctrl_c_while_joblib_workers_warm_up_is_one_line_and_kills_the_sweep(tmp_path):
+    """Interrupted after the parent run exists, while the workers still import (about 3 s)."""
+    uri = sqlite_uri(tmp_path)
+    proc = subprocess.Popen(
+        [CLI, "train", "-m", "hidden_size=8,16", *TINY, "hydra/launcher=joblib",
+         "hydra.launcher.n_jobs=2", f"tracking.uri={uri}"],
+        cwd=tmp_path, env=cli_env(PYTHONUNBUFFERED="1"), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    first = proc.stdout.readline()  # the sweep's first line: its parent run exists
+    assert "sweep" in first and "parent run" in first, first
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines() == [
+        "error: interrupted: a run already started is marked KILLED, its metrics kept"
+    ]  # nothing from joblib's workers or its resource tracker
+    assert "Traceback" not in stdout
+    parent, children = sweep_runs(uri)
+    assert parent.info.status == "KILLED"
+    assert all(c.info.status != "RUNNING" for c in children)
 
 
 def test_a_sweep_that_cannot_start_leaves_nothing_running(tmp_path):
