@@ -6,19 +6,24 @@ figures), so the rest of the package never sees an MLflow object.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import mlflow
 import numpy as np
@@ -32,6 +37,8 @@ STORE_DIR = "outputs"  # beside the user's working directory, as Hydra's outputs
 PARENT_TAG = "mlflow.parentRunId"
 MODEL_NAME = "model"
 HEALTH_TIMEOUT_S = 3.0
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def default_uri() -> str:
@@ -88,10 +95,29 @@ def check_store(uri: str) -> None:
             raise UserError(f"cannot write the tracking store {db}: {ex.strerror or ex}") from None
 
 
+def _create_sqlite_store(db: Path) -> None:
+    """Build a new SQLite store beside `db`, then move it into place complete.
+
+    MLflow builds its schema in about 60 migrations (1 s), and a store interrupted half-way
+    (Ctrl-C in a first run) cannot be opened again. Linking the finished file is atomic and
+    never replaces a store another process made meanwhile: that one is kept.
+    """
+    partial = db.with_name(f".{db.name}.{uuid.uuid4().hex}.partial")  # MLflow caches by URI
+    try:
+        MlflowClient(f"sqlite:///{partial}")  # builds the schema
+        with contextlib.suppress(FileExistsError):
+            os.link(partial, db)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def open_experiment(uri: str, name: str) -> str:
     """Point MLflow at `uri`, create the experiment if needed (once, race-safe); return its id."""
     check_store(uri)
     try:
+        db = _sqlite_path(uri)
+        if db is not None and not db.exists():
+            _create_sqlite_store(db)
         mlflow.set_tracking_uri(uri)
         client = MlflowClient(uri)
         experiment = client.get_experiment_by_name(name)
@@ -121,6 +147,38 @@ def _first_line(ex: BaseException) -> str:
 
 
 @contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Hold Ctrl-C back while writing to the store; it takes effect right after.
+
+    A KeyboardInterrupt inside an MLflow call can leave a run RUNNING (its row written, its id
+    not yet returned) or the database session unusable for the writes that would end it.
+    Signals reach only the main thread: elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            signal.raise_signal(signal.SIGINT)  # to the handler in force again
+
+
+def _holding_ctrl_c(write: Callable[P, R]) -> Callable[P, R]:
+    """`write` runs with Ctrl-C held back (see `_ctrl_c_held`)."""
+
+    @functools.wraps(write)
+    def held(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _ctrl_c_held():
+            return write(*args, **kwargs)
+
+    return held
+
+
+@contextmanager
 def tracked_run(
     experiment_id: str,
     run_name: str,
@@ -135,21 +193,26 @@ def tracked_run(
     """
     if parent_run_id:
         tags = {**tags, PARENT_TAG: parent_run_id}
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
-    run_id = run.info.run_id
+    run_id = None
     try:
-        mlflow.log_params(params)
+        with _ctrl_c_held():  # a Ctrl-C meanwhile is raised once `run_id` is known
+            run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+            run_id = run.info.run_id
+            mlflow.log_params(params)
         yield run_id
     except KeyboardInterrupt:
-        _end(RunStatus.KILLED, "interrupted (Ctrl-C)")
+        if run_id is not None:
+            _end(RunStatus.KILLED, "interrupted (Ctrl-C)")
         raise
     except BaseException as ex:
-        _end(RunStatus.FAILED, _first_line(ex))
+        if run_id is not None:
+            _end(RunStatus.FAILED, _first_line(ex))
         raise
     else:
         _end(RunStatus.FINISHED)
 
 
+@_holding_ctrl_c
 def _end(status: int, error: str | None = None) -> None:
     try:
         _epoch_buffer.flush()
@@ -179,6 +242,7 @@ class _EpochBuffer:
         if time.monotonic() - self.last_flush >= self.FLUSH_EVERY_S:
             self.flush()
 
+    @_holding_ctrl_c
     def flush(self) -> None:
         run = mlflow.active_run()
         if self.pending and run is not None:
@@ -195,23 +259,28 @@ def log_epoch(metrics: dict[str, float], epoch: int) -> None:
     _epoch_buffer.add(metrics, epoch)
 
 
+@_holding_ctrl_c
 def log_summary(metrics: dict[str, float]) -> None:
     """Metrics without a step (final figures, timings)."""
     mlflow.log_metrics(metrics)
 
 
+@_holding_ctrl_c
 def set_tags(tags: dict[str, str]) -> None:
     mlflow.set_tags(tags)
 
 
+@_holding_ctrl_c
 def log_figure(figure: Any, name: str) -> None:
     mlflow.log_figure(figure, name)
 
 
+@_holding_ctrl_c
 def log_text(text: str, name: str) -> None:
     mlflow.log_text(text, name)
 
 
+@_holding_ctrl_c
 def log_dict(data: dict, name: str) -> None:
     mlflow.log_dict(data, name)
 
@@ -244,6 +313,7 @@ class DigitsModel(mlflow.pyfunc.PythonModel):
         return predict_proba(self.model, scale_pixels(images, self.scaling))
 
 
+@_holding_ctrl_c
 def log_model(spec: dict, weights: dict[str, np.ndarray]) -> None:
     """Log the trained weights as a pyfunc model named `model` in the active run.
 
@@ -277,6 +347,7 @@ def log_model(spec: dict, weights: dict[str, np.ndarray]) -> None:
 SWEEP_TAG = "lstm_digits.sweep"  # "parent" on a sweep's parent run
 
 
+@_holding_ctrl_c
 def start_parent_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
     """Create a sweep's parent run (not made the active run: jobs may share this process)."""
     run = MlflowClient().create_run(
@@ -285,11 +356,13 @@ def start_parent_run(experiment_id: str, run_name: str, tags: dict[str, str]) ->
     return run.info.run_id
 
 
+@_holding_ctrl_c
 def end_parent_run(run_id: str, status: str) -> None:
     """Close a parent run with `status` (FINISHED, FAILED or KILLED)."""
     MlflowClient().set_terminated(run_id, status)
 
 
+@_holding_ctrl_c
 def close_children(parent_id: str, status: str, reason: str) -> int:
     """Give every child still RUNNING (its process died or was stopped) a final status."""
     client = MlflowClient()
@@ -337,6 +410,7 @@ def child_runs(parent_id: str, curve: str = "val_accuracy") -> list[dict[str, An
     return sorted(records, key=lambda r: r["job"])
 
 
+@_holding_ctrl_c
 def log_to_run(
     run_id: str,
     *,
@@ -357,6 +431,7 @@ def log_to_run(
         client.log_figure(run_id, figure, name)
 
 
+@_holding_ctrl_c
 def log_steps(name: str, values: list[float], first_step: int = 1) -> None:
     """A metric series in the active run, with steps first_step, first_step + 1, ..."""
     now_ms = int(time.time() * 1000)
