@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib
@@ -46,6 +47,21 @@ def confusion_matrix(
     return fig
 
 
+def _job_label(job: int, overrides: str, width: int = 36) -> str:
+    """`#job key=value ...` for a plot: floats to 3 significant digits (a search's
+    learning_rate=0.00037054191817781617 reads 0.000371), wrapped to `width` characters."""
+
+    def short(override: str) -> str:
+        key, _, value = override.partition("=")
+        try:
+            return f"{key}={float(value):.3g}" if "." in value else override
+        except ValueError:
+            return override
+
+    text = f"#{job} " + " ".join(short(o) for o in overrides.split())
+    return textwrap.fill(text, width, break_on_hyphens=False)
+
+
 def sweep_comparison(records: Sequence[dict], labels: dict[str, str]) -> Figure:
     """Final val accuracy per job (left) and every job's val accuracy curve overlaid (right).
 
@@ -55,17 +71,20 @@ def sweep_comparison(records: Sequence[dict], labels: dict[str, str]) -> Figure:
         (r for r in records if r["status"] == "FINISHED"),
         key=lambda r: r["metrics"]["val_accuracy"],
     )
+    names = [_job_label(r["job"], labels[r["run_id"]]) for r in done]
+    lines = sum(name.count("\n") + 1 for name in names)
     fig, (bar_ax, curve_ax) = plt.subplots(
-        1, 2, figsize=(13, max(4.0, 0.35 * len(done) + 1.5)), gridspec_kw={"width_ratios": [1, 1.3]}
+        1, 2, figsize=(13, max(4.0, 0.3 * lines + 1.5)), gridspec_kw={"width_ratios": [1, 1.3]}
     )
-    names = [f"#{r['job']} {labels[r['run_id']]}" for r in done]
     bar_ax.barh(names, [r["metrics"]["val_accuracy"] for r in done], color="tab:blue")
     bar_ax.set(xlim=(0.0, 1.0), xlabel="final val accuracy", title="Final val accuracy per job")
     for r in records:
         if r["curve"]:
             epochs = np.arange(1, len(r["curve"]) + 1)
             style = "-" if r["status"] == "FINISHED" else ":"
-            curve_ax.plot(epochs, r["curve"], style, label=f"#{r['job']} {labels[r['run_id']]}")
+            name = _job_label(r["job"], labels[r["run_id"]], width=1000)
+            short = name if len(name) <= 40 else f"#{r['job']}"  # long: the bars name it
+            curve_ax.plot(epochs, r["curve"], style, label=short)
     curve_ax.set(ylim=(0.0, 1.0), xlabel="epoch", ylabel="val accuracy", title="Learning curves")
     if 0 < len(curve_ax.lines) <= 20:
         curve_ax.legend(fontsize="small", ncol=2)

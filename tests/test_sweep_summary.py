@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 
 import pytest
 
-from lstm_cli import sweep
+from lstm_cli import figures, sweep
 
 
 def record(job, overrides, val, status="FINISHED", seed="0", error=""):
@@ -64,3 +65,25 @@ def test_tables_render_as_csv_and_markdown():
     assert md[0].startswith("| job | overrides |") and md[2].startswith(
         "| 3 | hidden_size=16 seed=2"
     )
+
+
+def test_a_search_labels_its_jobs_readably_in_the_comparison_figure():
+    long = (  # as an optuna trial's overrides read
+        "hidden_size=200 learning_rate=0.00037054191817781617 batch_size=64 output_activation=tanh"
+    )
+    label = figures._job_label(3, long)
+    assert label.startswith("#3 hidden_size=200\nlearning_rate=0.000371 batch_size=64")
+    assert max(len(line) for line in label.splitlines()) <= 36
+    assert figures._job_label(0, "seed=2 hidden_size=50") == "#0 seed=2 hidden_size=50"
+    records = [
+        {"run_id": f"r{j}", "job": j, "status": "FINISHED",
+         "metrics": {"val_accuracy": 0.5 + j / 20}, "curve": [0.3, 0.5 + j / 20]}
+        for j in range(6)
+    ]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "Tight layout not applied": labels too long to fit
+        fig = figures.sweep_comparison(records, {r["run_id"]: long for r in records})
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == [
+        f"#{j}" for j in range(6)
+    ]  # long labels: the bars name the jobs
+    figures.close(fig)
