@@ -1,4 +1,5 @@
-"""Wall time of a 4-job sweep: one job after another (basic launcher) vs 2 joblib workers.
+"""Wall time of a sweep (4 jobs by default): one job after another (basic launcher) vs 2 joblib
+workers.
 
     make bench-sweep                      # the default 100-epoch jobs, 3 runs of each
     python bench/bench_sweep.py --epochs 30 --repeats 5 --json sweep.json
@@ -6,7 +7,8 @@
 
 Each variant is a real `lstm-digits train -m ...` in a fresh temporary store and working
 directory, timed from the outside, so process start-up and MLflow logging count too. The two
-variants alternate, so that a slow spell of the machine hits both; the ratio is of the medians.
+variants alternate (AB BA AB ...), so that a slow spell of the machine hits both; the ratio is
+of the medians.
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ def main() -> None:
         "joblib, n_jobs=2": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
     }
     seconds: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.repeats):
-        for name, extra in variants.items():
+    for repeat in range(args.repeats):
+        order = list(variants.items())
+        for name, extra in order[:: -1 if repeat % 2 else 1]:
             seconds[name].append(time_sweep(args.grid, extra, args.epochs))
     sequential, parallel = (statistics.median(s) for s in seconds.values())
     ratio = parallel / sequential

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -242,11 +243,14 @@ def main() -> None:
         code = ex.code if isinstance(ex.code, int) else (0 if ex.code is None else 1)
         if isinstance(ex.code, str):
             console.error(ex.code)
+    # Everything is written: a Ctrl-C during the clean-up below just ends the process.
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(EXIT_INTERRUPTED))
     sweep = sys.modules.get("lstm_cli.sweep")  # loaded: a `train` command ran
     if sweep is not None:
         sweep.stop_workers()
     if sys.modules.keys() & {"tensorflow", "mlflow"}:
-        atexit._run_exitfuncs()  # what a normal exit runs before the teardown
+        # What a normal exit runs before the teardown (CPython's own, underscored entry point).
+        atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

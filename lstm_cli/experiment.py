@@ -128,15 +128,16 @@ def run(argv: list[str]) -> None:
     """Run `lstm-digits train ARGV` through Hydra; raise what went wrong, as `cli` reports it."""
     libraries.quiet()
     cfg, overrides, multirun = preflight(argv)
-    if multirun:
+    if multirun:  # first: the workers take seconds to start
         fixed = [o.input_line for o in _parse(overrides) if not o.is_sweep_override()]
         sweep.warm_up_workers(compose(fixed, hydra_node=True).hydra.launcher)
-        with libraries.importing():  # MLflow
-            parent = sweep.start(cfg, overrides)  # before any job: store, experiment, parent run
-        argv = [*argv, f"{PARENT_KEY}={parent}"]  # every job's config names its parent
-    elif cfg is not None:
+    if cfg is not None:
         with libraries.importing():  # MLflow
             from lstm_cli import tracking
+    if multirun:
+        parent = sweep.start(cfg, overrides)  # before any job: store, experiment, parent run
+        argv = [*argv, f"{PARENT_KEY}={parent}"]  # every job's config names its parent
+    elif cfg is not None:
         tracking.check_store(tracking.resolve_uri(cfg.tracking.uri))  # before any output dir
     Outcome.error, Outcome.failed_jobs = None, []
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own errors reach the CLI, told in one line

@@ -16,6 +16,7 @@ import io
 import math
 import os
 import statistics
+import sys
 import threading
 from collections import defaultdict
 from typing import Any
@@ -171,7 +172,10 @@ def warm_up_workers(launcher: DictConfig) -> None:
     workers = Parallel(**settings)._effective_n_jobs()
 
     def warm() -> None:
-        with contextlib.suppress(Exception):  # a failed warm-up costs only its time
+        # Nothing escapes this thread: a Ctrl-C reaches the workers too (the terminal signals
+        # the process group), and the main thread reports it. A failed warm-up (a worker killed
+        # while importing) breaks the shared workers: the launcher then fails in one line.
+        with contextlib.suppress(BaseException):
             Parallel(**settings)(delayed(_import_job_modules)() for _ in range(workers))
 
     thread = threading.Thread(target=warm, name="warm-up-workers", daemon=True)
@@ -182,15 +186,19 @@ def warm_up_workers(launcher: DictConfig) -> None:
 def stop_workers() -> None:
     """Before the process exits: stop the joblib launcher's workers, kept for reuse (each would
     tear TensorFlow down), and wait for them and for an unfinished warm-up (Ctrl-C), so that
-    their locks and temporary folders are released once, before the exit hooks run."""
-    import sys
+    their locks and temporary folders are released once, before the exit hooks run. Twice: a
+    warm-up interrupted early may create the workers only meanwhile."""
 
-    reusable = sys.modules.get("joblib.externals.loky.reusable_executor")
-    executor = getattr(reusable, "_executor", None)
-    if executor is not None:
-        executor.shutdown(wait=True, kill_workers=True)
+    def shut_down() -> None:
+        reusable = sys.modules.get("joblib.externals.loky.reusable_executor")
+        executor = getattr(reusable, "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=True, kill_workers=True)
+
+    shut_down()
     for thread in _warming:
         thread.join(timeout=10)
+    shut_down()
 
 
 def abort(reason: str, status: str) -> None:
@@ -201,9 +209,7 @@ def abort(reason: str, status: str) -> None:
         return
     from lstm_cli import tracking
 
-    tracking.close_children(parent, status, reason)
-    tracking.log_to_run(parent, tags={"error": reason})
-    tracking.end_parent_run(parent, status)
+    tracking.end_sweep(parent, status, reason)
 
 
 class SweepCallback(Callback):

@@ -6,7 +6,6 @@ figures), so the rest of the package never sees an MLflow object.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
@@ -105,8 +104,13 @@ def _create_sqlite_store(db: Path) -> None:
     partial = db.with_name(f".{db.name}.{uuid.uuid4().hex}.partial")  # MLflow caches by URI
     try:
         MlflowClient(f"sqlite:///{partial}")  # builds the schema
-        with contextlib.suppress(FileExistsError):
+        try:
             os.link(partial, db)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: a rename, unless one is there now
+            if not db.exists():
+                os.rename(partial, db)
     finally:
         partial.unlink(missing_ok=True)
 
@@ -146,25 +150,49 @@ def _first_line(ex: BaseException) -> str:
 # ---------------------------------------------------------------- writing runs
 
 
+class _CtrlC:
+    """The state of `_ctrl_c_held`: how deep the holds nest, and whether Ctrl-C came meanwhile."""
+
+    depth = 0
+    pending = False
+
+    @staticmethod
+    def hold(signum: int, frame: Any) -> None:
+        if _CtrlC.pending:  # pressed again: the user will not wait for the write
+            _CtrlC.pending = False
+            raise KeyboardInterrupt
+        _CtrlC.pending = True
+
+
 @contextmanager
 def _ctrl_c_held() -> Iterator[None]:
-    """Hold Ctrl-C back while writing to the store; it takes effect right after.
+    """Hold Ctrl-C back while writing to the store; it takes effect right after the write, or
+    at once when pressed a second time (a write to a server that does not answer retries).
 
     A KeyboardInterrupt inside an MLflow call can leave a run RUNNING (its row written, its id
     not yet returned) or the database session unusable for the writes that would end it.
-    Signals reach only the main thread: elsewhere this does nothing.
+    Holds nest. Only Python's default Ctrl-C handler in the main thread is held: signals reach
+    only that thread, and another handler is someone else's choice.
     """
-    if threading.current_thread() is not threading.main_thread():
+    outermost = _CtrlC.depth == 0
+    if outermost and (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield
         return
-    held: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    if outermost:
+        signal.signal(signal.SIGINT, _CtrlC.hold)
+    _CtrlC.depth += 1
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if held:
-            signal.raise_signal(signal.SIGINT)  # to the handler in force again
+        _CtrlC.depth -= 1
+        if outermost:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if _CtrlC.pending:
+                _CtrlC.pending = False
+                raise KeyboardInterrupt
 
 
 def _holding_ctrl_c(write: Callable[P, R]) -> Callable[P, R]:
@@ -360,6 +388,15 @@ def start_parent_run(experiment_id: str, run_name: str, tags: dict[str, str]) ->
 def end_parent_run(run_id: str, status: str) -> None:
     """Close a parent run with `status` (FINISHED, FAILED or KILLED)."""
     MlflowClient().set_terminated(run_id, status)
+
+
+@_holding_ctrl_c
+def end_sweep(parent_id: str, status: str, reason: str) -> None:
+    """A sweep stopped early: its unfinished children and the parent end with `status` and
+    `reason`, in one hold of Ctrl-C (a second Ctrl-C would otherwise leave the parent RUNNING)."""
+    close_children(parent_id, status, reason)
+    log_to_run(parent_id, tags={"error": reason})
+    end_parent_run(parent_id, status)
 
 
 @_holding_ctrl_c

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import signal
 import statistics
 import subprocess
@@ -110,18 +111,23 @@ def test_joblib_on_a_fresh_store_with_a_failing_job(tmp_path):
 
 
 def test_ctrl_c_while_joblib_workers_warm_up_is_one_line_and_kills_the_sweep(tmp_path):
-    """Interrupted after the parent run exists, while the workers still import (about 3 s)."""
+    """Interrupted after the parent run exists, while the workers still import (about 3 s),
+    as a terminal does: every process of the group gets the SIGINT, the workers too."""
     uri = sqlite_uri(tmp_path)
     proc = subprocess.Popen(
         [CLI, "train", "-m", "hidden_size=8,16", *TINY, "hydra/launcher=joblib",
          "hydra.launcher.n_jobs=2", f"tracking.uri={uri}"],
-        cwd=tmp_path, env=cli_env(PYTHONUNBUFFERED="1"), text=True,
+        cwd=tmp_path, env=cli_env(PYTHONUNBUFFERED="1"), text=True, start_new_session=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    first = proc.stdout.readline()  # the sweep's first line: its parent run exists
-    assert "sweep" in first and "parent run" in first, first
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    try:
+        first = proc.stdout.readline()  # the sweep's first line: its parent run exists
+        assert "sweep" in first and "parent run" in first, first
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130
     assert stderr.strip().splitlines() == [
         "error: interrupted: a run already started is marked KILLED, its metrics kept"
