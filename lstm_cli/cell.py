@@ -5,8 +5,8 @@ One weight matrix holds the four small networks z, i, f, o:
     [z, i, f, o] = [x_t, h_tm1] @ W + B        W: (input + hidden, 4*hidden), B: (4*hidden,)
     i, f, o      = sigmoid(i), sigmoid(f), sigmoid(o)
     c_t          = c_tm1 * f + tanh(z) * i
-    h_t          = c_t * o                      variant "seed" (the article drops a tanh here)
-    h_t          = tanh(c_t) * o                variant "standard" (as Keras's LSTMCell)
+    h_t          = c_t * o                      cell="seed" (the article drops a tanh here)
+    h_t          = tanh(c_t) * o                cell="standard" (as Keras's LSTMCell)
 
 Splitting `[x, h] @ W` into `x @ W_x + h @ W_h` is the same mathematics; it lets the model
 project every time step's input in one matmul before the recurrent loop (`project_inputs`).
@@ -18,8 +18,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-VARIANTS = ("seed", "standard")
-INITS = ("zeros", "glorot")
+from lstm_cli.choices import Cell, Init, names
 
 
 class Gates(NamedTuple):
@@ -37,8 +36,8 @@ class LSTMCell(tf.Module):
     Args:
         input_size: features per time step (8 pixels for a digit row).
         hidden_size: units of h and c.
-        variant: "seed" (h = c*o) or "standard" (h = tanh(c)*o).
-        init: "zeros" (the article) or "glorot" (Glorot-uniform W, forget-gate bias 1).
+        cell: a `Cell`: "seed" (h = c*o) or "standard" (h = tanh(c)*o).
+        init: an `Init`: "zeros" (the article) or "glorot" (Glorot-uniform W, forget-gate bias 1).
         seed: seed of the Glorot initialiser.
     """
 
@@ -47,19 +46,19 @@ class LSTMCell(tf.Module):
         input_size: int,
         hidden_size: int,
         *,
-        variant: str,
+        cell: str,
         init: str,
         seed: int,
         name: str | None = None,
     ):
         super().__init__(name=name)
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if cell not in names(Cell):
+            raise ValueError(f"cell must be one of {names(Cell)}, got {cell!r}")
+        if init not in names(Init):
+            raise ValueError(f"init must be one of {names(Init)}, got {init!r}")
         self.input_size = input_size
         self.hidden_size = hidden_size
-        self.variant = variant
+        self.cell = cell
         self.init = init
         self.seed = seed
         self.W: tf.Variable | None = None
@@ -68,7 +67,7 @@ class LSTMCell(tf.Module):
     def build(self) -> LSTMCell:
         """Create W and B."""
         rows, cols = self.input_size + self.hidden_size, 4 * self.hidden_size
-        if self.init == "zeros":
+        if self.init == Init.zeros:
             w = tf.zeros([rows, cols])
             b = tf.zeros([cols])
         else:
@@ -113,7 +112,7 @@ class LSTMCell(tf.Module):
         z, i, f, o = tf.split(zifo, 4, axis=1)  # each (batch, hidden)
         z, i, f, o = tf.tanh(z), tf.sigmoid(i), tf.sigmoid(f), tf.sigmoid(o)
         c_t = z * i if c_tm1 is None else c_tm1 * f + z * i  # (batch, hidden)
-        h_t = c_t * o if self.variant == "seed" else tf.tanh(c_t) * o  # (batch, hidden)
+        h_t = c_t * o if self.cell == Cell.seed else tf.tanh(c_t) * o  # (batch, hidden)
         return h_t, c_t, Gates(z, i, f, o)
 
     def __call__(

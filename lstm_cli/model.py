@@ -15,12 +15,14 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from lstm_cli.cell import Gates, LSTMCell
+from lstm_cli.choices import Init, OutputActivation, names
 
+# One op per `OutputActivation`; a test checks that the keys are exactly its values.
 ACTIVATIONS = {
-    "tanh": tf.tanh,
-    "linear": tf.identity,
-    "sigmoid": tf.sigmoid,
-    "relu": tf.nn.relu,
+    OutputActivation.tanh.value: tf.tanh,
+    OutputActivation.linear.value: tf.identity,
+    OutputActivation.sigmoid.value: tf.sigmoid,
+    OutputActivation.relu.value: tf.nn.relu,
 }
 
 
@@ -43,7 +45,7 @@ class DigitsLSTM(tf.Module):
         hidden_size: LSTM units.
         cell: "seed" or "standard" (see `LSTMCell`).
         init: "zeros" (the article: LSTM weights 0, head N(0, 0.01) truncated) or "glorot".
-        output_activation: one of ACTIVATIONS, applied to the head before softmax.
+        output_activation: an `OutputActivation` value, applied to the head before softmax.
         seed: seed of every initialiser.
     """
 
@@ -59,15 +61,18 @@ class DigitsLSTM(tf.Module):
         seed: int,
     ):
         super().__init__(name="digits_lstm")
-        if output_activation not in ACTIVATIONS:
-            raise ValueError(f"output_activation must be one of {list(ACTIVATIONS)}")
+        allowed = names(OutputActivation)
+        if output_activation not in allowed:
+            raise ValueError(
+                f"output_activation must be one of {allowed}, got {output_activation!r}"
+            )
         self.input_size = input_size
         self.num_classes = num_classes
         self.hidden_size = hidden_size
         self.output_activation = output_activation
         self.init = init
         self.seed = seed
-        self.cell = LSTMCell(input_size, hidden_size, variant=cell, init=init, seed=seed)
+        self.cell = LSTMCell(input_size, hidden_size, cell=cell, init=init, seed=seed)
         self.Wv: tf.Variable | None = None
         self.bv: tf.Variable | None = None
 
@@ -75,7 +80,7 @@ class DigitsLSTM(tf.Module):
         """Create the cell's and the head's weights."""
         self.cell.build()
         shape = [self.hidden_size, self.num_classes]
-        if self.init == "zeros":
+        if self.init == Init.zeros:
             normal = tf.keras.initializers.TruncatedNormal(stddev=0.01, seed=self.seed)
             wv, bv = normal(shape), normal([self.num_classes])
         else:

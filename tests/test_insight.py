@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from lstm_cli import figures, insight
 from lstm_cli.model import DigitsLSTM
 from lstm_cli.train import predict_proba
-from tests.conftest import held_out
+from tests.helpers import held_out, numpy_lstm
 
 
 @pytest.fixture(scope="module")
@@ -48,23 +47,28 @@ def test_predictions_and_mistakes_are_the_models(model, digits, seen):
     assert seen.accuracy_by_rows[-1] == pytest.approx(np.mean(predicted == digits.y_val))
 
 
-def test_states_are_the_traced_gates_of_digits_of_different_classes(model, digits, seen):
+def test_states_are_the_gates_of_digits_of_different_classes(model, digits, seen):
     picks = seen.examples
+    np.testing.assert_array_equal(picks, insight.first_of_each_class(digits.y_val, len(picks)))
     assert len(picks) == insight.EXAMPLES
     assert len(set(digits.y_val[picks])) == len(picks)
-    trace = model.trace(tf.constant(digits.x_val[picks]))  # each (steps, examples, hidden)
+    w = model.get_weights()
+    # The NumPy reference's states, each (steps, examples, hidden).
+    expected = numpy_lstm(digits.x_val[picks], w["W"], w["B"], model.cell.cell)
     for name in insight.STATES:
         assert seen.states[name].shape == (len(picks), digits.steps, 12)
-        expected = np.transpose(getattr(trace, name).numpy(), (1, 0, 2))
-        np.testing.assert_allclose(seen.states[name], expected, atol=1e-5)
-    for gate in ("i", "f", "o"):
-        assert seen.states[gate].min() >= 0.0 and seen.states[gate].max() <= 1.0
+        np.testing.assert_allclose(
+            seen.states[name], np.transpose(expected[name], (1, 0, 2)), atol=1e-5
+        )
 
 
 def test_summary_is_json_ready(seen, digits):
     summary = json.loads(json.dumps(seen.as_dict()))
+    assert summary == seen.as_dict()  # the round trip loses nothing
     assert summary["rows_read"] == list(range(1, digits.steps + 1))
-    assert len(summary["misclassified"]) == len(summary["misclassified_as"])
+    assert summary["accuracy_by_rows"] == seen.accuracy_by_rows.tolist()
+    assert summary["misclassified"] == seen.misclassified.tolist()
+    assert summary["misclassified_as"] == seen.predicted[seen.misclassified].tolist()
 
 
 def png_bytes(fig) -> int:

@@ -6,11 +6,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from lstm_cli.choices import Cell, OutputActivation, names
 from lstm_cli.data import scale_pixels
 from lstm_cli.errors import TrainingFailed
-from lstm_cli.model import DigitsLSTM
+from lstm_cli.model import ACTIVATIONS, DigitsLSTM
 from lstm_cli.train import Trainer, predict_proba, set_seed
-from tests.conftest import held_out
+from tests.helpers import held_out, numpy_lstm
+
+# `OutputActivation` in NumPy, to check the model's outputs against.
+NUMPY_ACTIVATIONS = {
+    "tanh": np.tanh,
+    "linear": lambda v: v,
+    "sigmoid": lambda v: 1 / (1 + np.exp(-v)),
+    "relu": lambda v: np.maximum(v, 0),
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,24 +51,38 @@ def build(hidden=12, **kwargs) -> DigitsLSTM:
     return DigitsLSTM(input_size=8, num_classes=10, hidden_size=hidden, **args).build()
 
 
-@pytest.mark.parametrize("activation", ["tanh", "linear", "sigmoid", "relu"])
-def test_outputs_shape_and_activation_range(digits, activation):
+def test_activations_are_the_choices():
+    assert list(ACTIVATIONS) == names(OutputActivation) == list(NUMPY_ACTIVATIONS)
+
+
+def test_unknown_activation_is_rejected_with_the_allowed_values():
+    with pytest.raises(ValueError, match=r"^output_activation must be one of .*'softmax'") as error:
+        build(output_activation="softmax")
+    for allowed in names(OutputActivation):
+        assert repr(allowed) in str(error.value)
+
+
+@pytest.mark.parametrize("activation", names(OutputActivation))
+def test_outputs_are_the_activation_of_the_linear_head(digits, activation):
     model = build(init="glorot", output_activation=activation)
-    out = model(tf.constant(digits.x_val[:7])).numpy()
+    x = tf.constant(digits.x_val[:7])
+    w = {k: v.astype(np.float64) for k, v in model.get_weights().items()}
+    head = model.trace(x).h[-1].numpy() @ w["Wv"] + w["bv"]  # (7, 10) before the activation
+    # Values of both signs and beyond +-1, where every pair of activations differs.
+    assert head.min() < -1 and head.max() > 1
+    out = model(x).numpy()
     assert out.shape == (7, 10)
-    if activation == "tanh":
-        assert np.all(np.abs(out) <= 1)
-    if activation in ("sigmoid",):
-        assert np.all((out >= 0) & (out <= 1))
-    if activation == "relu":
-        assert np.all(out >= 0)
+    np.testing.assert_allclose(out, NUMPY_ACTIVATIONS[activation](head), rtol=1e-5, atol=1e-6)
 
 
 def test_zero_init_is_the_articles(digits):
     model = build(hidden=50)
-    assert not np.any(model.cell.W.numpy())
-    wv = model.Wv.numpy()
-    assert wv.shape == (50, 10) and 0.003 < wv.std() < 0.012 and np.abs(wv).max() <= 0.02
+    assert not np.any(model.cell.W.numpy()) and not np.any(model.cell.B.numpy())
+    wv, bv = model.Wv.numpy(), model.bv.numpy()
+    assert wv.shape == (50, 10) and bv.shape == (10,)
+    # N(0, 0.01) truncated at two standard deviations: std 0.0088, every value within 0.02.
+    assert 0.008 < wv.std() < 0.0096 and abs(wv.mean()) < 0.001
+    assert np.abs(wv).max() <= 0.02 and np.abs(bv).max() <= 0.02 and np.any(bv)
 
 
 def test_trace_ends_where_the_forward_pass_ends(digits):
@@ -105,25 +128,19 @@ def test_every_training_image_counts_once_padding_none(digits):
     model = build(init="glorot")
     expected = np.mean(predict_proba(model, digits.x_train).argmax(axis=1) == digits.y_train)
     # 1437 images in batches of 100: the last batch holds 37 real images and 63 padding ones.
-    (epoch,) = Trainer(model, 0.0, 100, 1, seed=0, shuffle=True).fit(
-        digits
-    )  # learning rate 0: weights stay
+    # Learning rate 0: the weights stay those `expected` was computed with.
+    (epoch,) = Trainer(model, 0.0, 100, 1, seed=0, shuffle=True).fit(digits)
     assert epoch.train_accuracy == pytest.approx(expected, abs=1e-6)
 
 
-def test_forward_pass_matches_numpy_for_both_cells(digits):
-    for cell in ("seed", "standard"):
-        model = build(init="glorot", cell=cell, seed=3)
-        w = {k: v.astype(np.float64) for k, v in model.get_weights().items()}
-        x = digits.x_val[:6].astype(np.float64) / 16.0
-        h = c = np.zeros((6, 12))
-        for t in range(8):
-            z, i, f, o = np.split(np.concatenate([x[:, t], h], axis=1) @ w["W"] + w["B"], 4, axis=1)
-            c = c / (1 + np.exp(-f)) + np.tanh(z) / (1 + np.exp(-i))
-            h = (c if cell == "seed" else np.tanh(c)) / (1 + np.exp(-o))
-        expected = np.tanh(h @ w["Wv"] + w["bv"])
-        got = model(tf.constant(x, tf.float32)).numpy()
-        np.testing.assert_allclose(got, expected, atol=1e-5)
+@pytest.mark.parametrize("cell", names(Cell))
+def test_forward_pass_matches_numpy(digits, cell):
+    model = build(init="glorot", cell=cell, seed=3)
+    w = {k: v.astype(np.float64) for k, v in model.get_weights().items()}
+    x = digits.x_val[:6] / 16.0  # (6, 8, 8)
+    h_last = numpy_lstm(x, w["W"], w["B"], cell)["h"][-1]  # (6, hidden)
+    expected = np.tanh(h_last @ w["Wv"] + w["bv"])  # `build`'s activation
+    np.testing.assert_allclose(model(tf.constant(x)).numpy(), expected, atol=1e-5)
 
 
 def test_adam_matches_keras_adam():

@@ -1,0 +1,41 @@
+"""The allowed values of the config's choice keys: one list each, read by the schema, the cell
+and the model. No TensorFlow or Hydra here: the CLI checks values before importing either."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Cell(str, Enum):
+    """`cell`: how h is read out of the cell state."""
+
+    seed = "seed"  # h = c*o, as the article
+    standard = "standard"  # h = tanh(c)*o, as Keras's LSTMCell
+
+
+class Init(str, Enum):
+    """`init`: how the weights start."""
+
+    zeros = "zeros"  # the article: LSTM weights 0, head truncated N(0, 0.01)
+    glorot = "glorot"  # Glorot-uniform kernels, forget-gate bias 1
+
+
+class OutputActivation(str, Enum):
+    """`output_activation`: applied to the linear head before the softmax."""
+
+    tanh = "tanh"
+    linear = "linear"
+    sigmoid = "sigmoid"
+    relu = "relu"
+
+
+class Scaling(str, Enum):
+    """`data.scaling`: pixels as the model sees them."""
+
+    raw = "raw"  # 0..16, as the dataset (the article)
+    unit = "unit"  # divided by 16
+
+
+def names(choice: type[Enum]) -> list[str]:
+    """The allowed values as typed on the command line."""
+    return [member.value for member in choice]
