@@ -1,6 +1,7 @@
 """Reading runs back: what `ui`, `runs`, `evaluate` and `predict` do, on plain values.
 
 MLflow is reached through `tracking`, the terminal through `views`; this module decides.
+`ui` runs `mlflow server` as a child process, whose command line is built here.
 """
 
 from __future__ import annotations
@@ -9,16 +10,18 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lstm_cli import libraries, tracking, views
+from lstm_cli import process, views
 from lstm_cli.errors import UserError
+from lstm_cli.tracking import read, store
+from lstm_cli.tracking.read import RunRecord
 
 SERVER_START_TIMEOUT_S = 120.0  # `mlflow server` takes 10-20 s to start on a small machine
 ATTRIBUTES = ("name", "status", "start_time", "duration")  # sort keys besides params and metrics
@@ -39,12 +42,20 @@ def _check_port(host: str, port: int) -> None:
             ) from None
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+def server_environment() -> dict[str, str]:
+    """The environment for `server_command`: without MLflow's GenAI job runner (unless the user
+    asks for it), whose ten helper processes this tool never uses and whose store directory in
+    /dev/shm MLflow leaves behind at every start."""
+    return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+
+
+def server_command(uri: str, host: str, port: int) -> list[str]:
+    """`mlflow server` on the store `uri` (one worker: a UI for one user)."""
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri]
+    root = store.artifact_root(uri)
+    if root:  # new experiments keep their artifacts beside the database, as `train` does
+        command += ["--default-artifact-root", root, "--artifacts-destination", root]
+    return [*command, "--host", host, "--port", str(port), "--workers", "1"]
 
 
 def _last_line(log) -> str:
@@ -55,27 +66,26 @@ def _last_line(log) -> str:
 
 def serve_ui(uri: str, experiment: str, host: str, port: int) -> None:
     """Run the MLflow UI on `uri` until Ctrl-C (or SIGTERM); print its URL once it answers."""
-    if tracking.is_server(uri):
-        tracking.check_store(uri)
+    if store.is_server(uri):
+        store.check_store(uri)
         views.ui_ready(uri.rstrip("/"), None, serving=False)
         return
-    tracking.require_runs(uri)
-    experiment_id = tracking.experiment_id(uri, experiment)  # None: not in this store
+    read.require_runs(uri)
+    experiment_id = read.experiment_id(uri, experiment)  # None: not in this store
     _check_port(host, port)
     url = f"http://{host}:{port}"
     # Its own session: the server's workers are stopped together, by process group.
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
-            tracking.server_command(uri, host, port),
-            env=tracking.server_environment(),
+            server_command(uri, host, port),
+            env=server_environment(),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-        try:
+        try:  # Ctrl-C or SIGTERM (the CLI's signal scope) raise KeyboardInterrupt here
             deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-            while not _healthy(url):
+            while not store.healthy(url, timeout=2):
                 if server.poll() is not None:
                     raise UserError(f"mlflow server stopped at start: {_last_line(log)}")
                 if time.monotonic() > deadline:
@@ -87,12 +97,7 @@ def serve_ui(uri: str, experiment: str, host: str, port: int) -> None:
         except KeyboardInterrupt:
             views.ui_stopped()
         finally:
-            signal.signal(signal.SIGTERM, previous)
             _stop(server)
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def _stop(server: subprocess.Popen) -> None:
@@ -111,7 +116,7 @@ def _stop(server: subprocess.Popen) -> None:
 # ---------------------------------------------------------------- runs
 
 
-def _sort_key(run: tracking.RunRecord, key: str, ascending: bool) -> tuple:
+def _sort_key(run: RunRecord, key: str, ascending: bool) -> tuple:
     """Runs without `key` last, then numbers before text, in the asked direction."""
     value = _sort_value(run, key)
     if isinstance(value, int | float):
@@ -121,7 +126,7 @@ def _sort_key(run: tracking.RunRecord, key: str, ascending: bool) -> tuple:
     return (1, 0, value)  # text only ascending: sorting text backwards helps no one
 
 
-def _sort_value(run: tracking.RunRecord, key: str) -> float | str | None:
+def _sort_value(run: RunRecord, key: str) -> float | str | None:
     if key in run.metrics:
         return run.metrics[key]
     if key in run.params:
@@ -146,12 +151,12 @@ def list_runs(
     """Show the runs of `experiment` (or of one sweep), sorted and limited, or only the best."""
     if limit < 1:
         raise UserError(f"--limit {limit} is invalid: it must be a positive integer")
-    parent = tracking.find_run(uri, experiment, sweep) if sweep else None
-    runs = tracking.search(uri, experiment, parent.run_id if parent else None)
+    parent = read.find_run(uri, experiment, sweep) if sweep else None
+    runs = read.search(uri, experiment, parent.run_id if parent else None)
     if parent and not runs:
         raise UserError(f"run {parent.run_id} has no child runs: it is not a sweep's parent run")
     if best:
-        runs = [tracking.best(runs, experiment)]
+        runs = [read.best(runs, experiment)]
     if sort:
         known = {k for r in runs for k in (*r.metrics, *r.params)} | set(ATTRIBUTES)
         if sort not in known:
@@ -166,7 +171,7 @@ def list_runs(
 # ---------------------------------------------------------------- evaluate and predict
 
 
-def _held_out(run: tracking.RunRecord):
+def _held_out(run: RunRecord):
     """The run's held-out split, rebuilt from its params, as raw 0..16 images."""
     from lstm_cli.data import load_digits
 
@@ -204,9 +209,9 @@ def evaluate(uri: str, experiment: str, ref: str) -> Evaluation:
     """Reload `ref`'s model, recompute its held-out accuracy, show it with a confusion matrix."""
     from sklearn.metrics import confusion_matrix
 
-    run = tracking.find_run(uri, experiment, ref)
-    libraries.import_tensorflow()  # before the model loads it: mutes TensorFlow's start-up
-    model = tracking.load_model(uri, run)
+    run = read.find_run(uri, experiment, ref)
+    process.import_tensorflow()  # before the model loads it: mutes TensorFlow's start-up
+    model = read.load_model(uri, run)
     data = _held_out(run)
     predicted = np.asarray(model.predict(data.x_val)).argmax(axis=1)  # (n,)
     result = Evaluation(
@@ -226,7 +231,7 @@ def predict(
     """Predict a held-out digit (`index`) or an image file; show it; return the probabilities."""
     if (index is None) == (image is None):
         raise UserError("give exactly one of --index (a held-out digit) or --image (a file)")
-    run = tracking.find_run(uri, experiment, ref)
+    run = read.find_run(uri, experiment, ref)
     data = _held_out(run)
     if index is not None and not 0 <= index < len(data.y_val):
         raise UserError(
@@ -239,8 +244,8 @@ def predict(
         digit, label, source = read_digit_image(image, data.x_val.shape[1:]), None, str(image)
     else:
         digit, label, source = data.x_val[index], int(data.y_val[index]), f"held-out #{index}"
-    libraries.import_tensorflow()  # before the model loads it: mutes TensorFlow's start-up
-    model = tracking.load_model(uri, run)
+    process.import_tensorflow()  # before the model loads it: mutes TensorFlow's start-up
+    model = read.load_model(uri, run)
     probabilities = np.asarray(model.predict(digit[None]))[0]  # (classes,)
     views.prediction(digit, probabilities, label, source, run.run_id)
     return probabilities

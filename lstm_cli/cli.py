@@ -5,10 +5,6 @@ TensorFlow, MLflow and Hydra are imported inside the commands, so `--help` answe
 
 from __future__ import annotations
 
-import atexit
-import os
-import signal
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +12,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from lstm_cli import console, libraries
-from lstm_cli.errors import UserError, one_line
+from lstm_cli import console, process, signals
+from lstm_cli.errors import Interrupted, UserError, one_line
 
 app = typer.Typer(
     name="lstm-digits",
@@ -29,13 +25,15 @@ app = typer.Typer(
 
 EXIT_FAILED = 1  # training or a sweep job failed
 EXIT_USAGE = 2  # the user asked for something invalid
-EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_SIGNAL = 128  # + the signal's number: 130 on Ctrl-C, 143 on SIGTERM, as a shell reports
 
 
 def _fail(ex: BaseException) -> NoReturn:
     if isinstance(ex, KeyboardInterrupt):
-        console.error("interrupted: a run already started is marked KILLED, its metrics kept")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        signum = ex.signum if isinstance(ex, Interrupted) else Interrupted().signum
+        what = "interrupted" if signum == Interrupted().signum else one_line(ex)
+        console.error(f"{what}: a run already started is marked KILLED, its metrics kept")
+        raise typer.Exit(EXIT_SIGNAL + signum)
     console.error(one_line(ex))
     usage = isinstance(ex, UserError | OSError)
     raise typer.Exit(EXIT_USAGE if usage else EXIT_FAILED)
@@ -79,7 +77,8 @@ def train(ctx: typer.Context) -> None:
     from lstm_cli import experiment
 
     try:
-        experiment.run(list(ctx.args))
+        with signals.scope():  # SIGTERM, as Ctrl-C, ends the runs it interrupts
+            experiment.run(list(ctx.args))
     except (Exception, KeyboardInterrupt) as ex:  # every error ends in one line
         _fail(ex)
 
@@ -110,7 +109,9 @@ RunId = Annotated[
 def _store(tracking_uri: str | None, experiment: str | None) -> tuple[str, str]:
     """The tracking URI and experiment name, with the defaults `train` uses."""
     from lstm_cli.config import conf_default
-    from lstm_cli.tracking import resolve_uri
+
+    process.import_tracking()  # MLflow, out of the collector's way
+    from lstm_cli.tracking.store import resolve_uri
 
     if experiment is None:
         experiment = str(conf_default("tracking.experiment"))
@@ -119,15 +120,17 @@ def _store(tracking_uri: str | None, experiment: str | None) -> tuple[str, str]:
 
 @contextmanager
 def _reading() -> Iterator[None]:
-    """Every error of a reading command ends in one line; Ctrl-C just stops."""
-    libraries.quiet()
+    """Every error of a reading command ends in one line; Ctrl-C (or SIGTERM) just stops."""
+    process.quiet()
     try:
-        yield
+        with signals.scope():
+            yield
     except typer.Exit:
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as ex:
         console.error("interrupted")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        signum = ex.signum if isinstance(ex, Interrupted) else Interrupted().signum
+        raise typer.Exit(EXIT_SIGNAL + signum) from None
     except Exception as ex:
         _fail(ex)
 
@@ -230,12 +233,7 @@ def predict(
 
 
 def main() -> None:
-    """Console-script entry point.
-
-    Once the command is done, runs the exit hooks (MLflow's, joblib's, logging's) and ends the
-    process without the interpreter's teardown of the modules, which takes 0.7-1.5 s after
-    TensorFlow or MLflow and has nothing left to do: runs are ended and written.
-    """
+    """Console-script entry point: the command, then a fast exit (see `process.finish`)."""
     try:
         app()
         code = 0
@@ -243,15 +241,4 @@ def main() -> None:
         code = ex.code if isinstance(ex.code, int) else (0 if ex.code is None else 1)
         if isinstance(ex.code, str):
             console.error(ex.code)
-    # Everything is written: a Ctrl-C during the clean-up below just ends the process.
-    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(EXIT_INTERRUPTED))
-    sweep = sys.modules.get("lstm_cli.sweep")  # loaded: a `train` command ran
-    if sweep is not None:
-        sweep.stop_workers()
-    if sys.modules.keys() & {"tensorflow", "mlflow"}:
-        # What a normal exit runs before the teardown (CPython's own, underscored entry point).
-        atexit._run_exitfuncs()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    process.finish(code)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 
 class UserError(Exception):
     """A mistake in what the user asked for; its message is shown as is, without a traceback."""
@@ -11,13 +13,36 @@ class TrainingFailed(Exception):
     """Training stopped on its own terms (for example a NaN loss); the run is marked FAILED."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or a stop request (SIGTERM: a scheduler, `docker stop`, `kill`).
+
+    A KeyboardInterrupt, so that Hydra, joblib and our own code treat both alike: runs end
+    KILLED, and the process exits 128 + the signal's number.
+    """
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+    @property
+    def reason(self) -> str:
+        return "interrupted (Ctrl-C)" if self.signum == signal.SIGINT else "terminated (SIGTERM)"
+
+
+def first_line(ex: BaseException) -> str:
+    """The first line of an exception's message (MLflow's `message` if it has one)."""
+    text = str(getattr(ex, "message", None) or ex).strip()
+    return text.splitlines()[0] if text else type(ex).__name__
+
+
 def one_line(ex: BaseException) -> str:
     """The message a user sees for `ex`: one line, no traceback."""
     if isinstance(ex, UserError | TrainingFailed):
         text = str(ex)
+    elif isinstance(ex, KeyboardInterrupt):
+        text = ex.reason if isinstance(ex, Interrupted) else Interrupted().reason
     elif isinstance(ex, OSError) and ex.filename:
         text = f"cannot write or read {ex.filename}: {ex.strerror or ex}"
     else:
-        first = str(ex).strip().splitlines()
-        text = f"{type(ex).__name__}: {first[0]}" if first else type(ex).__name__
+        text = f"{type(ex).__name__}: {first_line(ex)}" if str(ex).strip() else type(ex).__name__
     return " ".join(text.split())

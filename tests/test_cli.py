@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import (
+from tests.helpers import (
     CLI,
     EPOCHS,
     EXPERIMENT,
+    assert_no_runs,
+    assert_one_line_error,
     cli_env,
     free_port,
     held_out,
@@ -100,33 +102,11 @@ def test_same_config_and_seed_give_the_same_metrics(trained_run, tmp_path):
         assert rerun.data.metrics[name] == first[name]
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
-def assert_no_runs(uri: str) -> None:
-    db = Path(uri.removeprefix("sqlite:///"))
-    if db.exists():
-        client = MlflowClient(uri)
-        assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
-
-
 @pytest.mark.parametrize(
     ("override", "fragment"),
-    [
+    [  # the rest of the bad values are refused in process (test_cli_inprocess.py)
         ("hidden_size=0", "hidden_size=0 is invalid"),
-        ("hidden_size=-5", "hidden_size=-5 is invalid"),
         ("hidden_size=abc", "could not be converted to Integer"),
-        ("epochs=0", "epochs=0 is invalid"),
-        ("batch_size=0", "batch_size=0 is invalid"),
-        ("learning_rate=-1", "learning_rate=-1.0 is invalid"),
-        ("output_activation=bogus", "expected one of [tanh, linear, sigmoid, relu]"),
-        ("cell=bogus", "expected one of [seed, standard]"),
         ("hiden_size=100", "did you mean 'hidden_size'"),
     ],
 )
@@ -189,7 +169,12 @@ def test_nan_loss_marks_the_run_failed_with_the_reason(tmp_path):
     assert "NaN or infinite" in run.data.tags["error"]
 
 
-def test_ctrl_c_marks_the_run_killed_and_keeps_its_metrics(tmp_path):
+@pytest.mark.parametrize(
+    ("signum", "code", "reason"),
+    [(signal.SIGINT, 130, "interrupted (Ctrl-C)"), (signal.SIGTERM, 143, "terminated (SIGTERM)")],
+)
+def test_a_stopped_run_is_killed_and_keeps_its_metrics(tmp_path, signum, code, reason):
+    """Ctrl-C, or SIGTERM as a scheduler sends it (scancel, a time limit, docker stop)."""
     uri = sqlite_uri(tmp_path)
     proc = subprocess.Popen(
         [CLI, "train", "epochs=100000", "hidden_size=8", f"tracking.uri={uri}"],
@@ -209,10 +194,11 @@ def test_ctrl_c_marks_the_run_killed_and_keeps_its_metrics(tmp_path):
             if runs:
                 history = client.get_metric_history(runs[0].info.run_id, "val_accuracy")
     assert history, "no epoch was logged within two minutes"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert proc.returncode == code, stderr
+    (line,) = stderr.strip().splitlines()
+    assert line.endswith("a run already started is marked KILLED, its metrics kept"), line
     run = client.get_run(runs[0].info.run_id)
-    assert run.info.status == "KILLED"
+    assert run.info.status == "KILLED" and run.data.tags["error"] == reason
     assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) >= len(history)

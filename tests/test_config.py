@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from lstm_cli import config, experiment
+from lstm_cli import config
 from lstm_cli.errors import UserError
 
 
 def test_defaults_reproduce_the_seed_article():
-    cfg = experiment.compose([])
+    cfg = config.compose([])
     assert (cfg.hidden_size, cfg.epochs, cfg.batch_size, cfg.learning_rate) == (50, 100, 100, 1e-3)
     assert (cfg.output_activation.value, cfg.cell.value, cfg.init.value) == (
         "tanh",
@@ -21,7 +21,7 @@ def test_defaults_reproduce_the_seed_article():
 
 
 def test_flatten_gives_dotted_params_with_enum_names():
-    flat = config.flatten(experiment.compose(["hidden_size=7", "output_activation=relu"]))
+    flat = config.flatten(config.compose(["hidden_size=7", "output_activation=relu"]))
     assert flat["hidden_size"] == 7 and flat["output_activation"] == "relu"
     assert flat["data.test_size"] == 0.2 and "tracking.experiment" in flat
 
@@ -34,11 +34,12 @@ def test_flatten_gives_dotted_params_with_enum_names():
     ],
 )
 def test_valid_overrides_pass_preflight(overrides):
-    cfg, given, multirun = experiment.preflight(overrides)
-    assert given == overrides and not multirun
+    request = config.preflight(overrides)
+    assert request.overrides == overrides and not request.multirun
+    assert request.launcher is None
     for override in overrides:
         key, value = override.split("=", 1)
-        assert str(config.flatten(cfg)[key]) == value
+        assert str(config.flatten(request.cfg)[key]) == value
 
 
 @pytest.mark.parametrize(
@@ -57,13 +58,14 @@ def test_valid_overrides_pass_preflight(overrides):
         (["learning_rate=inf"], "learning_rate=inf is invalid: it must be finite and > 0"),
         (["hidden_size=8,16"], "hidden_size=8,16 asks for a sweep: add -m"),
         (["hidden_size=="], "cannot parse the override 'hidden_size=='"),
+        (["hydra/launcher=bogus"], "could not find 'hydra/launcher/bogus'"),
         (["data.foo=1"], "unknown config key 'data.foo'"),
         (["hydra/launcher=bogus"], "available options in 'hydra/launcher': basic, joblib"),
     ],
 )
 def test_bad_values_are_rejected_in_one_line(overrides, message):
     with pytest.raises(UserError) as info:
-        experiment.preflight(overrides)
+        config.preflight(overrides)
     text = str(info.value)
     assert message in text
     assert "\n" not in text
@@ -71,14 +73,15 @@ def test_bad_values_are_rejected_in_one_line(overrides, message):
 
 def test_a_bad_value_anywhere_in_a_grid_is_a_type_error_before_the_sweep():
     with pytest.raises(UserError, match="hidden_size"):
-        experiment.preflight(["-m", "hidden_size=10,abc"])
+        config.preflight(["-m", "hidden_size=10,abc"])
 
 
 def test_range_errors_in_a_sweep_are_left_to_their_job():
-    cfg, _, multirun = experiment.preflight(["-m", "hidden_size=10,0"])
-    assert multirun and cfg.hidden_size == 50  # composed without the swept key; job 1 fails alone
+    request = config.preflight(["-m", "hidden_size=10,0"])
+    assert request.multirun and request.cfg.hidden_size == 50  # without the swept key
+    assert request.launcher._target_.endswith("BasicLauncher")  # what runs the jobs
 
 
 def test_printing_the_config_starts_no_sweep():
-    cfg, _, multirun = experiment.preflight(["--cfg", "job", "hidden_size=0"])
-    assert cfg is None and not multirun
+    request = config.preflight(["--cfg", "job", "hidden_size=0"])
+    assert request.cfg is None and not request.multirun

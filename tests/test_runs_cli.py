@@ -11,8 +11,7 @@ from PIL import Image
 
 from lstm_cli.data import read_digit_image
 from lstm_cli.errors import UserError
-from tests.conftest import EXPERIMENT, held_out, run_cli, sqlite_uri
-from tests.test_cli import assert_one_line_error
+from tests.helpers import EXPERIMENT, assert_one_line_error, held_out, run_cli, sqlite_uri
 
 slow = pytest.mark.slow
 

@@ -9,6 +9,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,12 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import (
+from tests.helpers import (
     CLI,
     EXPERIMENT,
+    alive,
     cli_env,
+    descendant_pids,
     free_port,
     run_cli,
     sqlite_uri,
@@ -224,3 +227,40 @@ def test_sweep_against_a_tracking_server(tmp_path, mlflow_server):
     mlflow.set_tracking_uri(mlflow_server)
     model = mlflow.pyfunc.load_model(f"runs:/{children[0].info.run_id}/model")  # via the server
     assert model.predict(np.zeros((2, 8, 8))).shape == (2, 10)  # float64, as sklearn's
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_sigterm_during_a_sweep_kills_every_run(tmp_path, launcher):
+    """SIGTERM to the command only, as `docker stop` or Kubernetes send it: the jobs' runs, in
+    this process or in joblib's workers, and the parent all end KILLED; no worker is left."""
+    uri = sqlite_uri(tmp_path)
+    proc = subprocess.Popen(
+        [CLI, "train", "-m", "hidden_size=8,16", "epochs=100000", "tracking.log_model=false",
+         f"hydra/launcher={launcher}", f"tracking.uri={uri}"],
+        cwd=tmp_path, env=cli_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    client = MlflowClient(uri)
+    try:
+        deadline = time.monotonic() + 120
+        training = []
+        while time.monotonic() < deadline and not training:  # a job has logged epochs
+            time.sleep(1)
+            if (tmp_path / "mlflow.db").exists():
+                runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+                training = [r for r in runs if r.data.metrics.get("val_accuracy") is not None]
+        assert training, "no job logged an epoch within two minutes"
+        workers = descendant_pids(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines() == [
+        "error: terminated (SIGTERM): a run already started is marked KILLED, its metrics kept"
+    ]
+    parent, children = sweep_runs(uri)
+    assert parent.info.status == "KILLED"
+    assert children and {c.info.status for c in children} == {"KILLED"}
+    time.sleep(1)
+    assert not [pid for pid in workers if alive(pid)]

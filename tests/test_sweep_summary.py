@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from lstm_cli import figures, sweep
+from lstm_cli import figures, summary
 
 
 def record(job, overrides, val, status="FINISHED", seed="0", error=""):
@@ -36,7 +36,7 @@ RECORDS = [
 
 
 def test_results_are_sorted_best_first_failed_last_with_swept_keys_only():
-    rows = sweep.results_table(RECORDS)
+    rows = summary.results_table(RECORDS)
     assert [r["job"] for r in rows] == [3, 2, 1, 0, 4]
     assert rows[0]["overrides"] == "hidden_size=16 seed=2"  # epochs is not swept
     assert rows[-1]["status"] == "FAILED" and rows[-1]["error"] == "hidden_size=0"
@@ -44,7 +44,7 @@ def test_results_are_sorted_best_first_failed_last_with_swept_keys_only():
 
 
 def test_seed_groups_give_mean_and_sample_std_per_configuration():
-    groups = sweep.seed_groups(RECORDS)
+    groups = summary.seed_groups(RECORDS)
     assert [g["config"] for g in groups] == ["hidden_size=16", "hidden_size=8"]
     assert groups[0]["n"] == 2 and groups[0]["seeds"] == "1 2"
     assert groups[0]["val_accuracy_mean"] == pytest.approx(0.96)
@@ -53,15 +53,15 @@ def test_seed_groups_give_mean_and_sample_std_per_configuration():
 
 
 def test_no_seed_summary_without_repeated_seeds():
-    assert sweep.seed_groups(RECORDS[::2]) == []
+    assert summary.seed_groups(RECORDS[::2]) == []
 
 
 def test_tables_render_as_csv_and_markdown():
-    rows = sweep.results_table(RECORDS)
-    csv_text = sweep.to_csv(rows)
+    rows = summary.results_table(RECORDS)
+    csv_text = summary.to_csv(rows)
     assert csv_text.splitlines()[0].startswith("job,overrides,status,val_accuracy")
     assert len(csv_text.splitlines()) == 1 + len(RECORDS)
-    md = sweep.to_markdown(rows).splitlines()
+    md = summary.to_markdown(rows).splitlines()
     assert md[0].startswith("| job | overrides |") and md[2].startswith(
         "| 3 | hidden_size=16 seed=2"
     )

@@ -1,21 +1,26 @@
-"""The tracking store itself: a new SQLite store appears complete or not at all."""
+"""The tracking store and the run handle, on temporary SQLite stores (no CLI, no training)."""
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
 import sqlalchemy.orm
 from mlflow.tracking import MlflowClient
 
-from lstm_cli import tracking
-from tests.conftest import sqlite_uri
+from lstm_cli import signals
+from lstm_cli.errors import Interrupted
+from lstm_cli.tracking import store
+from lstm_cli.tracking.run import start_run
+from lstm_cli.tracking.sweep import start_parent
+from tests.helpers import sqlite_uri
 
 
 def test_a_new_store_is_created_once_with_the_experiment(tmp_path):
     uri = sqlite_uri(tmp_path)
-    first = tracking.open_experiment(uri, "one")
-    assert tracking.open_experiment(uri, "one") == first
+    first = store.open_experiment(uri, "one")
+    assert store.open_experiment(uri, "one") == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]  # no partial file left
     assert MlflowClient(uri).get_experiment_by_name("one").experiment_id == first
 
@@ -24,84 +29,140 @@ def test_an_interrupted_creation_leaves_no_store(tmp_path, monkeypatch):
     """Ctrl-C while MLflow builds the schema: no half-built store that could not be opened."""
 
     def interrupted(partial_uri):
-        tracking._sqlite_path(partial_uri).write_bytes(b"half a schema")
+        store.sqlite_path(partial_uri).write_bytes(b"half a schema")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tracking, "MlflowClient", interrupted)
+    monkeypatch.setattr(store, "MlflowClient", interrupted)
     uri = sqlite_uri(tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        tracking.open_experiment(uri, "one")
+        store.open_experiment(uri, "one")
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
-    assert tracking.open_experiment(uri, "one")  # the next run starts afresh
+    assert store.open_experiment(uri, "one")  # the next run starts afresh
 
 
 def test_a_store_made_meanwhile_by_another_process_is_kept(tmp_path):
     uri = sqlite_uri(tmp_path)
-    experiment_id = tracking.open_experiment(uri, "theirs")
-    tracking._create_sqlite_store(tmp_path / "mlflow.db")  # lost the race: discards its own
+    experiment_id = store.open_experiment(uri, "theirs")
+    store.create_sqlite_store(tmp_path / "mlflow.db")  # lost the race: discards its own
     assert MlflowClient(uri).get_experiment_by_name("theirs").experiment_id == experiment_id
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
 
 
-def _run_with_ctrl_c_after_commit(experiment_id: str, nth: int | None, seen: dict) -> None:
-    """One run (start, params, an epoch, a summary, end) with a real SIGINT right after the
+def _run_with_signal_after_commit(experiment_id, signum, nth, seen) -> None:
+    """One run (start, params, epochs, a summary, end) with a real `signum` right after the
     store's nth commit (None: none). `seen` gets the number of commits by the body's end, if
     the body ran to its end."""
     commit, commits = sqlalchemy.orm.Session.commit, []
 
-    def commit_then_ctrl_c(session, *args, **kwargs):
+    def commit_then_signal(session, *args, **kwargs):
         commit(session, *args, **kwargs)
         commits.append(session)
         if len(commits) == nth:
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signum)
 
-    sqlalchemy.orm.Session.commit = commit_then_ctrl_c
+    sqlalchemy.orm.Session.commit = commit_then_signal
     try:
-        with tracking.tracked_run(experiment_id, "run", {"a": 1, "b": 2}, {"t": "v"}):
-            tracking.log_epoch({"loss": 1.0}, 1)
-            tracking._epoch_buffer.flush()
-            tracking.log_summary({"loss": 0.5})
+        with start_run(experiment_id, "run", {"a": 1, "b": 2}, {"t": "v"}) as run:
+            run.log_epoch({"loss": 1.0}, 1)
+            run.flush()
+            run.log_epoch({"loss": 0.9}, 2)  # buffered: written by the run's end
+            run.log_metrics({"loss_final": 0.5})
             seen["body_done"] = len(commits)
     finally:
         sqlalchemy.orm.Session.commit = commit
 
 
-def test_ctrl_c_after_any_store_commit_of_a_run_never_leaves_it_running(tmp_path):
-    """A real SIGINT after each of a run's database commits in turn: inside start_run (its row
-    just written), log_params, a metric flush, a summary, and the run's end."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_after_any_store_commit_of_a_run_never_leaves_it_running(tmp_path, signum):
+    """A real SIGINT or SIGTERM after each of a run's database commits in turn: inside
+    start_run (its row just written), log_params, a metric flush, a summary, and the run's end."""
     uri = sqlite_uri(tmp_path)
-    experiment_id = tracking.open_experiment(uri, "one")
+    experiment_id = store.open_experiment(uri, "one")
     client = MlflowClient(uri)
     clean: dict = {}
-    _run_with_ctrl_c_after_commit(experiment_id, None, clean)
-    in_body = clean["body_done"]  # commits up to the body's end (12 with MLflow 3.17)
+    _run_with_signal_after_commit(experiment_id, signum, None, clean)
+    in_body = clean["body_done"]  # commits up to the body's end
     known = {r.info.run_id for r in client.search_runs([experiment_id])}
     nth = 0
     while True:
         nth += 1
         seen: dict = {}
         try:
-            _run_with_ctrl_c_after_commit(experiment_id, nth, seen)
-        except KeyboardInterrupt:
-            pass
+            _run_with_signal_after_commit(experiment_id, signum, nth, seen)
+        except Interrupted as ex:
+            assert ex.signum == signum
         else:
             break  # nth is past the run's last commit
         (run,) = [r for r in client.search_runs([experiment_id]) if r.info.run_id not in known]
         known.add(run.info.run_id)
         if nth <= in_body:  # during the body: it stops there, the run is KILLED
             assert (run.info.status, "body_done" in seen) == ("KILLED", False), nth
-        else:  # while the run ends: it ends FINISHED, then Ctrl-C takes effect
+            reason = "interrupted (Ctrl-C)" if signum == signal.SIGINT else "terminated (SIGTERM)"
+            assert run.data.tags["error"] == reason
+        else:  # while the run ends: it ends FINISHED, then the signal takes effect
             assert run.info.status == "FINISHED", nth
     assert nth > in_body + 1  # the run's own end was interrupted too
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the scope gave it back
 
 
-def test_a_second_ctrl_c_does_not_wait_for_the_write():
+def test_metrics_logged_before_a_signal_are_kept(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    experiment_id = store.open_experiment(uri, "one")
+    with pytest.raises(Interrupted), start_run(experiment_id, "run", {}, {}) as run:
+        for epoch in range(1, 4):
+            run.log_epoch({"val_accuracy": epoch / 10}, epoch)  # buffered, not yet written
+        os.kill(os.getpid(), signal.SIGTERM)
+    client = MlflowClient(uri)
+    assert client.get_run(run.run_id).info.status == "KILLED"
+    history = client.get_metric_history(run.run_id, "val_accuracy")
+    assert [(m.step, m.value) for m in history] == [(1, 0.1), (2, 0.2), (3, 0.3)]
+
+
+def test_an_error_ends_the_run_failed_with_its_reason(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    experiment_id = store.open_experiment(uri, "one")
+    with pytest.raises(ValueError), start_run(experiment_id, "run", {}, {}) as run:
+        raise ValueError("the loss became NaN")
+    finished = MlflowClient(uri).get_run(run.run_id)
+    assert finished.info.status == "FAILED"
+    assert finished.data.tags["error"] == "ValueError: the loss became NaN"
+
+
+def test_a_stopped_sweep_ends_its_parent_and_running_children(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    experiment_id = store.open_experiment(uri, "one")
+    client = MlflowClient(uri)
+    with pytest.raises(Interrupted), start_parent(experiment_id, "sweep", {}) as parent:
+        child = client.create_run(
+            experiment_id, tags={"mlflow.parentRunId": parent.run_id}
+        )  # a job whose process was killed: RUNNING
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert client.get_run(parent.run_id).info.status == "KILLED"
+    assert client.get_run(child.info.run_id).info.status == "KILLED"
+    assert client.get_run(child.info.run_id).data.tags["error"] == "terminated (SIGTERM)"
+
+
+def test_a_second_signal_does_not_wait_for_the_write():
     reached = []
-    with pytest.raises(KeyboardInterrupt), tracking._ctrl_c_held():
+    with pytest.raises(Interrupted), signals.scope(), signals.deferred():
         signal.raise_signal(signal.SIGINT)
         reached.append("held once")
-        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)
         reached.append("held twice")
     assert reached == ["held once"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_another_handler_is_left_alone():
+    def theirs(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, theirs)
+    try:
+        with signals.scope():
+            assert signal.getsignal(signal.SIGTERM) is theirs
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)

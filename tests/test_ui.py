@@ -12,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from lstm_cli import tracking
-from tests.conftest import EXPERIMENT, free_port, run_cli
-from tests.test_cli import assert_one_line_error
+from tests.helpers import (
+    EXPERIMENT,
+    assert_one_line_error,
+    descendant_pids,
+    free_port,
+    run_cli,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -73,35 +77,42 @@ def test_ui_shows_the_experiment_and_the_run_in_chromium(ui_server, trained_run,
 
 
 def _descendants(pid: int) -> list[str]:
-    """Command lines of every process below `pid` (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    cmdlines: dict[int, str] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    """Command lines of every process below `pid`."""
+    lines = []
+    for child in descendant_pids(pid):
         try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):  # the process ended meanwhile
+            lines.append(Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
             continue
-        child = int(stat.parent.name)
-        children.setdefault(ppid, []).append(child)
-        cmdlines[child] = cmdline.replace(b"\0", b" ").decode(errors="replace")
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(cmdlines[child])
-            todo.append(child)
-    return found
+    return lines
 
 
-def test_the_ui_server_runs_without_mlflows_genai_job_runner(ui_server, monkeypatch):
+def _environment(pid: int) -> dict[str, str]:
+    """The environment process `pid` started with."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {key: value for key, _, value in pairs}
+
+
+def test_the_ui_server_runs_without_mlflows_genai_job_runner(ui_server):
     """Ten helper processes and a directory in /dev/shm left at every start, for nothing here."""
     below = _descendants(ui_server.process.pid)
     assert any("mlflow" in c and "server" in c for c in below), below  # the scan sees it
     assert [c for c in below if "huey" in c or "mlflow.server.jobs" in c] == []
-    monkeypatch.delenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", raising=False)
-    assert tracking.server_environment()["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
-    monkeypatch.setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "true")  # the user's choice stays
-    assert tracking.server_environment()["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
+    environments = [_environment(pid) for pid in descendant_pids(ui_server.process.pid)]
+    assert environments and all(
+        env.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION") == "false" for env in environments
+    )
+
+
+def test_a_users_job_runner_setting_reaches_the_server(monkeypatch):
+    from lstm_cli.browse import server_environment
+
+    monkeypatch.setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "true")
+    assert server_environment()["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
 
 
 def test_ctrl_c_stops_the_ui_and_its_server(ui_server):

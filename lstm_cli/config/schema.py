@@ -1,6 +1,7 @@
 """The configuration schema: types (checked by OmegaConf) and ranges (checked by `check`).
 
-Defaults are not here: they live, with a comment each, in `conf/config.yaml`.
+Defaults are not here: they live, with a comment each, in `conf/config.yaml`. The allowed
+values of the choice keys are the enums of `lstm_cli.choices`.
 """
 
 from __future__ import annotations
@@ -8,36 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from lstm_cli.choices import Cell, Init, OutputActivation, Scaling
 from lstm_cli.errors import UserError
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-
-
-class OutputActivation(str, Enum):
-    tanh = "tanh"
-    linear = "linear"
-    sigmoid = "sigmoid"
-    relu = "relu"
-
-
-class Cell(str, Enum):
-    seed = "seed"
-    standard = "standard"
-
-
-class Init(str, Enum):
-    zeros = "zeros"
-    glorot = "glorot"
-
-
-class Scaling(str, Enum):
-    raw = "raw"
-    unit = "unit"
 
 
 @dataclass
@@ -99,11 +76,6 @@ def check(cfg: DictConfig) -> None:
         raise UserError(f"data.test_size={cfg.data.test_size} is invalid: it must be in (0, 1)")
     if not cfg.tracking.experiment:
         raise UserError("tracking.experiment is empty: give the MLflow experiment a name")
-
-
-def conf_default(key: str) -> object:
-    """A default from conf/config.yaml, for commands that do not compose the config."""
-    return OmegaConf.select(OmegaConf.load(CONF_DIR / "config.yaml"), key)
 
 
 def flatten(cfg: DictConfig) -> dict[str, object]:

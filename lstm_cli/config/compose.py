@@ -1,0 +1,140 @@
+"""Composing the config as Hydra will, before Hydra runs: typos fail in one line, early.
+
+`preflight` reads the command line with Hydra's own parser and composes the config for every
+value a sweep asks for, so a bad key or value is refused before any job starts or anything is
+tracked. Hydra's errors are reworded from the attributes its exceptions carry.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from lstm_cli.config import schema
+from lstm_cli.errors import UserError
+
+CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
+CONFIG_NAME = "config"
+PARENT_KEY = "tracking.parent_run_id"  # set by a sweep on its jobs' command line
+
+schema.register()
+
+
+def conf_default(key: str) -> object:
+    """A default from conf/config.yaml, for commands that do not compose the config."""
+    return OmegaConf.select(OmegaConf.load(CONF_DIR / f"{CONFIG_NAME}.yaml"), key)
+
+
+def compose(overrides: list[str], hydra_node: bool = False) -> DictConfig:
+    """The config for `overrides`, composed as Hydra would (its own `hydra` node if asked)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(
+            config_name=CONFIG_NAME, overrides=overrides, return_hydra_config=hydra_node
+        )
+
+
+def describe(ex: BaseException) -> str:
+    """A Hydra/OmegaConf composition error as one line that says what to change."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+
+    if isinstance(ex, OverrideParseException):
+        return f"cannot parse the override '{ex.override}': write key=value"
+    if isinstance(ex, MissingConfigException):  # an unknown config group option
+        missing = ex.missing_cfg_file or "the config"
+        if not ex.options:
+            return f"could not find '{missing}'"
+        group = missing.rpartition("/")[0]
+        return f"could not find '{missing}'; available options in '{group}': " + ", ".join(
+            ex.options
+        )
+    cause = ex.__cause__ if isinstance(ex.__cause__, OmegaConfBaseException) else ex
+    key = getattr(cause, "full_key", None)
+    if isinstance(cause, ConfigKeyError | ConfigAttributeError) and " not in " in str(cause):
+        known = sorted(schema.flatten(compose([])))
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+        return f"unknown config key '{key}'{hint}"
+    lines = [line.strip() for line in str(getattr(cause, "msg", cause)).splitlines()]
+    skip = ("full_key:", "object_type", "reference_type")
+    text = " ".join(line for line in lines if line and not line.startswith(skip))
+    return f"{key}: {text}" if key else text
+
+
+def _parse(overrides: list[str]) -> list:
+    """Hydra's parsed overrides; a UserError if one cannot be parsed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides(overrides)
+    except Exception as ex:
+        raise UserError(describe(ex)) from None
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a `train` command line asks for, checked.
+
+    Attributes:
+        argv: the command line after `train`, as Hydra will read it.
+        cfg: the config without the swept values (None when Hydra only prints something).
+        overrides: the overrides as typed.
+        multirun: whether a sweep will run.
+        launcher: the sweep's launcher settings (hydra.launcher), if a sweep runs.
+    """
+
+    argv: list[str]
+    cfg: DictConfig | None
+    overrides: list[str] = field(default_factory=list)
+    multirun: bool = False
+    launcher: DictConfig | None = None
+
+
+def preflight(argv: list[str]) -> Request:
+    """Compose the config for each value the command line asks for; raise UserError on a typo.
+
+    A single run also gets its ranges checked here, so nothing is tracked for a bad value. In a
+    sweep, ranges are checked per job, so one bad grid point fails alone.
+    """
+    from lstm_cli import process
+
+    args = process.hydra_arguments(argv)
+    if args.help or args.hydra_help or args.info or args.shell_completion:
+        return Request(argv, None, args.overrides)
+    parsed = _parse(args.overrides)
+    swept = [o for o in parsed if o.is_sweep_override()]
+    if swept and not args.multirun:
+        raise UserError(
+            f"{swept[0].input_line} asks for a sweep: add -m (or quote a list value: 'key=[a,b]')"
+        )
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    variants = [fixed]
+    for o in parsed:
+        if o.is_sweep_override() and o.is_discrete_sweep():
+            key = o.get_key_element()
+            variants += [[*fixed, f"{key}={v}"] for v in o.sweep_string_iterator()]
+    composed = []
+    for k, overrides in enumerate(variants):
+        try:
+            composed.append(compose(overrides, hydra_node=k == 0))
+        except Exception as ex:
+            raise UserError(describe(ex)) from None
+    if args.cfg or args.resolve:  # Hydra prints the config; nothing runs
+        return Request(argv, None, args.overrides)
+    base = composed[0]
+    launcher = base.hydra.launcher
+    cfg = OmegaConf.masked_copy(base, [k for k in base if k != "hydra"])
+    if not args.multirun:
+        schema.check(cfg)
+    return Request(argv, cfg, args.overrides, args.multirun, launcher if args.multirun else None)
+
+
+def job_overrides(task_overrides: list[str]) -> list[str]:
+    """A job's overrides as the user typed them: without the one a sweep adds (PARENT_KEY)."""
+    return [o for o in task_overrides if o.partition("=")[0].lstrip("+~") != PARENT_KEY]

@@ -1,0 +1,90 @@
+"""Ctrl-C and SIGTERM, turned into an orderly end of the runs they interrupt.
+
+A scheduler stops a job with SIGTERM (`scancel`, a time limit, `docker stop`, systemd,
+Kubernetes), whose default action kills the process on the spot: its MLflow run would stay
+RUNNING forever. Inside `scope()` both signals raise `Interrupted` instead (a
+KeyboardInterrupt), so the run's handle ends it KILLED with the metrics so far.
+
+A KeyboardInterrupt inside an MLflow call can leave a run RUNNING (its row written, its id not
+yet returned) or the database session unusable for the writes that would end it, so store
+writes run in `deferred()`: a signal that arrives meanwhile takes effect right after the write,
+or at once when it comes a second time (a write to a server that does not answer retries).
+
+Compare Lightning's SLURM signal connector: one place turns a signal into an orderly end.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from lstm_cli.errors import Interrupted
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Handlers this module replaces: Python's own, and the defaults. Another handler (a launcher's,
+# a test harness's) is someone else's choice and stays.
+TAKEN_OVER = {signal.SIGINT: (signal.default_int_handler,), signal.SIGTERM: (signal.SIG_DFL,)}
+
+
+class _State:
+    """How deep scopes and writes nest, the handlers replaced, and a signal held back."""
+
+    def __init__(self) -> None:
+        self.scopes = 0
+        self.writes = 0
+        self.pending: int | None = None
+        self.replaced: dict[int, Any] = {}
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.writes and self.pending is None:
+            self.pending = signum  # raised when the write ends
+            return
+        self.pending = None  # outside a write, or a second signal: the user will not wait
+        raise Interrupted(signum)
+
+
+_state = _State()
+
+
+@contextmanager
+def scope() -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM raise `Interrupted` (deferred during writes).
+
+    Scopes nest (a sweep, then each of its runs); the outermost installs the handlers and
+    restores the previous ones. Signals reach only the main thread: elsewhere, a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _state.scopes == 0:
+        _state.replaced = {}
+        for signum in SIGNALS:
+            previous = signal.getsignal(signum)
+            if previous in TAKEN_OVER[signum]:
+                _state.replaced[signum] = previous
+                signal.signal(signum, _state.handle)
+    _state.scopes += 1
+    try:
+        yield
+    finally:
+        _state.scopes -= 1
+        if _state.scopes == 0:
+            for signum, previous in _state.replaced.items():
+                signal.signal(signum, previous)
+            _state.replaced, _state.pending = {}, None
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A store write: a signal arriving inside is raised once the outermost write ends."""
+    _state.writes += 1
+    try:
+        yield
+    finally:
+        _state.writes -= 1
+        if _state.writes == 0 and _state.pending is not None:
+            signum, _state.pending = _state.pending, None
+            raise Interrupted(signum)

@@ -1,0 +1,151 @@
+"""Which tracking store to use, whether it can be reached, and opening it.
+
+A store is a SQLite file (the default, `outputs/mlflow.db`), another SQL database, or a
+tracking server (http(s)://). A new SQLite store is built atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from lstm_cli.errors import UserError, first_line
+
+STORE_DIR = "outputs"  # beside the user's working directory, as Hydra's outputs
+HEALTH_TIMEOUT_S = 3.0
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")  # MLflow's SQL stores
+NO_RUNS = "no runs yet: run `lstm-digits train` first"
+
+
+def default_uri() -> str:
+    """The store used when nothing else is said: outputs/mlflow.db in the working directory."""
+    return f"sqlite:///{Path.cwd() / STORE_DIR / 'mlflow.db'}"
+
+
+def resolve_uri(uri: str | None) -> str:
+    """The tracking URI to use: the given one, else $MLFLOW_TRACKING_URI, else `default_uri()`."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+
+
+def is_server(uri: str) -> bool:
+    """Whether `uri` is a tracking server (which serves its own UI)."""
+    return uri.startswith(("http://", "https://"))
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a SQLite URI; None for other stores."""
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
+def artifact_root(uri: str) -> str | None:
+    """A new experiment's artifact root: beside a SQLite store; else the server decides."""
+    db = sqlite_path(uri)
+    return (db.resolve().parent / "mlartifacts").as_uri() if db else None
+
+
+def probe(url: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
+    """Ask an MLflow server at `url` for /health; raise OSError (or ValueError) if it fails."""
+    with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as response:
+        if response.status != 200:
+            raise OSError(f"/health answered {response.status}")
+
+
+def healthy(url: str, timeout: float = HEALTH_TIMEOUT_S) -> bool:
+    """Whether the MLflow server at `url` answers /health."""
+    try:
+        probe(url, timeout)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def check_store(uri: str) -> None:
+    """Fail within seconds, with a UserError, when the store cannot be reached or written."""
+    if is_server(uri):
+        try:
+            probe(uri)
+        except (urllib.error.URLError, OSError, ValueError) as ex:
+            reason = getattr(ex, "reason", ex)
+            raise UserError(f"cannot reach the MLflow tracking server at {uri}: {reason}") from None
+        return
+    scheme = uri.split(":", 1)[0].split("+", 1)[0] if "://" in uri else ""
+    if scheme not in DATABASE_SCHEMES:
+        raise UserError(
+            f"tracking.uri={uri} is not a store MLflow {mlflow.__version__} can use: give "
+            "sqlite:///path/to/mlflow.db, a database URL (postgresql://...) or http(s)://server"
+        )
+    db = sqlite_path(uri)
+    if db is not None:
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=db.parent, prefix=".write-test"):
+                pass
+        except OSError as ex:
+            raise UserError(f"cannot write the tracking store {db}: {ex.strerror or ex}") from None
+
+
+def create_sqlite_store(db: Path) -> None:
+    """Build a new SQLite store beside `db`, then move it into place complete.
+
+    MLflow builds its schema in about 60 migrations (1 s), and a store interrupted half-way
+    (Ctrl-C in a first run) cannot be opened again. Linking the finished file is atomic and
+    never replaces a store another process made meanwhile: that one is kept.
+    """
+    partial = db.with_name(f".{db.name}.{uuid.uuid4().hex}.partial")  # MLflow caches by URI
+    try:
+        MlflowClient(f"sqlite:///{partial}")  # builds the schema
+        try:
+            os.link(partial, db)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: a rename, unless one is there now
+            if not db.exists():
+                os.rename(partial, db)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def open_experiment(uri: str, name: str) -> str:
+    """Point MLflow at `uri`, create the experiment if needed (once, race-safe); return its id."""
+    check_store(uri)
+    try:
+        db = sqlite_path(uri)
+        if db is not None and not db.exists():
+            create_sqlite_store(db)
+        mlflow.set_tracking_uri(uri)
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                return client.create_experiment(name, artifact_location=artifact_root(uri))
+            except MlflowException:  # another process created it first
+                experiment = client.get_experiment_by_name(name)
+                if experiment is None:
+                    raise
+    except MlflowException as ex:
+        raise UserError(f"cannot use the tracking store {uri}: {first_line(ex)}") from None
+    if experiment.lifecycle_stage == "deleted":
+        raise UserError(
+            f"experiment '{name}' is deleted in {uri}: restore it (mlflow experiments restore "
+            f"--experiment-id {experiment.experiment_id}) or set tracking.experiment=<another>"
+        )
+    return experiment.experiment_id
+
+
+def reader(uri: str) -> MlflowClient:
+    """A client on an existing store; a UserError, rather than a new empty store, if none."""
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        raise UserError(f"{NO_RUNS} (there is no tracking store at {db})")
+    if db is None:
+        check_store(uri)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)

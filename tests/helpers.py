@@ -1,0 +1,147 @@
+"""Helpers shared by the test modules: the console script, temporary stores, servers, checks.
+
+Fixtures live in conftest.py; test modules import plain helpers from here only.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from lstm_cli.config import conf_default
+
+CLI = str(Path(sys.executable).with_name("lstm-digits"))
+EXPERIMENT = str(conf_default("tracking.experiment"))  # where `train` tracks by default
+EPOCHS = 3  # the session's trained run: enough to check metric history, cheap to train
+
+
+def held_out(cfg, scaling: str | None = None):
+    """The digits split of config `cfg`, with its pixel scaling or `scaling`."""
+    from lstm_cli.data import load_digits
+
+    d = cfg.data
+    return load_digits(d.test_size, d.split_seed, scaling or d.scaling.value)
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a CLI subprocess: no inherited tracking URI, quiet TensorFlow."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_"))}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", COLUMNS="200", **extra)
+    return env
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """Run `lstm-digits ARGS` in `cwd` (so its outputs/ lands there), capturing text."""
+    return subprocess.run(
+        [CLI, *args], cwd=cwd, env=cli_env(**env), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def sqlite_uri(directory: Path) -> str:
+    return f"sqlite:///{directory / 'mlflow.db'}"
+
+
+def free_port() -> int:
+    """A port nobody listens on at 127.0.0.1 (free when asked: the caller binds it soon)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
+    """Wait until the MLflow server at `url` answers /health (it takes 10-20 s to start)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, f"the server at {url} exited at start"
+        assert time.monotonic() < deadline, f"the server at {url} did not answer in {timeout} s"
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    """`result` failed with exit `code` and exactly one `error: ...` line holding `fragments`."""
+    assert result.returncode == code, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def assert_no_runs(uri: str) -> None:
+    """The SQLite store at `uri` does not exist or holds no run."""
+    from mlflow.tracking import MlflowClient
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    if db.exists():
+        client = MlflowClient(uri)
+        assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+
+REFERENCE_STEPS = ("h", "c", "i", "f", "o")  # what `numpy_lstm` keeps at every step
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # the process ended meanwhile
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie has ended; only its exit status waits)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def numpy_lstm(x, W, B, cell: str) -> dict:
+    """The article's equations step by step in float64 NumPy, independent of lstm_cli.
+
+    Args:
+        x: inputs (batch, steps, input), from the zero state.
+        W: (input + hidden, 4*hidden), columns z, i, f, o.
+        B: (4*hidden,).
+        cell: "seed" (h = c*o) or "standard" (h = tanh(c)*o).
+
+    Returns:
+        REFERENCE_STEPS -> every step's value, each (steps, batch, hidden).
+    """
+
+    def sigmoid(v):
+        return 1.0 / (1.0 + np.exp(-v))
+
+    x, W, B = (np.asarray(a, np.float64) for a in (x, W, B))
+    h = c = np.zeros((x.shape[0], B.shape[0] // 4))  # (batch, hidden) zero state
+    kept = {name: [] for name in REFERENCE_STEPS}
+    for t in range(x.shape[1]):
+        zifo = np.concatenate([x[:, t], h], axis=1) @ W + B  # (batch, 4*hidden)
+        z, i, f, o = np.split(zifo, 4, axis=1)  # each (batch, hidden)
+        i, f, o = sigmoid(i), sigmoid(f), sigmoid(o)
+        c = c * f + np.tanh(z) * i
+        h = c * o if cell == "seed" else np.tanh(c) * o
+        for name, value in zip(REFERENCE_STEPS, (h, c, i, f, o), strict=True):
+            kept[name].append(value)
+    return {name: np.stack(values) for name, values in kept.items()}  # each (steps, batch, hid)

@@ -1,0 +1,104 @@
+"""The CLI tier without subprocesses: the Typer app invoked in this process, with what lies
+below it patched, checking what the commands handed on and what they printed (as fastapi-cli's
+tests do). Bad input runs for real: `train` refuses it before importing TensorFlow or MLflow."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lstm_cli import browse, cli, experiment
+from lstm_cli.errors import Interrupted, TrainingFailed, UserError
+from tests.helpers import EXPERIMENT
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def received(monkeypatch):
+    """`experiment.run` and the reading commands replaced by recorders of their arguments."""
+    calls: dict[str, tuple] = {}
+    monkeypatch.setattr(experiment, "run", lambda argv: calls.setdefault("train", (argv,)))
+    for name in ("serve_ui", "list_runs", "predict"):
+        monkeypatch.setattr(browse, name, lambda *a, _n=name, **k: calls.setdefault(_n, (a, k)))
+    return calls
+
+
+def test_train_hands_every_override_and_flag_to_the_experiment(received):
+    args = ["-m", "hidden_size=50,100", "hydra/launcher=joblib", "--cfg", "job", "seed=3"]
+    result = runner.invoke(cli.app, ["train", *args])
+    assert result.exit_code == 0, result.output
+    assert received["train"] == (args,)
+
+
+def test_reading_commands_get_the_store_and_experiment_train_uses(received, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    default = f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}"
+    assert runner.invoke(cli.app, ["runs", "--sort", "val_accuracy", "--limit", "3"]).exit_code == 0
+    assert received["list_runs"] == (
+        (default, EXPERIMENT, None, "val_accuracy", False, 3, False),
+        {},
+    )
+    assert runner.invoke(cli.app, ["ui", "--port", "5099"]).exit_code == 0
+    assert received["serve_ui"] == ((default, EXPERIMENT), {"host": "127.0.0.1", "port": 5099})
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5001")
+    image = tmp_path / "digit.png"
+    args = ["predict", "3f2a", "--image", str(image), "--experiment", "other"]
+    assert runner.invoke(cli.app, args).exit_code == 0
+    uri = "http://127.0.0.1:5001"
+    assert received["predict"] == ((uri, "other", "3f2a", None, image), {})
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "line"),
+    [
+        (UserError("hidden_size=0 is invalid"), 2, "error: hidden_size=0 is invalid"),
+        (OSError(13, "Permission denied", "/x"), 2, "error: cannot write or read /x: Permission"),
+        (TrainingFailed("the loss became NaN"), 1, "error: the loss became NaN"),
+        (RuntimeError("boom\nmore"), 1, "error: RuntimeError: boom"),
+        (KeyboardInterrupt(), 130, "error: interrupted: a run already started is marked KILLED"),
+        (Interrupted(signal.SIGTERM), 143, "error: terminated (SIGTERM): a run already started"),
+    ],
+)
+def test_every_failure_of_train_is_one_line_with_its_exit_code(monkeypatch, error, code, line):
+    def fails(argv):
+        raise error
+
+    monkeypatch.setattr(experiment, "run", fails)
+    result = runner.invoke(cli.app, ["train"])
+    assert result.exit_code == code
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(line), result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("hidden_size=0", "hidden_size=0 is invalid"),
+        ("hidden_size=-5", "hidden_size=-5 is invalid"),
+        ("epochs=0", "epochs=0 is invalid"),
+        ("batch_size=0", "batch_size=0 is invalid"),
+        ("learning_rate=-1", "learning_rate=-1.0 is invalid"),
+        ("output_activation=bogus", "expected one of [tanh, linear, sigmoid, relu]"),
+        ("cell=bogus", "expected one of [seed, standard]"),
+        ("hydra/launcher=bogus", "available options in 'hydra/launcher'"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_tracked(tmp_path, monkeypatch, override, fragment):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli.app, ["train", override, f"tracking.uri=sqlite:///{tmp_path}/m.db"])
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and fragment in line
+    assert list(Path(tmp_path).iterdir()) == []  # no store, no output directory
+
+
+def test_reading_commands_refuse_bad_options_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli.app, ["runs", "--limit", "0", "--tracking-uri", "bogus://x"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1

@@ -1,0 +1,133 @@
+"""The package's shape: dependencies point one way, MLflow stays in `tracking`, private
+library APIs stay in `process`."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "lstm_cli"
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module `path` imports, at its top or inside functions."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:  # `from pkg import module` imports the module
+                full = f"{node.module}.{alias.name}"
+                names.append(full if full in MODULES else node.module)
+    return names
+
+
+def _graph() -> dict[str, set[str]]:
+    return {
+        name: {m for m in _imports(path) if m in MODULES and m != name}
+        for name, path in MODULES.items()
+    }
+
+
+def test_no_import_cycle_in_the_package():
+    graph, state, cycles = _graph(), {}, []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for dep in sorted(graph[node]):
+            if state.get(dep) == "open":
+                cycles.append([*stack[stack.index(dep) :], dep])
+            elif dep not in state:
+                visit(dep, [*stack, dep])
+        state[node] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []
+
+
+@pytest.mark.parametrize(
+    ("below", "above"),
+    [
+        ("lstm_cli.tracking", "lstm_cli.experiment"),
+        ("lstm_cli.tracking", "lstm_cli.sweep"),
+        ("lstm_cli.tracking", "lstm_cli.job"),
+        ("lstm_cli.job", "lstm_cli.experiment"),
+        ("lstm_cli.job", "lstm_cli.sweep"),
+        ("lstm_cli.sweep", "lstm_cli.experiment"),
+        ("lstm_cli.model", "lstm_cli.config"),
+        ("lstm_cli.cell", "lstm_cli.config"),
+        ("lstm_cli.train", "lstm_cli.tracking"),
+    ],
+)
+def test_dependencies_point_one_way(below, above):
+    graph = _graph()
+    offenders = {
+        name: sorted(d for d in deps if d == above or d.startswith(f"{above}."))
+        for name, deps in graph.items()
+        if name == below or name.startswith(f"{below}.")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_only_the_tracking_package_imports_mlflow():
+    importers = {
+        name
+        for name, path in MODULES.items()
+        if any(m == "mlflow" or m.startswith("mlflow.") for m in _imports(path))
+    }
+    assert importers and all(name.startswith("lstm_cli.tracking") for name in importers)
+
+
+def test_private_library_apis_only_in_the_process_module():
+    private = {}
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        used = [
+            n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr[:1] == "_"
+        ]
+        used += [  # getattr(module, "_name")
+            n.args[1].value
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "getattr"
+            and len(n.args) > 1 and isinstance(n.args[1], ast.Constant)
+            and str(n.args[1].value).startswith("_")
+        ]  # fmt: skip
+        used += [
+            m
+            for m in _imports(path)
+            if not m.startswith("lstm_cli") and any(p.startswith("_") for p in m.split("."))
+        ]
+        dunder = {u for u in used if u.startswith("__") and u.endswith("__")}
+        own = {u for u in used if u.startswith("_") and not u.startswith("__")} & _own_names(tree)
+        if set(used) - dunder - own:
+            private[name] = sorted(set(used) - dunder - own)
+    assert set(private) <= {"lstm_cli.process"}, private
+
+
+def _own_names(tree: ast.AST) -> set[str]:
+    """Underscored names the module defines itself (its own attributes and functions)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+    return names
