@@ -48,10 +48,13 @@ bench: $(STAMP) ## Time this project's training loop against keras.layers.LSTM
 bench-sweep: $(STAMP) ## Time a 4-job sweep: sequential vs 2 parallel joblib workers
 	$(BIN)/python bench/bench_sweep.py $(ARGS)
 
+bench-versions: $(STAMP) ## This checkout vs an earlier commit, end to end (BASE=rev, default HEAD)
+	$(BIN)/python bench/bench_versions.py --base $(or $(BASE),HEAD) $(ARGS)
+
 ui: $(STAMP) ## Open the MLflow UI on outputs/mlflow.db
 	$(BIN)/lstm-digits ui $(ARGS)
 
 clean: ## Remove outputs/ and caches (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache
 
-.PHONY: help install train test browser-deps test-fast lint format bench bench-sweep ui clean
+.PHONY: help install train test browser-deps test-fast lint format bench bench-sweep bench-versions ui clean

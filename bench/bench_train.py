@@ -352,7 +352,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-    from lstm_cli.libraries import import_tensorflow
+    from lstm_cli.process import import_tensorflow
 
     import_tensorflow()  # muted: TensorFlow's native start-up lines are not results
     if args.variant:

@@ -1,0 +1,77 @@
+"""This checkout against an earlier commit, end to end, as ratios of medians of interleaved runs.
+
+    make bench-versions BASE=HEAD~3     # the default run, a 4-job sweep, the same on joblib
+    python bench/bench_versions.py --base main --what train --repeats 7
+
+The earlier commit is checked out in a temporary worktree and run with this project's
+installed dependencies (`PYTHONPATH` points each run at its own tree, so joblib's workers and
+submitit's jobs import the same code). The two trees alternate (AB BA AB ...), so a slow spell
+of the machine hits both; each command runs in a fresh temporary store and directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = {  # what is timed: `lstm-digits ARGS`
+    "train": ["train"],  # the default experiment (the article's run)
+    "sweep": ["train", "-m", "hidden_size=25,50,75,100"],  # one job after another
+    "sweep-joblib": ["train", "-m", "hidden_size=25,50,75,100", "hydra/launcher=joblib"],
+}
+
+
+def time_command(tree: Path, args: list[str]) -> float:
+    """Seconds for `lstm-digits ARGS` run from `tree`'s code, in a fresh directory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env["PYTHONPATH"] = str(tree)
+        code = "import sys; from lstm_cli.cli import main; sys.argv[0] = 'lstm-digits'; main()"
+        command = [sys.executable, "-c", code, *args, f"tracking.uri=sqlite:///{tmp}/m.db"]
+        start = time.perf_counter()
+        done = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            sys.exit(f"failed in {tree}: {' '.join(args)}\n{done.stderr}")
+        return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="the earlier commit (any git revision)")
+    parser.add_argument("--what", nargs="+", choices=list(COMMANDS), default=list(COMMANDS))
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each tree (default 5)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base),
+                        args.base], check=True)  # fmt: skip
+        try:
+            trees = {"base": base, "this": ROOT}
+            for what in args.what:
+                seconds: dict[str, list[float]] = {name: [] for name in trees}
+                for repeat in range(args.repeats):
+                    order = list(trees.items())[:: -1 if repeat % 2 else 1]
+                    for name, tree in order:
+                        seconds[name].append(time_command(tree, COMMANDS[what]))
+                medians = {name: statistics.median(s) for name, s in seconds.items()}
+                print(f"{what}: lstm-digits {' '.join(COMMANDS[what])}")
+                for name, samples in seconds.items():
+                    runs = " ".join(f"{s:.2f}" for s in samples)
+                    print(f"  {name:5s} median {medians[name]:.2f} s  ({runs})")
+                print(f"  this / base (medians) = {medians['this'] / medians['base']:.3f}")
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],
+                           check=False)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
