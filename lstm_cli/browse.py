@@ -147,8 +147,12 @@ def list_runs(
     ascending: bool,
     limit: int,
     best: bool,
+    output: str = "table",
 ) -> None:
-    """Show the runs of `experiment` (or of one sweep), sorted and limited, or only the best."""
+    """Show the runs of `experiment` (or of one sweep), sorted and limited, or only the best,
+    as a table or in a machine-readable `output` (views.FORMATS)."""
+    if output not in views.FORMATS:
+        raise UserError(f"--format {output} is not known: use one of {', '.join(views.FORMATS)}")
     if limit < 1:
         raise UserError(f"--limit {limit} is invalid: it must be a positive integer")
     parent = read.find_run(uri, experiment, sweep) if sweep else None
@@ -165,7 +169,10 @@ def list_runs(
     title = f"Runs of sweep {parent.run_id}" if parent else f"Runs of experiment '{experiment}'"
     if best:
         title = f"Best run of experiment '{experiment}' (highest val_accuracy)"
-    views.runs_table(runs[:limit], title=title, total=len(runs), extra=sort)
+    if output == "table":
+        views.runs_table(runs[:limit], title=title, total=len(runs), extra=sort)
+    else:
+        views.runs_data(runs[:limit], output, extra=sort)
 
 
 # ---------------------------------------------------------------- evaluate and predict

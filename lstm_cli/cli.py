@@ -5,21 +5,22 @@ TensorFlow, MLflow and Hydra are imported inside the commands, so `--help` answe
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperCommand
 
-from lstm_cli import console, process, signals
-from lstm_cli.errors import Interrupted, UserError, one_line
+from lstm_cli import console, presets, process, signals
+from lstm_cli.errors import DEBUG_ENV, Interrupted, UserError, debugging, one_line, traceback_text
 
 app = typer.Typer(
     name="lstm-digits",
     help="Train, sweep and compare a from-scratch TensorFlow LSTM on the 8x8 digits.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 
@@ -29,14 +30,18 @@ EXIT_SIGNAL = 128  # + the signal's number: 130 on Ctrl-C, 143 on SIGTERM, as a 
 
 
 def _fail(ex: BaseException) -> NoReturn:
+    """Tell `ex` in one line (then its traceback, with --debug) and exit with its code."""
     if isinstance(ex, KeyboardInterrupt):
         signum = ex.signum if isinstance(ex, Interrupted) else Interrupted().signum
         what = "interrupted" if signum == Interrupted().signum else one_line(ex)
         console.error(f"{what}: a run already started is marked KILLED, its metrics kept")
-        raise typer.Exit(EXIT_SIGNAL + signum)
-    console.error(one_line(ex))
-    usage = isinstance(ex, UserError | OSError)
-    raise typer.Exit(EXIT_USAGE if usage else EXIT_FAILED)
+        code = EXIT_SIGNAL + signum
+    else:
+        console.error(one_line(ex))
+        code = EXIT_USAGE if isinstance(ex, UserError | OSError) else EXIT_FAILED
+    if debugging():
+        console.errors.print(traceback_text(ex), markup=False, highlight=False, end="")
+    raise typer.Exit(code)
 
 
 def _print_version(value: bool) -> None:
@@ -55,12 +60,34 @@ def root(
             "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
         ),
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar=DEBUG_ENV,
+            help=f"After an error, print its full traceback (bug reports; ${DEBUG_ENV}=1).",
+        ),
+    ] = False,
 ) -> None:
     """Train, sweep and compare a from-scratch TensorFlow LSTM on the 8x8 digits."""
+    if debug:  # sweep jobs in other processes inherit it
+        os.environ[DEBUG_ENV] = "1"
+
+
+class TrainCommand(TyperCommand):
+    """`train`, whose arguments (Hydra overrides) the shell completes: keys, groups, values."""
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        found = [CompletionItem(v) for v in presets.complete(incomplete)]
+        return found + super().shell_complete(ctx, incomplete)
 
 
 @app.command(
+    cls=TrainCommand,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog="Config groups (GROUP=OPTION):\n\n" + presets.listing().replace("\n", "\n\n"),
 )
 def train(ctx: typer.Context) -> None:
     """Train the LSTM once, or sweep with -m. Arguments are Hydra overrides and flags.
@@ -71,6 +98,8 @@ def train(ctx: typer.Context) -> None:
       lstm-digits train epochs=20 batch_size=64 output_activation=linear seed=3
       lstm-digits train -m hidden_size=25,50,100,200
       lstm-digits train --cfg job hidden_size=100
+      lstm-digits train experiment=keras
+      lstm-digits train -cd my_configs experiment=mine
     Keys: hidden_size epochs batch_size learning_rate output_activation cell init seed
     threads data.* tracking.uri tracking.experiment (defaults: conf/config.yaml).
     """
@@ -108,13 +137,11 @@ RunId = Annotated[
 
 def _store(tracking_uri: str | None, experiment: str | None) -> tuple[str, str]:
     """The tracking URI and experiment name, with the defaults `train` uses."""
-    from lstm_cli.config import conf_default
-
     process.import_tracking()  # MLflow, out of the collector's way
     from lstm_cli.tracking.store import resolve_uri
 
     if experiment is None:
-        experiment = str(conf_default("tracking.experiment"))
+        experiment = str(presets.default("tracking.experiment"))
     return resolve_uri(tracking_uri), experiment
 
 
@@ -171,6 +198,13 @@ def runs(
     best: Annotated[
         bool, typer.Option("--best", help="Only the finished run with the highest val_accuracy.")
     ] = False,
+    output: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="table, json or csv (every column, full run ids), or ids (one run id a line).",
+        ),
+    ] = "table",
     tracking_uri: TrackingUri = None,
     experiment: Experiment = None,
 ) -> None:
@@ -181,12 +215,14 @@ def runs(
       lstm-digits runs
       lstm-digits runs --sweep 3f2a --sort val_accuracy --limit 10
       lstm-digits runs --best
+      lstm-digits runs --format json | jq '.[0].run_id'
+      lstm-digits runs --sweep 3f2a --format ids
     """
     with _reading():
         from lstm_cli import browse
 
         uri, name = _store(tracking_uri, experiment)
-        browse.list_runs(uri, name, sweep, sort, ascending, limit, best)
+        browse.list_runs(uri, name, sweep, sort, ascending, limit, best, output)
 
 
 @app.command()

@@ -1,7 +1,15 @@
-"""What a run shows in the terminal (rich): the config, a progress bar, the final table."""
+"""What a run shows in the terminal (rich): the config, a progress bar, the final table.
+
+The rule for every command: what it shows (progress included) goes to stdout, errors to
+stderr. On a terminal, progress is a live bar; otherwise (a file, a pipe, CI, an sbatch log,
+TERM=dumb) plain lines at a steady pace. NO_COLOR and FORCE_COLOR are rich's, respected.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,7 +19,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console(highlight=False)
+PLAIN_EVERY = 10  # plain progress lines: every 10th of the epochs ...
+PLAIN_AT_LEAST_S = 30.0  # ... and at least this often
+PIPED_WIDTH = 1000  # not a terminal: lines as wide as their data, tables not cut to 80
+
+
+def _width() -> int | None:
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return PIPED_WIDTH if piped else None  # None: the terminal's (or $COLUMNS)
+
+
+console = Console(highlight=False, width=_width())
 errors = Console(stderr=True, highlight=False)
 
 
@@ -40,9 +58,39 @@ def show_config(params: dict[str, Any]) -> None:
     console.print("[bold]lstm-digits train[/] with", grid)
 
 
+def _stats(m: Any) -> str:
+    return (
+        f"loss {m.train_loss:.4f}  acc {m.train_accuracy:.4f}  "
+        f"val_loss {m.val_loss:.4f}  val_acc {m.val_accuracy:.4f}"
+    )
+
+
+def _plain_progress(epochs: int) -> Any:
+    """`update(metrics)` printing a plain line every 10th of the epochs, at least every 30 s,
+    and at the last epoch."""
+    start = last = time.monotonic()
+    every = max(1, epochs // PLAIN_EVERY)
+
+    def update(m: Any) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if m.epoch % every and m.epoch != epochs and now - last < PLAIN_AT_LEAST_S:
+            return
+        last = now
+        elapsed = time.strftime("%H:%M:%S", time.gmtime(now - start))
+        width = len(str(epochs))
+        console.print(f"epoch {m.epoch:>{width}}/{epochs}  {_stats(m)}  {elapsed}", markup=False)
+
+    return update
+
+
 @contextmanager
 def epoch_progress(epochs: int) -> Iterator[Any]:
-    """A live bar over epochs; yields `update(metrics: EpochMetrics)`."""
+    """A live bar over epochs on a terminal, plain lines elsewhere; yields
+    `update(metrics: EpochMetrics)`."""
+    if not console.is_interactive:
+        yield _plain_progress(epochs)
+        return
     progress = Progress(
         TextColumn("[bold]epoch"),
         BarColumn(),
@@ -56,11 +104,7 @@ def epoch_progress(epochs: int) -> Iterator[Any]:
         task = progress.add_task("train", total=epochs, stats="")
 
         def update(m: Any) -> None:
-            stats = (
-                f"loss {m.train_loss:.4f}  acc {m.train_accuracy:.4f}  "
-                f"val_loss {m.val_loss:.4f}  val_acc {m.val_accuracy:.4f}"
-            )
-            progress.update(task, completed=m.epoch, stats=stats)
+            progress.update(task, completed=m.epoch, stats=_stats(m))
 
         yield update
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import traceback
 
 
 class UserError(Exception):
@@ -46,3 +48,17 @@ def one_line(ex: BaseException) -> str:
     else:
         text = f"{type(ex).__name__}: {first_line(ex)}" if str(ex).strip() else type(ex).__name__
     return " ".join(text.split())
+
+
+DEBUG_ENV = "LSTM_DIGITS_DEBUG"  # =1 (or `lstm-digits --debug`): tracebacks after the line
+
+
+def debugging() -> bool:
+    """Whether the user asked for tracebacks (for a bug report); jobs in other processes
+    inherit the setting with the environment."""
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def traceback_text(ex: BaseException) -> str:
+    """The full traceback of `ex`, as Python prints it."""
+    return "".join(traceback.format_exception(ex))

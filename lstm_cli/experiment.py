@@ -16,6 +16,7 @@ import sys
 from lstm_cli import config, process
 from lstm_cli.errors import TrainingFailed
 from lstm_cli.job import TrainJob
+from lstm_cli.presets import CONF_DIR, CONFIG_NAME
 
 PROGRAM = "lstm-digits train"
 
@@ -59,5 +60,5 @@ def _launch(argv: list[str], task: TrainJob) -> None:
     # Hydra's own errors (a launcher failing, an unwritable output directory) then raise
     # rather than print a traceback and exit 1: the CLI tells them in one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    main = hydra.main(config_path=str(config.CONF_DIR), config_name="config", version_base="1.3")
+    main = hydra.main(config_path=str(CONF_DIR), config_name=CONFIG_NAME, version_base="1.3")
     main(task)()

@@ -20,8 +20,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
-from lstm_cli import config, console, process
-from lstm_cli.errors import one_line
+from lstm_cli import config, console, presets, process
+from lstm_cli.errors import debugging, one_line, traceback_text
 
 
 class TrainJob:
@@ -47,6 +47,8 @@ class TrainJob:
             else:
                 reason = escape(f"{hc.job.override_dirname}: {one_line(ex)}")
                 console.job_line(job, f"[red]FAILED[/] {reason}")
+                if debugging():
+                    console.errors.print(traceback_text(ex), markup=False, end="")
             return float("nan")
 
 
@@ -137,7 +139,7 @@ def _ui_command(uri: str, experiment: str, experiment_id: str, run_id: str) -> s
     if is_server(uri):
         return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     command = "lstm-digits ui" if uri == default_uri() else f"lstm-digits ui --tracking-uri {uri}"
-    if experiment != config.conf_default("tracking.experiment"):
+    if experiment != presets.default("tracking.experiment"):
         command += f" --experiment {experiment}"
     return command
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +22,7 @@ KEY_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
 SHADES = " ░▒▓█"  # pixel 0 .. 16, each drawn two characters wide
 BAR_WIDTH = 40  # characters of a probability of 1
 STATUS_COLOURS = {"FINISHED": "green", "RUNNING": "yellow", "FAILED": "red", "KILLED": "red"}
+FORMATS = ("table", "json", "csv", "ids")  # `runs --format`
 
 
 def _duration(seconds: float) -> str:
@@ -51,14 +56,13 @@ def runs_table(runs: list[Any], title: str, total: int, extra: str | None = None
         total: how many runs matched (more than shown when limited).
         extra: a param or metric to show too (the sort key).
     """
-    params = [p for p in (*KEY_PARAMS, extra) if p and any(p in r.params for r in runs)]
-    metrics = [m for m in (*KEY_METRICS, extra) if m and any(m in r.metrics for r in runs)]
+    params, metrics = _shown(runs, extra)
     now_ms = int(datetime.now().timestamp() * 1000)
     columns: dict[str, list[str]] = {"run id": [r.run_id[:8] for r in runs]}
     columns["status"] = [f"[{STATUS_COLOURS.get(r.status, 'white')}]{r.status}[/]" for r in runs]
-    for name in dict.fromkeys(params):
+    for name in params:
         columns[name] = [escape(r.params.get(name, "")) for r in runs]
-    for name in dict.fromkeys(m for m in metrics if m not in params):
+    for name in metrics:
         columns[name] = [_number(r.metrics.get(name)) for r in runs]
     columns["duration"] = [_duration(((r.end_ms or now_ms) - r.start_ms) / 1000) for r in runs]
     columns["started"] = [
@@ -94,6 +98,41 @@ def runs_table(runs: list[Any], title: str, total: int, extra: str | None = None
         console.print(f"[dim]hidden to fit the terminal: {', '.join(hidden)}[/]")
     if len(runs) == 1:
         console.print(f"[bold]run id[/]  {runs[0].run_id}")
+
+
+def _shown(runs: list[Any], extra: str | None) -> tuple[list[str], list[str]]:
+    """The params and metrics the runs are shown with: the key ones they have, and `extra`."""
+    params = [p for p in (*KEY_PARAMS, extra) if p and any(p in r.params for r in runs)]
+    metrics = [m for m in (*KEY_METRICS, extra) if m and any(m in r.metrics for r in runs)]
+    return list(dict.fromkeys(params)), [m for m in dict.fromkeys(metrics) if m not in params]
+
+
+def runs_data(runs: list[Any], output: str, extra: str | None = None) -> None:
+    """Runs for scripts: `json` (a list of objects), `csv` (a header, a row each) or `ids`
+    (one full run id a line): every column of the table, full run ids, plain values."""
+    if output == "ids":
+        sys.stdout.write("".join(f"{r.run_id}\n" for r in runs))
+        return
+    params, metrics = _shown(runs, extra)
+    rows = []
+    for r in runs:
+        row: dict[str, Any] = {"run_id": r.run_id, "name": r.name, "status": r.status,
+                               "sweep_parent": r.is_sweep_parent}  # fmt: skip
+        row |= {p: r.params.get(p) for p in params}
+        row |= {m: r.metrics.get(m) for m in metrics}
+        end_ms = r.end_ms or int(datetime.now().timestamp() * 1000)
+        row["duration_s"] = round((end_ms - r.start_ms) / 1000, 3)
+        row["started"] = datetime.fromtimestamp(r.start_ms / 1000).isoformat(timespec="seconds")
+        rows.append(row)
+    if output == "json":
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    out = io.StringIO()
+    columns = list(rows[0]) if rows else ["run_id", "name", "status"]
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    sys.stdout.write(out.getvalue())
 
 
 def evaluation(result: Any, run_name: str) -> None:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_cli.config import conf_default
+from lstm_cli.presets import default
 
 CLI = str(Path(sys.executable).with_name("lstm-digits"))
-EXPERIMENT = str(conf_default("tracking.experiment"))  # where `train` tracks by default
+EXPERIMENT = str(default("tracking.experiment"))  # where `train` tracks by default
 EPOCHS = 3  # the session's trained run: enough to check metric history, cheap to train
 
 

@@ -40,7 +40,7 @@ def test_reading_commands_get_the_store_and_experiment_train_uses(received, tmp_
     default = f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}"
     assert runner.invoke(cli.app, ["runs", "--sort", "val_accuracy", "--limit", "3"]).exit_code == 0
     assert received["list_runs"] == (
-        (default, EXPERIMENT, None, "val_accuracy", False, 3, False),
+        (default, EXPERIMENT, None, "val_accuracy", False, 3, False, "table"),
         {},
     )
     assert runner.invoke(cli.app, ["ui", "--port", "5099"]).exit_code == 0
@@ -102,3 +102,57 @@ def test_reading_commands_refuse_bad_options_in_one_line(tmp_path, monkeypatch):
     result = runner.invoke(cli.app, ["runs", "--limit", "0", "--tracking-uri", "bogus://x"])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("lstm-digits train hidd", ["hidden_size="]),
+        ("lstm-digits train output_activation=", ["output_activation=linear"]),
+        ("lstm-digits train data.scaling=u", ["data.scaling=unit"]),
+        ("lstm-digits train experiment=d", ["experiment=debug"]),
+        ("lstm-digits train hydra/launcher=j", ["hydra/launcher=joblib"]),
+        ("lstm-digits ru", ["runs"]),
+        ("lstm-digits runs --for", ["--format"]),
+    ],
+)
+def test_the_shell_completes_commands_options_and_overrides(line, expected):
+    """Through the completion entry point, as the installed bash completion calls it."""
+    words = line.split() + ([""] if line.endswith(" ") else [])
+    env = {"_LSTM_DIGITS_COMPLETE": "complete_bash", "COMP_WORDS": line,
+           "COMP_CWORD": str(len(words) - 1)}  # fmt: skip
+    result = runner.invoke(cli.app, [], env=env, prog_name="lstm-digits")
+    assert set(expected) <= set(result.output.split()), result.output
+
+
+def test_an_unknown_format_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli.app, ["runs", "--format", "xml"])
+    assert result.exit_code == 2
+    assert result.stderr == "error: --format xml is not known: use one of table, json, csv, ids\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["experiment=nope"], "available options in 'experiment': article, debug, keras, wide"),
+        (["-cd", "no/such/dir"], "--config-dir no/such/dir: no such directory"),
+        (["-cd", "."], "--config-dir .: the directory holds no config (*.yaml)"),
+        (["-cp", "."], "--config-path replaces the packaged configs"),
+        (["-sc", "install=bash"], "lstm-digits --install-completion"),
+    ],
+)
+def test_config_sources_that_do_not_exist_are_one_line(tmp_path, monkeypatch, args, fragment):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli.app, ["train", *args])
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and fragment in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_help_lists_the_config_groups():
+    result = runner.invoke(cli.app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert "experiment=article|debug|keras|wide" in result.output
+    assert "hydra/launcher=basic|joblib|local|slurm" in result.output

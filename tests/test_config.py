@@ -85,3 +85,38 @@ def test_range_errors_in_a_sweep_are_left_to_their_job():
 def test_printing_the_config_starts_no_sweep():
     request = config.preflight(["--cfg", "job", "hidden_size=0"])
     assert request.cfg is None and not request.multirun
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"),
+    [
+        ("article", {"hidden_size": 50, "cell": "seed", "init": "zeros", "data.scaling": "raw"}),
+        ("keras", {"cell": "standard", "init": "glorot", "output_activation": "linear",
+                   "data.scaling": "unit"}),
+        ("wide", {"hidden_size": 256}),
+        ("debug", {"epochs": 3, "tracking.log_model": False,
+                   "tracking.experiment": "lstm-digits-debug"}),
+    ],
+)  # fmt: skip
+def test_every_preset_composes_and_sets_what_it_says(preset, expected):
+    flat = config.flatten(config.preflight([f"experiment={preset}"]).cfg)
+    assert {k: flat[k] for k in expected} == expected
+
+
+def test_the_article_preset_is_the_default_run():
+    article = config.flatten(config.preflight(["experiment=article"]).cfg)
+    assert article == config.flatten(config.compose([]))
+
+
+def test_a_users_config_directory_adds_presets_and_configs(tmp_path):
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\nhidden_size: 7\ndata:\n  scaling: unit\n"
+    )
+    (tmp_path / "lab.yaml").write_text("defaults:\n  - config\n  - _self_\nepochs: 5\n")
+    mine = config.preflight(["-cd", str(tmp_path), "experiment=mine", "seed=2"]).cfg
+    assert (mine.hidden_size, mine.data.scaling.value, mine.seed) == (7, "unit", 2)
+    lab = config.preflight(["--config-dir", str(tmp_path), "-cn", "lab"]).cfg
+    assert (lab.epochs, lab.hidden_size) == (5, 50)  # the packaged defaults, then the user's
+    searched = config.preflight([f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine"])
+    assert searched.cfg.hidden_size == 7

@@ -7,17 +7,15 @@ Hydra's config store: no TensorFlow, no MLflow).
 from __future__ import annotations
 
 from lstm_cli.config.compose import (
-    CONF_DIR,
     PARENT_KEY,
     Request,
     compose,
-    conf_default,
     job_overrides,
     preflight,
 )
 from lstm_cli.config.schema import check, flatten, register
 
 __all__ = [
-    "CONF_DIR", "PARENT_KEY", "Request", "check", "compose", "conf_default", "flatten",
-    "job_overrides", "preflight", "register",
+    "PARENT_KEY", "Request", "check", "compose", "flatten", "job_overrides", "preflight",
+    "register",
 ]  # fmt: skip

@@ -16,27 +16,70 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from lstm_cli.config import schema
 from lstm_cli.errors import UserError
+from lstm_cli.presets import CONF_DIR, CONFIG_NAME
 
-CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
-CONFIG_NAME = "config"
 PARENT_KEY = "tracking.parent_run_id"  # set by a sweep on its jobs' command line
 
 schema.register()
 
 
-def conf_default(key: str) -> object:
-    """A default from conf/config.yaml, for commands that do not compose the config."""
-    return OmegaConf.select(OmegaConf.load(CONF_DIR / f"{CONFIG_NAME}.yaml"), key)
+@dataclass(frozen=True)
+class Source:
+    """Where the config comes from: the packaged configs, a directory of the user's searched
+    after them (Hydra's -cd: presets, configs of their own) and the primary config's name
+    (-cn, e.g. a config of the user's whose defaults list starts with the packaged `config`)."""
+
+    extra: Path | None = None
+    name: str = CONFIG_NAME
+    primary: Path = CONF_DIR
+
+    @classmethod
+    def from_args(cls, args) -> Source:
+        """The source Hydra's parsed arguments name; a UserError for a directory that is not
+        one or holds no config."""
+        if args.config_path is not None:  # Hydra reads it relative to our module, not the cwd
+            raise UserError(
+                "--config-path replaces the packaged configs: give -cd DIR (searched after them) "
+                "and -cn NAME to use configs of your own"
+            )
+        return cls(_config_dir(args.config_dir, "--config-dir"), args.config_name or CONFIG_NAME)
+
+    def search(self) -> tuple[Path, list[str]]:
+        """The directory to compose from and the overrides that add the other one, as close
+        to `hydra.main`'s search path (packaged configs, then -cd) as Hydra's compose API
+        allows: it finds the primary config in its first directory only, so a config of the
+        user's (-cn) is composed from theirs, with the packaged ones searched after."""
+        if self.extra is None:
+            return self.primary, []
+        if self.name != CONFIG_NAME and (self.extra / f"{self.name}.yaml").is_file():
+            return self.extra, [f"hydra.searchpath=[file://{self.primary}]"]
+        return self.primary, [f"hydra.searchpath=[file://{self.extra}]"]
 
 
-def compose(overrides: list[str], hydra_node: bool = False) -> DictConfig:
+def _config_dir(given: str | None, flag: str) -> Path | None:
+    if given is None:
+        return None
+    path = Path(given).expanduser().resolve()
+    if not path.is_dir():
+        raise UserError(f"{flag} {given}: no such directory")
+    if not any(path.rglob("*.yaml")):
+        raise UserError(f"{flag} {given}: the directory holds no config (*.yaml)")
+    return path
+
+
+def compose(
+    overrides: list[str], hydra_node: bool = False, source: Source | None = None
+) -> DictConfig:
     """The config for `overrides`, composed as Hydra would (its own `hydra` node if asked)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    directory, searched = (source or Source()).search()
+    with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
         return hydra_compose(
-            config_name=CONFIG_NAME, overrides=overrides, return_hydra_config=hydra_node
+            config_name=(source or Source()).name,
+            overrides=[*searched, *overrides],
+            return_hydra_config=hydra_node,
         )
 
 
@@ -57,7 +100,7 @@ def describe(ex: BaseException) -> str:
     cause = ex.__cause__ if isinstance(ex.__cause__, OmegaConfBaseException) else ex
     key = getattr(cause, "full_key", None)
     if isinstance(cause, ConfigKeyError | ConfigAttributeError) and " not in " in str(cause):
-        known = sorted(schema.flatten(compose([])))
+        known = sorted(schema.flatten(compose([])))  # the packaged config's keys
         close = difflib.get_close_matches(key, known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
         return f"unknown config key '{key}'{hint}"
@@ -105,7 +148,13 @@ def preflight(argv: list[str]) -> Request:
     from lstm_cli import process
 
     args = process.hydra_arguments(argv)
-    if args.help or args.hydra_help or args.info or args.shell_completion:
+    if args.shell_completion:
+        raise UserError(
+            "Hydra's shell completion (-sc) does not fit this command line: "
+            "`lstm-digits --install-completion` completes commands, options and overrides"
+        )
+    source = Source.from_args(args)
+    if args.help or args.hydra_help or args.info:
         return Request(argv, None, args.overrides)
     parsed = _parse(args.overrides)
     swept = [o for o in parsed if o.is_sweep_override()]
@@ -122,7 +171,7 @@ def preflight(argv: list[str]) -> Request:
     composed = []
     for k, overrides in enumerate(variants):
         try:
-            composed.append(compose(overrides, hydra_node=k == 0))
+            composed.append(compose(overrides, hydra_node=k == 0, source=source))
         except Exception as ex:
             raise UserError(describe(ex)) from None
     if args.cfg or args.resolve:  # Hydra prints the config; nothing runs

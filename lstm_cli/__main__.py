@@ -1,0 +1,5 @@
+"""`python -m lstm_cli ...`: the same as the `lstm-digits` command."""
+
+from lstm_cli.cli import main
+
+main()

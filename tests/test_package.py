@@ -1,0 +1,155 @@
+"""Out of the checkout: a real wheel installed elsewhere, presets and configs of the user's,
+logs and output for scripts, completion."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import CLI, cli_env, run_cli, sqlite_uri
+
+ROOT = Path(__file__).resolve().parent.parent
+slow = pytest.mark.slow
+
+
+# ---------------------------------------------------------------- the wheel
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """The project built as a wheel and installed, without its dependencies (this test's
+    environment has them), into a directory of its own: not the checkout, not editable."""
+    wheels = tmp_path_factory.mktemp("wheel")
+    target = tmp_path_factory.mktemp("site")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", str(ROOT), "--no-deps", "-w", str(wheels)], check=True,
+                   capture_output=True, timeout=600)  # fmt: skip
+    (wheel,) = wheels.glob("lstm_digits-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=600)  # fmt: skip
+    return target
+
+
+def run_installed(target: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`lstm-digits ARGS` from the installed wheel (its console script and its package)."""
+    env = cli_env(PYTHONPATH=str(target))
+    return subprocess.run([str(target / "bin" / "lstm-digits"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+@slow
+def test_the_wheel_carries_its_configs_and_trains_anywhere(installed, tmp_path):
+    env = cli_env(PYTHONPATH=str(installed))
+    where = subprocess.run(
+        [sys.executable, "-c", "import lstm_cli.presets as p; print(p.CONF_DIR)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    conf = Path(where.stdout.strip())
+    assert conf == installed / "lstm_cli" / "conf"  # the package's own copy, not the checkout
+    assert (conf / "experiment" / "debug.yaml").is_file()
+
+    trained = run_installed(installed, "train", "experiment=debug", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    mine = tmp_path / "my_configs" / "experiment"
+    mine.mkdir(parents=True)
+    (mine / "tiny.yaml").write_text(  # a preset of the user's, beside the packaged ones
+        "# @package _global_\nhidden_size: 4\nepochs: 2\n"
+        "tracking:\n  experiment: lstm-digits-debug\n  log_model: false\n"
+    )
+    swept = run_installed(installed, "train", "-m", "-cd", "my_configs", "experiment=tiny",
+                          "seed=1,2", cwd=tmp_path)  # fmt: skip
+    assert swept.returncode == 0, swept.stderr
+    listed = run_installed(installed, "runs", "--experiment", "lstm-digits-debug", "--format",
+                           "json", cwd=tmp_path)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    runs = json.loads(listed.stdout)
+    assert len(runs) == 4 and {r["status"] for r in runs} == {"FINISHED"}  # 1 + parent + 2
+    assert sorted(r["hidden_size"] for r in runs if not r["sweep_parent"]) == ["4", "4", "8"]
+    assert (tmp_path / "outputs" / "mlflow.db").is_file()
+
+
+@slow
+def test_python_m_and_the_version_from_the_package_metadata(installed, tmp_path):
+    env = cli_env(PYTHONPATH=str(installed))
+    out = subprocess.run([sys.executable, "-m", "lstm_cli", "--version"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert out.stdout.strip() == f"lstm-digits {version}"
+
+
+# ---------------------------------------------------------------- logs and scripts
+
+
+@slow
+def test_progress_reaches_a_file_in_plain_lines_while_training(tmp_path):
+    log = tmp_path / "train.log"
+    uri = sqlite_uri(tmp_path)
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [CLI, "train", "epochs=300", "hidden_size=8", "tracking.log_model=false",
+             f"tracking.uri={uri}"],
+            cwd=tmp_path, env={k: v for k, v in cli_env().items() if k != "COLUMNS"},
+            stdout=out, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            seen = ""
+            while time.monotonic() < deadline and "epoch  60/300" not in seen:
+                time.sleep(0.2)
+                seen = log.read_text()
+            still_running = proc.poll() is None
+        finally:
+            proc.wait(timeout=120)
+    assert "epoch  60/300" in seen and still_running  # read before the run ended
+    assert proc.returncode == 0
+    text = log.read_text()
+    assert "\r" not in text and "\x1b" not in text  # no bar redrawn, no colours
+    lines = [line for line in text.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == [f"{k}/300" for k in range(30, 301, 30)]
+    assert "val_acc" in lines[-1] and lines[-1].rstrip()[-8:].count(":") == 2  # elapsed h:m:s
+
+
+@slow
+def test_runs_for_scripts_hold_the_same_runs_as_the_table(trained_run):
+    args = ("--tracking-uri", trained_run.uri)
+    table = run_cli("runs", *args, cwd=trained_run.workdir)
+    as_json = run_cli("runs", "--format", "json", *args, cwd=trained_run.workdir)
+    as_csv = run_cli("runs", "--format", "csv", *args, cwd=trained_run.workdir)
+    ids = run_cli("runs", "--format", "ids", *args, cwd=trained_run.workdir)
+    rows = json.loads(as_json.stdout)
+    assert [r["run_id"] for r in rows] == ids.stdout.split() == [trained_run.run_id]
+    assert all(r["run_id"][:8] in table.stdout for r in rows)
+    assert rows[0]["hidden_size"] == "16" and 0.0 < rows[0]["val_accuracy"] <= 1.0
+    (row,) = csv.DictReader(io.StringIO(as_csv.stdout))
+    assert row["run_id"] == trained_run.run_id and float(row["val_accuracy"]) == pytest.approx(
+        rows[0]["val_accuracy"]
+    )
+
+
+@slow
+def test_a_table_in_a_pipe_is_as_wide_as_its_data(trained_run):
+    env = {k: v for k, v in cli_env().items() if k != "COLUMNS"}
+    out = subprocess.run([CLI, "runs", "--tracking-uri", trained_run.uri], env=env,
+                         cwd=trained_run.workdir, capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0 and "hidden to fit" not in out.stdout
+    assert "train_loss" in out.stdout and "started" in out.stdout
+
+
+@slow
+def test_debug_prints_the_traceback_after_the_line(tmp_path):
+    result = run_cli("--debug", "train", "hidden_size=0", cwd=tmp_path)
+    assert result.returncode == 2
+    first, *rest = result.stderr.splitlines()
+    assert first == "error: hidden_size=0 is invalid: it must be a positive integer"
+    assert rest[0].startswith("Traceback") and "UserError" in rest[-1]
+    again = run_cli("train", "hidden_size=0", cwd=tmp_path, LSTM_DIGITS_DEBUG="1")
+    assert again.stderr.splitlines()[1:2] == ["Traceback (most recent call last):"]
