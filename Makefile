@@ -14,6 +14,8 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# A .venv made before TensorFlow came as one distribution: tensorflow-cpu writes the same module.
+	$(BIN)/python -m pip uninstall --quiet --yes tensorflow-cpu 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet -e '.[dev,optuna]'
 	touch $(STAMP)
 
@@ -54,7 +56,16 @@ bench-versions: $(STAMP) ## This checkout vs an earlier commit, end to end (BASE
 ui: $(STAMP) ## Open the MLflow UI on outputs/mlflow.db
 	$(BIN)/lstm-digits ui $(ARGS)
 
+cluster-up: $(STAMP) ## Start munge, a one-node SLURM, PostgreSQL and an MLflow server on it (as root)
+	@bash cluster/cluster.sh up
+
+cluster-down: ## Stop the local cluster (ARGS=--purge also drops its database and state)
+	@bash cluster/cluster.sh down $(ARGS)
+
+cluster-status: ## Show which services of the local cluster are running
+	@bash cluster/cluster.sh status
+
 clean: ## Remove outputs/ and caches (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache
 
-.PHONY: help install train test browser-deps test-fast lint format bench bench-sweep bench-versions ui clean
+.PHONY: help install train test browser-deps test-fast lint format bench bench-sweep bench-versions ui cluster-up cluster-down cluster-status clean

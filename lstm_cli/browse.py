@@ -1,4 +1,5 @@
-"""Reading runs back: what `ui`, `runs`, `evaluate` and `predict` do, on plain values.
+"""Reading runs back: what `ui`, `runs`, `evaluate`, `predict` and `register` do, on plain
+values.
 
 MLflow is reached through `tracking`, the terminal through `views`; this module decides.
 `ui` runs `mlflow server` as a child process, whose command line is built here.
@@ -15,16 +16,22 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lstm_cli import process, views
 from lstm_cli.errors import UserError
-from lstm_cli.tracking import read, store
+from lstm_cli.tracking import read, registry, store
 from lstm_cli.tracking.read import RunRecord
+from lstm_cli.tracking.run import mark_model_training
 
 SERVER_START_TIMEOUT_S = 120.0  # `mlflow server` takes 10-20 s to start on a small machine
 ATTRIBUTES = ("name", "status", "start_time", "duration")  # sort keys besides params and metrics
+# The attributes the store sorts by; text always ascending (sorting text backwards helps no one).
+STORE_ORDER = {"name": "attributes.run_name", "status": "attributes.status",
+               "start_time": "attributes.start_time"}  # fmt: skip
+TEXT = ("name", "status")
 
 
 # ---------------------------------------------------------------- ui
@@ -72,6 +79,8 @@ def serve_ui(uri: str, experiment: str, host: str, port: int) -> None:
         return
     read.require_runs(uri)
     experiment_id = read.experiment_id(uri, experiment)  # None: not in this store
+    if experiment_id is not None:  # stores from before: the UI opens on training runs too
+        mark_model_training(experiment_id)
     _check_port(host, port)
     url = f"http://{host}:{port}"
     # Its own session: the server's workers are stopped together, by process group.
@@ -97,10 +106,11 @@ def serve_ui(uri: str, experiment: str, host: str, port: int) -> None:
         except KeyboardInterrupt:
             views.ui_stopped()
         finally:
-            _stop(server)
+            stop_server(server)
 
 
-def _stop(server: subprocess.Popen) -> None:
+def stop_server(server: subprocess.Popen) -> None:
+    """Stop a server started in a session of its own, with every process it started."""
     if server.poll() is not None:
         return
     try:
@@ -117,26 +127,45 @@ def _stop(server: subprocess.Popen) -> None:
 
 
 def _sort_key(run: RunRecord, key: str, ascending: bool) -> tuple:
-    """Runs without `key` last, then numbers before text, in the asked direction."""
-    value = _sort_value(run, key)
-    if isinstance(value, int | float):
-        return (0, value if ascending else -value, "")
-    if value is None:
-        return (2, 0, "")
-    return (1, 0, value)  # text only ascending: sorting text backwards helps no one
-
-
-def _sort_value(run: RunRecord, key: str) -> float | str | None:
-    if key in run.metrics:
-        return run.metrics[key]
-    if key in run.params:
-        try:
-            return float(run.params[key])
-        except ValueError:
-            return run.params[key]
+    """For a param or the duration: runs without it last, numbers before text (ascending)."""
+    value: int | str | None = run.params.get(key)
     if key == "duration":
-        return (run.end_ms or int(time.time() * 1000)) - run.start_ms
-    return {"name": run.name, "status": run.status, "start_time": run.start_ms}.get(key)
+        value = (run.end_ms or int(time.time() * 1000)) - run.start_ms
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return (2, 0, "") if value is None else (1, 0, value)
+    return (0, number if ascending else -number, "")
+
+
+def _unknown(sort: str, runs: list[RunRecord]) -> UserError:
+    known = {k for r in runs for k in (*r.metrics, *r.params)} | set(ATTRIBUTES)
+    return UserError(f"cannot sort by '{sort}': use one of {', '.join(sorted(known))}")
+
+
+def _selected(
+    uri: str, experiment: str, parent_id: str | None, sort: str | None, ascending: bool, limit: int
+) -> tuple[list[RunRecord], bool]:
+    """The first `limit` runs by `sort`, and whether more match.
+
+    The store sorts by metrics and run attributes and stops at the limit. It orders params as
+    text ("100" before "50") and knows no durations: for those every run is read and sorted here.
+    """
+    direction = "ASC" if ascending else "DESC"
+    if sort is None or sort in STORE_ORDER:
+        order = None
+        if sort is not None:
+            order = [f"{STORE_ORDER[sort]} {'ASC' if sort in TEXT else direction}"]
+        runs = read.search(uri, experiment, parent_id, order, limit + 1)
+    else:
+        order = [f"metrics.`{sort}` {direction}", *read.NEWEST_FIRST]  # runs without it last
+        runs = read.search(uri, experiment, parent_id, order, limit + 1)
+        if not (runs and sort in runs[0].metrics):  # not a metric of any run
+            if sort != "duration" and not read.has_param(uri, experiment, sort, parent_id):
+                raise _unknown(sort, runs)
+            runs = read.search(uri, experiment, parent_id)
+            runs = sorted(runs, key=lambda r: _sort_key(r, sort, ascending))
+    return runs[:limit], len(runs) > limit
 
 
 def list_runs(
@@ -156,30 +185,29 @@ def list_runs(
     if limit < 1:
         raise UserError(f"--limit {limit} is invalid: it must be a positive integer")
     parent = read.find_run(uri, experiment, sweep) if sweep else None
-    runs = read.search(uri, experiment, parent.run_id if parent else None)
-    if parent and not runs:
+    parent_id = parent.run_id if parent else None
+    if parent and not read.search(uri, experiment, parent_id, limit=1):
         raise UserError(f"run {parent.run_id} has no child runs: it is not a sweep's parent run")
     if best:
-        runs = [read.best(runs, experiment)]
-    if sort:
-        known = {k for r in runs for k in (*r.metrics, *r.params)} | set(ATTRIBUTES)
-        if sort not in known:
-            raise UserError(f"cannot sort by '{sort}': use one of {', '.join(sorted(known))}")
-        runs = sorted(runs, key=lambda r: _sort_key(r, sort, ascending))
+        runs, more = [read.best(uri, experiment, parent_id)], False
+        if sort and sort not in {*runs[0].metrics, *runs[0].params, *ATTRIBUTES}:
+            raise _unknown(sort, runs)
+    else:
+        runs, more = _selected(uri, experiment, parent_id, sort, ascending, limit)
     title = f"Runs of sweep {parent.run_id}" if parent else f"Runs of experiment '{experiment}'"
     if best:
         title = f"Best run of experiment '{experiment}' (highest val_accuracy)"
     if output == "table":
-        views.runs_table(runs[:limit], title=title, total=len(runs), extra=sort)
+        views.runs_table(runs, title=title, more=more, extra=sort)
     else:
-        views.runs_data(runs[:limit], output, extra=sort)
+        views.runs_data(runs, output, extra=sort)
 
 
 # ---------------------------------------------------------------- evaluate and predict
 
 
 def _held_out(run: RunRecord):
-    """The run's held-out split, rebuilt from its params, as raw 0..16 images."""
+    """The run's held-out split, rebuilt from its params, as raw 0..16 images (float32)."""
     from lstm_cli.data import load_digits
 
     try:
@@ -216,11 +244,11 @@ def evaluate(uri: str, experiment: str, ref: str) -> Evaluation:
     """Reload `ref`'s model, recompute its held-out accuracy, show it with a confusion matrix."""
     from sklearn.metrics import confusion_matrix
 
-    run = read.find_run(uri, experiment, ref)
+    run, model_uri = read.find_model(uri, experiment, ref)
     process.import_tensorflow()  # before the model loads it: mutes TensorFlow's start-up
-    model = read.load_model(uri, run)
+    model = read.load_model(uri, model_uri)
     data = _held_out(run)
-    predicted = np.asarray(model.predict(data.x_val)).argmax(axis=1)  # (n,)
+    predicted = probabilities(model, data.x_val).argmax(axis=1)  # (n,)
     result = Evaluation(
         run_id=run.run_id,
         correct=int((predicted == data.y_val).sum()),
@@ -238,7 +266,7 @@ def predict(
     """Predict a held-out digit (`index`) or an image file; show it; return the probabilities."""
     if (index is None) == (image is None):
         raise UserError("give exactly one of --index (a held-out digit) or --image (a file)")
-    run = read.find_run(uri, experiment, ref)
+    run, model_uri = read.find_model(uri, experiment, ref)
     data = _held_out(run)
     if index is not None and not 0 <= index < len(data.y_val):
         raise UserError(
@@ -252,7 +280,26 @@ def predict(
     else:
         digit, label, source = data.x_val[index], int(data.y_val[index]), f"held-out #{index}"
     process.import_tensorflow()  # before the model loads it: mutes TensorFlow's start-up
-    model = read.load_model(uri, run)
-    probabilities = np.asarray(model.predict(digit[None]))[0]  # (classes,)
-    views.prediction(digit, probabilities, label, source, run.run_id)
-    return probabilities
+    model = read.load_model(uri, model_uri)
+    found = probabilities(model, digit[None])[0]  # (classes,)
+    views.prediction(digit, found, label, source, run.run_id)
+    return found
+
+
+def probabilities(model, images: np.ndarray) -> np.ndarray:
+    """A loaded model's class probabilities (n, classes) for raw images (n, rows, pixels), passed
+    as the signature asks: float64, as sklearn's digits.images."""
+    return np.asarray(model.predict(np.asarray(images, dtype=np.float64)))
+
+
+# ---------------------------------------------------------------- register
+
+
+def register(uri: str, experiment: str, ref: str, name: str, alias: str | None) -> Any:
+    """Register the model of run `ref` (an id, a prefix or `best`) as a new version of `name`,
+    with `alias` if given; show it and return the version."""
+    run = read.find_run(uri, experiment, ref)
+    read.require_model(run)
+    version = registry.register(run.run_id, name, alias)
+    views.registered(version, alias)
+    return version

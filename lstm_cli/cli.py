@@ -131,7 +131,18 @@ Experiment = Annotated[
     ),
 ]
 RunId = Annotated[
-    str, typer.Argument(help="A run id, a unique prefix of one, or `best` (highest val_accuracy).")
+    str,
+    typer.Argument(
+        help="A run id, a unique prefix of one, or `best` (highest val_accuracy).", metavar="RUN"
+    ),
+]
+ModelRef = Annotated[
+    str,
+    typer.Argument(
+        help="A run id, a unique prefix of one, `best` (highest val_accuracy), or a registered "
+        "model: models:/NAME/VERSION or models:/NAME@ALIAS.",
+        metavar="MODEL",
+    ),
 ]
 
 
@@ -227,11 +238,16 @@ def runs(
 
 @app.command()
 def evaluate(
-    run_id: RunId, tracking_uri: TrackingUri = None, experiment: Experiment = None
+    run_id: ModelRef, tracking_uri: TrackingUri = None, experiment: Experiment = None
 ) -> None:
     """Reload a run's model; recompute its held-out accuracy; show the confusion matrix.
 
     Exits 1 if the accuracy differs from the val_accuracy the run logged.
+
+    \b
+    Examples:
+      lstm-digits evaluate best
+      lstm-digits evaluate models:/digits@champion
     """
     with _reading():
         from lstm_cli import browse
@@ -244,7 +260,7 @@ def evaluate(
 
 @app.command()
 def predict(
-    run_id: RunId,
+    run_id: ModelRef,
     index: Annotated[
         int | None, typer.Option(help="A digit of the run's held-out split, by position.")
     ] = None,
@@ -261,11 +277,38 @@ def predict(
     Examples:
       lstm-digits predict best --index 17
       lstm-digits predict 3f2a --image my_digit.png
+      lstm-digits predict models:/digits/2 --index 17
     """
     with _reading():
         from lstm_cli import browse
 
         browse.predict(*_store(tracking_uri, experiment), run_id, index, image)
+
+
+@app.command()
+def register(
+    run_id: RunId,
+    name: Annotated[
+        str, typer.Argument(help="The registered model's name (created if new).", metavar="NAME")
+    ],
+    alias: Annotated[
+        str | None, typer.Option(help="Point this alias (e.g. champion) at the new version.")
+    ] = None,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = None,
+) -> None:
+    """Register a run's model as a new version of NAME in the MLflow model registry.
+
+    \b
+    Examples:
+      lstm-digits register best digits --alias champion
+      lstm-digits predict models:/digits@champion --index 17
+      lstm-digits train tracking.register=digits    (registers at the end of the run)
+    """
+    with _reading():
+        from lstm_cli import browse
+
+        browse.register(*_store(tracking_uri, experiment), run_id, name, alias)
 
 
 def main() -> None:

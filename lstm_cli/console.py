@@ -109,6 +109,13 @@ def epoch_progress(epochs: int) -> Iterator[Any]:
         yield update
 
 
+def accounting_note() -> None:
+    """Once per SLURM sweep on a cluster without accounting (sacct answers nothing)."""
+    console.print(
+        "[dim]SLURM accounting is off: the sweep follows its jobs through their result files[/]"
+    )
+
+
 def job_line(job: str, text: str) -> None:
     """One line per sweep job event, so parallel jobs never garble each other's output."""
     console.print(f"[bold]\\[job {job}][/] {text}", soft_wrap=True)  # text may hold markup

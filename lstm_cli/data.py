@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 PIXEL_MAX = 16.0  # the dataset's pixels are integers 0..16
+SOURCE = "sklearn.datasets.load_digits"  # where the images come from (shipped with scikit-learn)
 BLANK_BELOW = 16.0  # an image whose ink differs less than this (of 255) from its paper is blank
 
 
@@ -33,10 +34,16 @@ class Digits:
         return int(max(self.y_train.max(), self.y_val.max())) + 1
 
 
+def pixel_scale(scaling: str) -> float:
+    """The factor from 0..16 pixels to model inputs: "raw" keeps 0..16 (the article), "unit"
+    gives 0..1. A power of two, so scaling is exact in float32 (the logged model's graph scales
+    by the same factor)."""
+    return 1.0 / PIXEL_MAX if scaling == "unit" else 1.0
+
+
 def scale_pixels(images: np.ndarray, scaling: str) -> np.ndarray:
-    """0..16 pixels -> float32 model inputs: "raw" keeps 0..16 (the article), "unit" gives 0..1."""
-    images = np.asarray(images, dtype=np.float32)
-    return images / PIXEL_MAX if scaling == "unit" else images
+    """0..16 pixels -> float32 model inputs (see `pixel_scale`)."""
+    return np.asarray(images, dtype=np.float32) * np.float32(pixel_scale(scaling))
 
 
 def load_digits(test_size: float, split_seed: int, scaling: str) -> Digits:

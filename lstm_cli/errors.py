@@ -6,6 +6,8 @@ import os
 import signal
 import traceback
 
+from lstm_cli.masking import mask
+
 
 class UserError(Exception):
     """A mistake in what the user asked for; its message is shown as is, without a traceback."""
@@ -28,7 +30,12 @@ class Interrupted(KeyboardInterrupt):
 
     @property
     def reason(self) -> str:
-        return "interrupted (Ctrl-C)" if self.signum == signal.SIGINT else "terminated (SIGTERM)"
+        if self.signum == signal.SIGINT:
+            return "interrupted (Ctrl-C)"
+        if self.signum == signal.SIGTERM:
+            return "terminated (SIGTERM)"
+        name = signal.Signals(self.signum).name
+        return f"stopped by the scheduler ({name}: time limit or preemption)"
 
 
 def first_line(ex: BaseException) -> str:
@@ -47,7 +54,7 @@ def one_line(ex: BaseException) -> str:
         text = f"cannot write or read {ex.filename}: {ex.strerror or ex}"
     else:
         text = f"{type(ex).__name__}: {first_line(ex)}" if str(ex).strip() else type(ex).__name__
-    return " ".join(text.split())
+    return mask(" ".join(text.split()))  # a URI's password never reaches a user or a store
 
 
 DEBUG_ENV = "LSTM_DIGITS_DEBUG"  # =1 (or `lstm-digits --debug`): tracebacks after the line
@@ -61,4 +68,4 @@ def debugging() -> bool:
 
 def traceback_text(ex: BaseException) -> str:
     """The full traceback of `ex`, as Python prints it."""
-    return "".join(traceback.format_exception(ex))
+    return mask("".join(traceback.format_exception(ex)))

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
 
-from lstm_cli import config, process
-from lstm_cli.errors import TrainingFailed
+from lstm_cli import config, console, process
+from lstm_cli.errors import TrainingFailed, UserError
 from lstm_cli.job import TrainJob
 from lstm_cli.presets import CONF_DIR, CONFIG_NAME
 
@@ -41,14 +42,42 @@ def run(argv: list[str]) -> None:
         if job.error is not None:
             raise job.error
         return
+    _check_shared_store(request, uri)
     from lstm_cli import sweep
 
+    remote = _is_remote(request.launcher)
     with sweep.start(uri, request.cfg.tracking.experiment, request.overrides) as running:
-        _launch([*argv, f"{config.PARENT_KEY}={running.parent_id}"], TrainJob())
+        with process.quiet_slurm(console.accounting_note) if remote else nullcontext():
+            _launch([*argv, f"{config.PARENT_KEY}={running.parent_id}"], TrainJob())
         failed = running.summarise()
     if failed:
         jobs = ", ".join(failed)
         raise TrainingFailed(f"{len(failed)} sweep job(s) failed (job {jobs}): see above")
+
+
+REMOTE_LAUNCHERS = ("SlurmLauncher",)  # launchers whose jobs may run on other machines
+
+
+def _is_remote(launcher) -> bool:
+    return str(launcher.get("_target_", "")).endswith(REMOTE_LAUNCHERS)
+
+
+def _check_shared_store(request: config.Request, uri: str) -> None:
+    """Jobs on other machines cannot share a SQLite file on this one (or only through a shared
+    file system, where SQLite's locks do not hold): refuse, unless the user says the cluster
+    is this machine."""
+    from lstm_cli.tracking.store import sqlite_path
+
+    if (
+        _is_remote(request.launcher)
+        and sqlite_path(uri)
+        and not request.cfg.tracking.sqlite_on_cluster
+    ):
+        raise UserError(
+            f"a SLURM sweep cannot track to the SQLite store {uri} on this machine: give "
+            "tracking.uri=http(s)://<tracking server> (make cluster-up starts one), or "
+            "tracking.sqlite_on_cluster=true on a single-node cluster"
+        )
 
 
 def _launch(argv: list[str], task: TrainJob) -> None:
@@ -61,4 +90,11 @@ def _launch(argv: list[str], task: TrainJob) -> None:
     # rather than print a traceback and exit 1: the CLI tells them in one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     main = hydra.main(config_path=str(CONF_DIR), config_name=CONFIG_NAME, version_base="1.3")
-    main(task)()
+    try:
+        main(task)()
+    except Exception as ex:
+        if type(ex).__name__ != "FailedJobError" or "sbatch: error" not in str(ex):
+            raise
+        # submitit's message is sbatch's stderr: its first line says what SLURM refused.
+        refusal = str(ex).strip().splitlines()[0].removeprefix("sbatch: error: ")
+        raise UserError(f"SLURM refused the sweep's jobs: {refusal}") from None

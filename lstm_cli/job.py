@@ -20,8 +20,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
-from lstm_cli import config, console, presets, process
-from lstm_cli.errors import debugging, one_line, traceback_text
+from lstm_cli import config, console, masking, presets, process, signals
+from lstm_cli.errors import UserError, debugging, one_line, traceback_text
 
 
 class TrainJob:
@@ -39,8 +39,17 @@ class TrainJob:
     def __call__(self, cfg: DictConfig) -> float:
         hc = HydraConfig.get()
         job = str(hc.job.num) if hc.mode == RunMode.MULTIRUN else None
+        scheduled = scheduler_signals()
         try:
-            return train(cfg, job=job)
+            with signals.scope(force=scheduled):
+                return train(cfg, job=job)
+        except KeyboardInterrupt as ex:
+            if job is None or not scheduled:  # Ctrl-C in this process stops the whole sweep
+                raise
+            # The scheduler stopped this job alone (scancel, its time limit): its run is
+            # KILLED; the job ends normally so that the sweep waits for the others.
+            console.job_line(job, f"[red]KILLED[/] {escape(one_line(ex))}")
+            return float("nan")
         except Exception as ex:
             if job is None:
                 self.error = ex
@@ -52,6 +61,19 @@ class TrainJob:
             return float("nan")
 
 
+def scheduler_signals() -> tuple[int, ...]:
+    """In a job submitit runs (SLURM, or its local executor): SIGTERM and submitit's
+    time-limit/preemption signal (SIGUSR2 unless configured), which end the run KILLED.
+    Outside one: nothing."""
+    if not os.environ.get("SUBMITIT_EXECUTOR"):
+        return ()
+    import signal
+
+    from submitit import JobEnvironment
+
+    return (signal.SIGTERM, signal.Signals[f"SIG{JobEnvironment.USR_SIG}"])
+
+
 def train(cfg: DictConfig, job: str | None) -> float:
     """Train and track one configuration; `job` is the sweep job number (None: a single run)."""
     process.import_tracking()  # MLflow, out of the collector's way
@@ -61,8 +83,8 @@ def train(cfg: DictConfig, job: str | None) -> float:
     hc = HydraConfig.get()
     uri = store.resolve_uri(cfg.tracking.uri)
     experiment_id = store.open_experiment(uri, cfg.tracking.experiment)
-    params = config.flatten(cfg)
-    overrides = " ".join(config.job_overrides(list(hc.overrides.task)))
+    params = {k: masking.masked(v) for k, v in config.flatten(cfg).items()}
+    overrides = masking.mask(" ".join(config.job_overrides(list(hc.overrides.task))))
     commit = _git_commit()
     tags = {
         "overrides": overrides,
@@ -79,11 +101,11 @@ def train(cfg: DictConfig, job: str | None) -> float:
     parent = cfg.tracking.parent_run_id
     with tracked.start_run(experiment_id, name, params, tags, parent) as run:
         config.check(cfg)
-        run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        run.log_text(masking.mask(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
         result = fit_and_log(cfg, run, quiet=job is not None)
     if job is None:
         how = _ui_command(uri, cfg.tracking.experiment, experiment_id, run.run_id)
-        console.show_result(result, run.run_id, uri, how)
+        console.show_result(result, run.run_id, masking.mask(uri), masking.mask(how))
     else:
         console.job_line(job, f"done  val_accuracy={result['val_accuracy']:.4f} run {run.run_id}")
     return result["val_accuracy"]
@@ -144,11 +166,19 @@ def _ui_command(uri: str, experiment: str, experiment_id: str, run_id: str) -> s
     return command
 
 
+EXAMPLE_IMAGES = 2  # held-out digits logged as the model's input example (the UI shows it)
+
+
 def fit_and_log(cfg: DictConfig, run: Any, quiet: bool) -> dict[str, float]:
-    """Train in `run` (a tracking handle); log metrics, figures and the model; return the final
-    metrics."""
+    """Train in `run` (a tracking handle); log the data splits, metrics, figures and the model
+    (registered as `tracking.register` if set); return the final metrics."""
+    register = cfg.tracking.get("register")  # a model name, or None
+    if register and not cfg.tracking.log_model:
+        raise UserError(f"tracking.register={register} needs the model: tracking.log_model=true")
+    if cfg.tracking.get("system_metrics"):
+        run.monitor_system()
     process.import_tensorflow()  # before any op: thread settings still apply
-    from lstm_cli.data import load_digits
+    from lstm_cli.data import SOURCE, load_digits, pixel_scale
     from lstm_cli.model import DigitsLSTM
     from lstm_cli.train import Trainer, configure_threads, set_seed
 
@@ -156,6 +186,10 @@ def fit_and_log(cfg: DictConfig, run: Any, quiet: bool) -> dict[str, float]:
     run.set_tags({"tf_threads": str(in_force or "default")})
     set_seed(cfg.seed)
     data = load_digits(cfg.data.test_size, cfg.data.split_seed, cfg.data.scaling.value)
+    splits = {"training": ("digits-train", data.x_train, data.y_train),
+              "validation": ("digits-val", data.x_val, data.y_val)}  # fmt: skip
+    run.log_datasets(splits, loader=SOURCE)
+    run.mark_experiment()  # the UI opens it on training runs
     spec = {
         "model": {
             "input_size": data.input_size,
@@ -200,7 +234,12 @@ def fit_and_log(cfg: DictConfig, run: Any, quiet: bool) -> dict[str, float]:
         {k: summary[k] for k in ("best_val_accuracy", "train_seconds", "insight_seconds")}
     )
     if cfg.tracking.log_model:
-        run.log_model(spec, model.get_weights())
+        raw = data.x_val[:EXAMPLE_IMAGES] / pixel_scale(spec["scaling"])  # 0..16, as stored
+        run.log_model(model, spec["scaling"], raw)
+    if register:
+        registered = run.register_model(register)
+        if not quiet:
+            console.console.print(f"[bold]registered[/]    {registered}")
     return summary
 
 

@@ -19,12 +19,13 @@ import atexit
 import contextlib
 import gc
 import importlib
+import io
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 # ---------------------------------------------------------------- imports
@@ -36,6 +37,9 @@ def quiet() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    # MLflow prints "View run ... at: <tracking URI>" at each run's end: the URI may hold a
+    # password, and the run's URL is printed by `train` itself (masked).
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.ERROR)
 
@@ -58,7 +62,9 @@ def importing() -> Iterator[None]:
 
 def import_tensorflow() -> None:
     """Import TensorFlow (and Keras) with stderr muted: their native code logs there before any
-    log level applies. Runs no op, so thread settings can still be made. Later calls are free."""
+    log level applies, and on a machine without a GPU, the CUDA-capable build logs an error
+    when it looks for one ("failed call to cuInit"): the devices are listed here, muted too.
+    Runs no op, so thread settings can still be made. Later calls are free."""
     if "tensorflow" in sys.modules:
         return
     sys.stderr.flush()
@@ -70,6 +76,7 @@ def import_tensorflow() -> None:
             import tensorflow as tf
 
             tf.keras.utils  # noqa: B018 - Keras loads lazily, with start-up messages of its own
+            tf.config.list_physical_devices()
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -169,6 +176,75 @@ def stop_workers() -> None:
     for thread in _warming:
         thread.join(timeout=10)
     shut_down()
+
+
+# ---------------------------------------------------------------- SLURM's chatter
+
+
+class _OnceAboutSacct(logging.Filter):
+    """submitit warns at every status poll when sacct fails (twice: to stdout and stderr):
+    drop the warnings, and tell the user once through `note`."""
+
+    def __init__(self, note: Callable[[], None]) -> None:
+        super().__init__()
+        self.note = note
+        self.told = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "Bypassing sacct error" not in record.getMessage():
+            return True
+        if not self.told:
+            self.told = True
+            self.note()
+        return False
+
+
+class _WithoutSbatchErrors(io.TextIOBase):
+    """stderr without sbatch's own error lines, which submitit prints before it raises them
+    (the CLI then tells the error in one line)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        if not text.lstrip().startswith("sbatch: error"):
+            self.stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def quiet_slurm(note: Callable[[], None]) -> Iterator[None]:
+    """While a SLURM sweep runs, keep SLURM's chatter off the terminal.
+
+    Without accounting (the usual small cluster) sacct fails at every poll of submitit, and a
+    sweep printed two lines each time: sacct's own ("Slurm accounting storage is disabled",
+    dropped by a `sacct` placed first on PATH for this process) and submitit's warning about
+    it (dropped; `note` says it once). sbatch's refusals reach the user as the sweep's error.
+    """
+    import shutil
+    import tempfile
+
+    logger = logging.getLogger("submitit")
+    once = _OnceAboutSacct(note)
+    saved = os.environ.get("PATH", "")
+    real = shutil.which("sacct")
+    with tempfile.TemporaryDirectory(prefix="lstm-digits-sacct-") as shim:
+        if real is not None:
+            script = os.path.join(shim, "sacct")
+            with open(script, "w") as out:
+                out.write(f'#!/bin/sh\nexec {real} "$@" 2>/dev/null\n')
+            os.chmod(script, 0o755)
+            os.environ["PATH"] = f"{shim}{os.pathsep}{saved}"
+        logger.addFilter(once)
+        try:
+            with contextlib.redirect_stderr(_WithoutSbatchErrors(sys.stderr)):
+                yield
+        finally:
+            logger.removeFilter(once)
+            os.environ["PATH"] = saved
 
 
 # ---------------------------------------------------------------- the end

@@ -30,13 +30,18 @@ TAKEN_OVER = {signal.SIGINT: (signal.default_int_handler,), signal.SIGTERM: (sig
 
 
 class _State:
-    """How deep scopes and writes nest, the handlers replaced, and a signal held back."""
+    """How deep scopes and writes nest, the handlers replaced, a signal held back, and a stop
+    requested."""
 
     def __init__(self) -> None:
         self.scopes = 0
         self.writes = 0
         self.pending: int | None = None
         self.replaced: dict[int, Any] = {}
+        self.requested: int | None = None
+
+    def request(self, signum: int, frame: Any) -> None:
+        self.requested = signum  # the training stops at its next epoch's end (`requested`)
 
     def handle(self, signum: int, frame: Any) -> None:
         if self.writes and self.pending is None:
@@ -50,9 +55,14 @@ _state = _State()
 
 
 @contextmanager
-def scope() -> Iterator[None]:
+def scope(force: tuple[int, ...] = (), requests: tuple[int, ...] = ()) -> Iterator[None]:
     """While inside, SIGINT and SIGTERM raise `Interrupted` (deferred during writes).
 
+    `force`: signals taken over whatever handles them now, e.g. in a scheduled job, where
+    submitit only logs SIGTERM ("Bypassing signal SIGTERM", until SLURM's SIGKILL) and its
+    time-limit signal would raise in the middle of a store write.
+    `requests`: signals that ask for an orderly stop rather than raise (SLURM's warning before
+    a time limit or a preemption): `requested()` tells, the training checkpoints and stops.
     Scopes nest (a sweep, then each of its runs); the outermost installs the handlers and
     restores the previous ones. Signals reach only the main thread: elsewhere, a no-op.
     """
@@ -61,9 +71,13 @@ def scope() -> Iterator[None]:
         return
     if _state.scopes == 0:
         _state.replaced = {}
-        for signum in SIGNALS:
+        _state.requested = None
+        for signum in dict.fromkeys((*SIGNALS, *force, *requests)):
             previous = signal.getsignal(signum)
-            if previous in TAKEN_OVER[signum]:
+            if signum in requests:
+                _state.replaced[signum] = previous
+                signal.signal(signum, _state.request)
+            elif signum in force or previous in TAKEN_OVER.get(signum, ()):
                 _state.replaced[signum] = previous
                 signal.signal(signum, _state.handle)
     _state.scopes += 1
@@ -75,6 +89,16 @@ def scope() -> Iterator[None]:
             for signum, previous in _state.replaced.items():
                 signal.signal(signum, previous)
             _state.replaced, _state.pending = {}, None
+
+
+def requested() -> int | None:
+    """The signal that asked for an orderly stop (see `scope`), if one came."""
+    return _state.requested
+
+
+def replaced(signum: int) -> Any:
+    """The handler `scope` replaced for `signum` (what ran before it), if it did."""
+    return _state.replaced.get(signum)
 
 
 @contextmanager

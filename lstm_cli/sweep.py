@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lstm_cli import console, process, summary
+from lstm_cli import console, masking, process, summary
 from lstm_cli.tracking import store
 from lstm_cli.tracking.sweep import Parent, start_parent
 
@@ -65,7 +65,7 @@ class Sweep:
         for fig in figs.values():
             figures.close(fig)
         parent.end("FAILED" if failed else "FINISHED")
-        console.show_sweep(rows, groups, parent.run_id, self.uri)
+        console.show_sweep(rows, groups, parent.run_id, masking.mask(self.uri))
         return [str(r["job"]) for r in failed]
 
 
@@ -83,9 +83,10 @@ def start(uri: str, experiment: str, overrides: list[str]) -> Iterator[Sweep]:
     stopped first, so that no job still writes when the parent and its children are closed.
     """
     experiment_id = store.open_experiment(uri, experiment)
-    text = " ".join(overrides)
-    with start_parent(experiment_id, f"sweep {text}".strip(), {"overrides": text}) as parent:
-        console.console.print(f"[bold]sweep[/] parent run {parent.run_id} in {uri}")
+    text = masking.mask(" ".join(overrides))
+    named = " ".join(o for o in overrides if o.partition("=")[0] != "tracking.uri")
+    with start_parent(experiment_id, f"sweep {named}".strip(), {"overrides": text}) as parent:
+        console.console.print(f"[bold]sweep[/] parent run {parent.run_id} in {masking.mask(uri)}")
         try:
             yield Sweep(parent, uri)
         except BaseException:

@@ -113,6 +113,36 @@ class Adam:
             )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class TrainState:
+    """A training stopped after `epoch`: everything needed to go on bit for bit."""
+
+    epoch: int
+    weights: dict[str, np.ndarray]  # DigitsLSTM.get_weights()
+    m: list[np.ndarray]  # Adam's first moments, in the order of model.trainable_variables
+    v: list[np.ndarray]  # Adam's second moments
+    beta_powers: tuple[float, float]  # beta_1^t, beta_2^t: the step count t
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array by a flat name (weights.W, m.0, v.0, ...), to save."""
+        arrays = {f"weights.{k}": v for k, v in self.weights.items()}
+        arrays |= {f"m.{i}": a for i, a in enumerate(self.m)}
+        return arrays | {f"v.{i}": a for i, a in enumerate(self.v)}
+
+    @classmethod
+    def from_arrays(
+        cls, epoch: int, arrays: dict[str, np.ndarray], beta_powers: tuple[float, float]
+    ) -> TrainState:
+        """The state `arrays` (as `arrays` named them) hold."""
+
+        def slot(prefix: str) -> list[np.ndarray]:
+            count = sum(name.startswith(f"{prefix}.") for name in arrays)
+            return [arrays[f"{prefix}.{i}"] for i in range(count)]
+
+        weights = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("weights.")}
+        return cls(epoch, weights, slot("m"), slot("v"), tuple(beta_powers))
+
+
 class Trainer:
     """Fits a built `DigitsLSTM` on a `Digits` split.
 
@@ -145,14 +175,41 @@ class Trainer:
         self.seed = seed
         self.shuffle = shuffle
         self.jit_compile = jit_compile
+        self.optimizer = Adam(model.trainable_variables, learning_rate)
+
+    def state(self, epoch: int) -> TrainState:
+        """What continues training exactly after `epoch`: the weights and Adam's moments and
+        step count (each epoch's shuffle is a function of the seed and the epoch alone)."""
+        adam = self.optimizer
+        return TrainState(
+            epoch=epoch,
+            weights={k: np.asarray(v) for k, v in self.model.get_weights().items()},
+            m=[v.numpy() for v in adam.m],
+            v=[v.numpy() for v in adam.v],
+            beta_powers=(float(adam.beta_1_power.numpy()), float(adam.beta_2_power.numpy())),
+        )
+
+    def restore(self, state: TrainState) -> None:
+        """Continue from `state` (as `state` gave it, for a model of the same shape)."""
+        adam = self.optimizer
+        self.model.set_weights(state.weights)
+        for slot, values in ((adam.m, state.m), (adam.v, state.v)):
+            for variable, value in zip(slot, values, strict=True):
+                variable.assign(value)
+        adam.beta_1_power.assign(state.beta_powers[0])
+        adam.beta_2_power.assign(state.beta_powers[1])
 
     def fit(
-        self, data: Digits, on_epoch: Callable[[EpochMetrics], None] | None = None
+        self,
+        data: Digits,
+        on_epoch: Callable[[EpochMetrics], None] | None = None,
+        first_epoch: int = 1,
     ) -> list[EpochMetrics]:
-        """Train for `epochs`; call `on_epoch` after each. Raises TrainingFailed on a NaN loss."""
+        """Train epochs `first_epoch`..`epochs` (after `restore`, the one after the state's);
+        call `on_epoch` after each. Raises TrainingFailed on a NaN loss."""
         model = self.model
         variables = model.trainable_variables
-        optimizer = Adam(variables, self.learning_rate)
+        optimizer = self.optimizer
 
         x_train = tf.constant(data.x_train)  # (n, steps, input)
         y_train = tf.constant(data.y_train)  # (n,)
@@ -200,7 +257,7 @@ class Trainer:
             )
 
         history: list[EpochMetrics] = []
-        for epoch in range(1, self.epochs + 1):
+        for epoch in range(first_epoch, self.epochs + 1):
             train_loss, train_acc, val_loss, val_acc = train_epoch(tf.constant(epoch)).numpy()
             metrics = EpochMetrics(
                 epoch=epoch,

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from lstm_cli.console import console
 from lstm_cli.data import PIXEL_MAX
+from lstm_cli.masking import mask
 
 KEY_PARAMS = ("hidden_size", "epochs", "batch_size", "learning_rate", "output_activation")
 KEY_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
@@ -47,13 +48,13 @@ DROP_ORDER = ("train_loss", "train_accuracy", "started", "batch_size", "epochs",
 NAME_MIN = 16  # characters of the run's name kept before columns are dropped
 
 
-def runs_table(runs: list[Any], title: str, total: int, extra: str | None = None) -> None:
+def runs_table(runs: list[Any], title: str, more: bool, extra: str | None = None) -> None:
     """Runs (tracking.RunRecord) with their key params and final metrics, one row each.
 
     Args:
         runs: the rows to show, in order.
         title: the table's title.
-        total: how many runs matched (more than shown when limited).
+        more: whether more runs matched than are shown (the limit cut them).
         extra: a param or metric to show too (the sort key).
     """
     params, metrics = _shown(runs, extra)
@@ -92,7 +93,7 @@ def runs_table(runs: list[Any], title: str, total: int, extra: str | None = None
         row = [values[k] for values in columns.values()]
         table.add_row(row[0], row[1], name, *row[2:])
     console.print(table)
-    shown = f"{len(runs)} of {total} runs" if total > len(runs) else f"{total} run(s)"
+    shown = f"the first {len(runs)} runs (more match: --limit)" if more else f"{len(runs)} run(s)"
     console.print(f"{shown}; RUN_ID: a run id, a unique prefix of one (as shown), or `best`")
     if hidden:
         console.print(f"[dim]hidden to fit the terminal: {', '.join(hidden)}[/]")
@@ -195,15 +196,34 @@ def prediction(
     console.print(table)
 
 
+def registered(version: Any, alias: str | None) -> None:
+    """A model version just registered (tracking.registry.Version): how to use it."""
+    console.print(f"[bold]registered[/]  {version.uri}  (run {version.run_id})")
+    if alias:
+        console.print(f"[bold]alias[/]       models:/{version.name}@{alias} -> {version.uri}")
+    console.print(f"[bold]use it[/]      lstm-digits predict {version.uri} --index 0")
+
+
 def ui_ready(url: str, experiment_id: str | None, serving: bool) -> None:
     """Where the UI is (and the experiment in it); how to stop it."""
+    url = mask(url)
     if not serving:
         console.print(f"The tracking server serves its own UI: [bold]{url}[/]")
         return
     console.print(f"[bold]MLflow UI[/]   {url}")
     if experiment_id is not None:
-        console.print(f"[bold]experiment[/]  {url}/#/experiments/{experiment_id}")
+        console.print(f"[bold]experiment[/]  {experiment_page(url, experiment_id)}")
     console.print("Press Ctrl-C to stop.")
+
+
+# MLflow 3's UI opens in its GenAI view (traces, agents) unless the page asks for the
+# Model-training one; a browser remembers only a choice made with the UI's own switch.
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def experiment_page(url: str, experiment_id: str) -> str:
+    """The experiment's training runs in the UI at `url`, in the Model-training view."""
+    return f"{url}/#/experiments/{experiment_id}/runs?{TRAINING_VIEW}"
 
 
 def ui_stopped() -> None:

@@ -156,3 +156,28 @@ def test_train_help_lists_the_config_groups():
     result = runner.invoke(cli.app, ["train", "--help"], env={"COLUMNS": "200"})
     assert "experiment=article|debug|keras|wide" in result.output
     assert "hydra/launcher=basic|joblib|local|slurm" in result.output
+
+
+def test_a_slurm_sweep_on_a_local_sqlite_store_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli.app, ["train", "-m", "hidden_size=8,16", "hydra/launcher=slurm"])
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert "a SLURM sweep cannot track to the SQLite store" in line
+    assert "tracking.sqlite_on_cluster=true" in line
+    assert list(tmp_path.iterdir()) == []  # no store, no parent run, no job
+
+
+def test_a_database_uri_without_its_driver_names_the_extra(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "psycopg" else real(name, *a)
+    )
+    monkeypatch.chdir(tmp_path)
+    uri = "postgresql://mlflow:s3cret@127.0.0.1:5432/mlflow"
+    result = runner.invoke(cli.app, ["train", f"tracking.uri={uri}"])
+    assert result.exit_code == 2
+    assert "needs the psycopg driver" in result.stderr and "lstm-digits[postgres]" in result.stderr
+    assert "s3cret" not in result.output and "mlflow:***@" in result.stderr

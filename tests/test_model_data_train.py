@@ -156,3 +156,29 @@ def test_adam_matches_keras_adam():
         adam.apply([grad])
         keras_adam.apply_gradients([(grad, theirs)])
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-5)
+
+
+def test_training_resumed_from_a_state_is_bit_for_bit_the_uninterrupted_one(digits):
+    def trainer(epochs: int) -> Trainer:
+        set_seed(3)
+        return Trainer(build(seed=3), 1e-2, 100, epochs, seed=3, shuffle=True)
+
+    straight = trainer(6)
+    history = straight.fit(digits)
+    first = trainer(6)
+    states = {}
+    with pytest.raises(KeyboardInterrupt):  # stopped after epoch 4, last state saved at 2
+
+        def on_epoch(m):
+            states[m.epoch] = first.state(m.epoch)
+            if m.epoch == 4:
+                raise KeyboardInterrupt
+
+        first.fit(digits, on_epoch=on_epoch)
+    resumed = trainer(6)
+    resumed.restore(states[2])
+    rest = resumed.fit(digits, first_epoch=3)
+    assert [m.epoch for m in rest] == [3, 4, 5, 6]
+    assert rest == history[2:]  # every metric of the replayed and the new epochs
+    for name, value in straight.model.get_weights().items():
+        np.testing.assert_array_equal(resumed.model.get_weights()[name], value)

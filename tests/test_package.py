@@ -153,3 +153,26 @@ def test_debug_prints_the_traceback_after_the_line(tmp_path):
     assert rest[0].startswith("Traceback") and "UserError" in rest[-1]
     again = run_cli("train", "hidden_size=0", cwd=tmp_path, LSTM_DIGITS_DEBUG="1")
     assert again.stderr.splitlines()[1:2] == ["Traceback (most recent call last):"]
+
+
+TENSORFLOWS = {"tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-macos",
+               "tf-nightly", "tf-nightly-cpu"}  # fmt: skip  # each writes the `tensorflow` module
+
+
+@slow
+@pytest.mark.parametrize("spec", [".", ".[gpu]"])
+def test_each_install_way_resolves_to_one_tensorflow(tmp_path, spec):
+    """By resolution (pip install --dry-run --report), since no GPU is at hand."""
+    report = tmp_path / "report.json"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",
+         "--disable-pip-version-check", "--report", str(report), spec],
+        cwd=ROOT, check=True, capture_output=True, timeout=900,
+    )  # fmt: skip
+    names = {
+        i["metadata"]["name"].lower().replace("_", "-")
+        for i in json.loads(report.read_text())["install"]
+    }
+    assert names & TENSORFLOWS == {"tensorflow"}
+    cuda = {n for n in names if n.startswith("nvidia-")}
+    assert bool(cuda) == (spec == ".[gpu]")  # CUDA's libraries with the extra only

@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +190,12 @@ def test_submitit_local_launcher(tmp_path):
     assert any((tmp_path / "sweep" / ".submitit").iterdir())  # jobs went through submitit
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    root: Path  # its database and artifacts
+
+
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` on 127.0.0.1 (free port, SQLite backend, served artifacts)."""
@@ -205,13 +212,14 @@ def mlflow_server(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)
-        yield url
+        yield Server(url, root)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
 
 def test_sweep_against_a_tracking_server(tmp_path, mlflow_server):
+    mlflow_server = mlflow_server.url
     result = run_cli(
         "train", "-m", "hidden_size=8,16", "epochs=2", f"tracking.uri={mlflow_server}", cwd=tmp_path
     )
@@ -264,3 +272,36 @@ def test_sigterm_during_a_sweep_kills_every_run(tmp_path, launcher):
     assert children and {c.info.status for c in children} == {"KILLED"}
     time.sleep(1)
     assert not [pid for pid in workers if alive(pid)]
+
+
+def test_a_password_in_the_tracking_uri_is_stored_and_shown_nowhere(tmp_path, mlflow_server):
+    """The server takes any credentials (it has no auth): what matters is where they end up."""
+    secret = "pa55-W0rd-leak-check"
+    port = mlflow_server.url.rsplit(":", 1)[1]
+    uri = f"http://alice:{secret}@127.0.0.1:{port}"
+    result = run_cli("train", "-m", "hidden_size=8,16", *TINY, f"tracking.uri={uri}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert secret not in result.stdout + result.stderr
+    assert "alice:***@127.0.0.1" in result.stdout  # shown masked
+    client = MlflowClient(mlflow_server.url)
+    parent = client.search_runs(
+        [client.get_experiment_by_name(EXPERIMENT).experiment_id],
+        filter_string=f"tags.overrides LIKE '%alice:***@127.0.0.1:{port}%'",
+    )
+    assert parent, "the sweep's runs record the masked URI"
+    for run in parent:
+        assert "tracking.uri" not in (run.info.run_name or "")
+    leaks = [
+        path
+        for path in mlflow_server.root.rglob("*")
+        if path.is_file() and secret.encode() in path.read_bytes()
+    ]
+    assert leaks == []  # not in the database (params, tags, names) nor in any artifact
+    one = run_cli("train", *TINY, "hidden_size=8", f"tracking.uri={uri}", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    assert secret not in one.stdout + one.stderr
+    assert [
+        p
+        for p in mlflow_server.root.rglob("*")
+        if p.is_file() and secret.encode() in p.read_bytes()
+    ] == []

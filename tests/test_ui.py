@@ -35,6 +35,8 @@ def test_ui_serves_the_experiment_and_the_run_over_rest(ui_server, trained_run):
     query = urllib.parse.urlencode({"experiment_name": EXPERIMENT})
     experiment = get_json(f"{api}/experiments/get-by-name?{query}")["experiment"]
     assert experiment["experiment_id"] == ui_server.experiment_id
+    tags = {t["key"]: t["value"] for t in experiment["tags"]}
+    assert tags["mlflow.experimentKind"] == "custom_model_development"  # opens on training runs
     run = get_json(f"{api}/runs/get?run_id={trained_run.run_id}")["run"]
     assert run["info"]["status"] == "FINISHED"
     assert run["info"]["experiment_id"] == ui_server.experiment_id
@@ -43,7 +45,9 @@ def test_ui_serves_the_experiment_and_the_run_over_rest(ui_server, trained_run):
 
 
 @pytest.mark.browser
-def test_ui_shows_the_experiment_and_the_run_in_chromium(ui_server, trained_run, tmp_path):
+def test_the_ui_opens_on_the_training_runs_with_val_accuracy(ui_server, trained_run, tmp_path):
+    """The page `lstm-digits ui` prints, in headless Chromium: the Model-training view's runs,
+    with their datasets; then the val_accuracy column, picked as a user would."""
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         if os.environ.get("CI"):  # CI must run it: `make test` installs them there
             pytest.fail("no Debian chromium/chromedriver in CI: `make browser-deps` did not run")
@@ -52,10 +56,13 @@ def test_ui_shows_the_experiment_and_the_run_in_chromium(ui_server, trained_run,
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    run_name = MlflowClient(trained_run.uri).get_run(trained_run.run_id).info.run_name
+    from lstm_cli.views import experiment_page
+
+    run = MlflowClient(trained_run.uri).get_run(trained_run.run_id)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -64,16 +71,31 @@ def test_ui_shows_the_experiment_and_the_run_in_chromium(ui_server, trained_run,
                  f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+    def shown(xpath: str):
+        return wait.until(ec.presence_of_element_located((By.XPATH, xpath)))
+
     try:
-        driver.get(f"{ui_server.url}/#/experiments/{ui_server.experiment_id}/runs")
+        driver.get(experiment_page(ui_server.url, ui_server.experiment_id))
         wait = WebDriverWait(driver, 90)
-        for text in (EXPERIMENT, run_name):  # the React app renders them after its requests
-            wait.until(ec.presence_of_element_located((By.XPATH, f"//*[text()='{text}']")))
-        screenshot = tmp_path / "mlflow-ui.png"
-        assert driver.save_screenshot(str(screenshot))
+        for text in (EXPERIMENT, run.info.run_name, "Model training", "Runs"):
+            shown(f"//*[text()='{text}']")  # the React app renders them after its requests
+        shown("//*[contains(text(), 'digits-train')]")  # the Dataset column
+        assert "/runs" in driver.current_url and "Overview" not in driver.page_source
+        assert driver.save_screenshot(str(tmp_path / "mlflow-ui.png"))  # what the UI opens on
+        columns = "//button[.//*[text()='Columns'] or text()='Columns']"
+        wait.until(ec.element_to_be_clickable((By.XPATH, columns))).click()
+        wait.until(ec.element_to_be_clickable((By.XPATH, "//*[text()='val_accuracy']"))).click()
+        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+        cell = shown("//*[@role='gridcell'][contains(@col-id, 'val_accuracy')]")
+        value = run.data.metrics["val_accuracy"]
+        wait.until(lambda _: cell.text.strip() != "")
+        assert float(cell.text) == pytest.approx(value, abs=1e-3), cell.text
+        driver.execute_script("arguments[0].scrollIntoView({inline: 'center'})", cell)
+        assert driver.save_screenshot(str(tmp_path / "mlflow-ui-val-accuracy.png"))
     finally:
         driver.quit()
-    assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
+    assert (tmp_path / "mlflow-ui.png").stat().st_size > 20_000  # a rendered page
 
 
 def _descendants(pid: int) -> list[str]:
@@ -121,6 +143,7 @@ def test_ctrl_c_stops_the_ui_and_its_server(ui_server):
     stdout, stderr = ui_server.process.communicate(timeout=60)
     assert ui_server.process.returncode == 0, stderr
     assert ui_server.url in stdout and "Traceback" not in stderr
+    assert "/runs?workflowType=machine_learning" in stdout  # the page to open: training runs
     port = int(ui_server.url.rsplit(":", 1)[1])
     with socket.socket() as probe:  # nothing listens any more: the server's workers are gone too
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine

@@ -10,12 +10,13 @@ from lstm_cli.config.compose import (
     PARENT_KEY,
     Request,
     compose,
+    describe,
     job_overrides,
     preflight,
 )
 from lstm_cli.config.schema import check, flatten, register
 
 __all__ = [
-    "PARENT_KEY", "Request", "check", "compose", "flatten", "job_overrides", "preflight",
-    "register",
+    "PARENT_KEY", "Request", "check", "compose", "describe", "flatten", "job_overrides",
+    "preflight", "register",
 ]  # fmt: skip

@@ -26,11 +26,20 @@ class DataSchema:
 
 
 @dataclass
+class CheckpointSchema:
+    every_epochs: int = MISSING
+    every_seconds: float = MISSING
+
+
+@dataclass
 class TrackingSchema:
     uri: str | None = MISSING
     experiment: str = MISSING
     log_model: bool = MISSING
+    register: str | None = MISSING
+    system_metrics: bool = MISSING
     parent_run_id: str | None = MISSING
+    sqlite_on_cluster: bool = MISSING
 
 
 @dataclass
@@ -45,6 +54,7 @@ class Schema:
     seed: int = MISSING
     threads: int | None = MISSING
     data: DataSchema = field(default_factory=DataSchema)
+    checkpoint: CheckpointSchema = field(default_factory=CheckpointSchema)
     tracking: TrackingSchema = field(default_factory=TrackingSchema)
 
 
@@ -61,6 +71,8 @@ _RANGES = [
     ("threads", 1, "a positive integer or null"),
     ("seed", 0, "an integer >= 0"),
     ("data.split_seed", 0, "an integer >= 0"),
+    ("checkpoint.every_epochs", 0, "an integer >= 0 (0: no checkpoints)"),
+    ("checkpoint.every_seconds", 0, "a number of seconds >= 0"),
 ]
 
 
@@ -76,6 +88,11 @@ def check(cfg: DictConfig) -> None:
         raise UserError(f"data.test_size={cfg.data.test_size} is invalid: it must be in (0, 1)")
     if not cfg.tracking.experiment:
         raise UserError("tracking.experiment is empty: give the MLflow experiment a name")
+    if cfg.tracking.register and not cfg.tracking.log_model:
+        raise UserError(
+            f"tracking.register={cfg.tracking.register} needs the model: "
+            "drop tracking.log_model=false"
+        )
 
 
 def flatten(cfg: DictConfig) -> dict[str, object]:

@@ -2,9 +2,11 @@
 
 - `store`: which store (URI resolution and checks), opening it and the experiment;
 - `run`: `start_run(...)`, the handle that owns a run's writes and its final status;
-- `model`: the logged model;
+- `model`: the logged model (a TensorFlow SavedModel that needs no code of this package);
+- `dataset`: the data splits as the run's dataset inputs;
+- `registry`: the model registry (register, aliases, models:/ references);
 - `sweep`: a sweep's parent run and its children;
-- `read`: what `runs`, `evaluate` and `predict` read back.
+- `read`: what `runs`, `evaluate`, `predict` and `register` read back, looked up in the store.
 
 Functions take and return plain values (dicts, arrays, figures, `RunRecord`s): the rest of the
 package never sees an MLflow object.
@@ -12,8 +14,9 @@ package never sees an MLflow object.
 
 
 def __getattr__(name: str):
-    # Models logged before this package was split name `lstm_cli.tracking.DigitsModel` in
-    # their pickle: found here, imported only when such a model loads.
+    # The oldest logged models (pickled pyfuncs, from before this package was split) name
+    # `lstm_cli.tracking.DigitsModel`: found here, imported only when such a model loads.
+    # Models logged now are SavedModels and name nothing of ours.
     if name == "DigitsModel":
         from lstm_cli.tracking.model import DigitsModel
 

@@ -1,24 +1,102 @@
-"""The logged model: a pyfunc that takes images as the dataset stores them."""
+"""The logged model: a TensorFlow SavedModel that takes images as the dataset stores them.
+
+The trained `DigitsLSTM` is saved as one TensorFlow function, raw 0..16 images (n, rows,
+pixels) float64 -> class probabilities (n, classes) float32, with the run's pixel scaling and
+the softmax inside the graph, through MLflow's tensorflow flavour. Loading it needs TensorFlow
+and MLflow only: no code of this package (a pickled pyfunc would name our classes), so
+`mlflow models serve` and any Python with the listed requirements run it as is.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+from mlflow.models import ModelSignature
+from mlflow.types.schema import Schema, TensorSpec
 
 MODEL_NAME = "model"  # the model's name in its run: runs:/<id>/model
+INPUT_DTYPE = np.float64  # as sklearn's digits.images; MLflow enforces a tensor's dtype exactly
+OUTPUT_DTYPE = np.float32
+
+
+def serving_function(model: Any, scaling: str, steps: int) -> Any:
+    """`model` (a built `DigitsLSTM`) as a tf.Module whose `__call__` maps raw images
+    (n, steps, pixels) float64 to probabilities (n, classes) float32."""
+    import tensorflow as tf
+
+    from lstm_cli.data import pixel_scale
+
+    scale = pixel_scale(scaling)
+    spec = tf.TensorSpec([None, steps, model.input_size], tf.dtypes.as_dtype(INPUT_DTYPE))
+
+    @tf.function(input_signature=[spec])
+    def probabilities(images):  # (n, steps, pixels) raw
+        return tf.nn.softmax(model(tf.cast(images, tf.float32) * scale))  # (n, classes)
+
+    served = tf.Module(name="digits_lstm")
+    served.model = model  # tracked: its weights are saved with the function
+    served.__call__ = probabilities
+    return served
+
+
+def signature(steps: int, pixels: int, classes: int) -> ModelSignature:
+    """Images (n, steps, pixels) float64 in, class probabilities (n, classes) float32 out."""
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(INPUT_DTYPE), (-1, steps, pixels))]),
+        outputs=Schema([TensorSpec(np.dtype(OUTPUT_DTYPE), (-1, classes))]),
+    )
+
+
+def _pinned(*distributions: str) -> str:
+    """The first of `distributions` installed here, pinned to its version."""
+    for name in distributions:
+        try:
+            return f"{name}=={importlib.metadata.version(name)}"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    raise importlib.metadata.PackageNotFoundError(distributions[0])
+
+
+def requirements() -> list[str]:
+    """What the model needs, pinned as installed: TensorFlow (whichever distribution provides
+    it here) and NumPy; MLflow adds itself."""
+    return [_pinned("tensorflow", "tensorflow-cpu"), _pinned("numpy")]
+
+
+def log_model(model: Any, scaling: str, example: np.ndarray) -> None:
+    """Log `model` as the active run's `model`: a SavedModel with its signature, `example`
+    (a few raw images) as the input example, and real requirements."""
+    import mlflow.tensorflow
+
+    steps, pixels = example.shape[1:]
+    with warnings.catch_warnings():  # MLflow's advice on signatures and environments
+        warnings.simplefilter("ignore")
+        mlflow.tensorflow.log_model(
+            serving_function(model, scaling, steps),
+            name=MODEL_NAME,
+            signature=signature(steps, pixels, model.num_classes),
+            input_example=np.asarray(example, dtype=INPUT_DTYPE),
+            pip_requirements=requirements(),  # given, not inferred: inference reloads the model
+            metadata={
+                "input": f"images (n, {steps}, {pixels}) float64, pixels 0..16 as in sklearn's "
+                "digits.images",
+                "output": f"class probabilities (n, {model.num_classes}) float32",
+                "scaling": scaling,
+            },
+        )
 
 
 class DigitsModel(mlflow.pyfunc.PythonModel):
-    """Images (n, 8, 8) with 0..16 pixels -> class probabilities (n, classes).
+    """Models logged before the SavedModel (pickled pyfuncs naming this class) still load.
 
-    It rebuilds `DigitsLSTM` from `spec.json` and `weights.npz`, and applies the run's pixel
-    scaling itself, so callers always pass images as the dataset stores them.
+    It rebuilds `DigitsLSTM` from `spec.json` and `weights.npz` and applies the run's pixel
+    scaling itself; `lstm_cli.tracking.DigitsModel` finds it for the oldest of them.
     """
 
     _skip_type_hint_validation = True  # inputs are arrays; MLflow's type-hint checks don't apply
@@ -40,31 +118,3 @@ class DigitsModel(mlflow.pyfunc.PythonModel):
         shape = (-1, self.steps, self.model.input_size)
         images = np.asarray(model_input, dtype=np.float32).reshape(shape)
         return predict_proba(self.model, scale_pixels(images, self.scaling))
-
-
-def log_model(spec: dict, weights: dict[str, np.ndarray]) -> None:
-    """Log the trained weights as a pyfunc model named `model` in the active run.
-
-    No signature: MLflow enforces a tensor signature's dtype exactly, and users pass the
-    dataset's float64 images as readily as float32 or integer pixels; `predict` converts them.
-    """
-    import lstm_cli
-
-    with tempfile.TemporaryDirectory() as tmp:
-        spec_path, weights_path = Path(tmp, "spec.json"), Path(tmp, "weights.npz")
-        spec_path.write_text(json.dumps(spec, indent=2))
-        np.savez(weights_path, **weights)
-        with warnings.catch_warnings():  # MLflow's advice on pickling and signatures
-            warnings.simplefilter("ignore")
-            mlflow.pyfunc.log_model(
-                name=MODEL_NAME,
-                python_model=DigitsModel(),
-                artifacts={"spec": str(spec_path), "weights": str(weights_path)},
-                metadata={
-                    "input": f"images (n, {spec['steps']}, {spec['model']['input_size']}), "
-                    "pixels 0..16 as in sklearn's digits, any numeric dtype",
-                    "output": f"class probabilities (n, {spec['model']['num_classes']})",
-                },
-                # Given, not inferred: inference would load the model again in a subprocess.
-                pip_requirements=[f"lstm-digits=={lstm_cli.__version__}"],
-            )

@@ -1,9 +1,16 @@
-"""Runs read back as plain values, for `runs`, `evaluate`, `predict` and `ui`."""
+"""Runs read back as plain values, for `runs`, `evaluate`, `predict`, `register` and `ui`.
+
+Lookups run in the store: `best`, run-id prefixes and sorted, limited listings are one
+search_runs each, with a filter, an order and a limit, never a read of the whole experiment.
+"""
 
 from __future__ import annotations
 
+import re
+import tempfile
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -11,12 +18,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lstm_cli.errors import UserError, first_line
+from lstm_cli.tracking import registry
 from lstm_cli.tracking.model import MODEL_NAME
 from lstm_cli.tracking.run import PARENT_TAG
 from lstm_cli.tracking.store import NO_RUNS, reader
 from lstm_cli.tracking.sweep import SWEEP_TAG
 
-MAX_RUNS = 10000  # runs read per experiment: far more than a local study holds
+PAGE = 1000  # runs per request when all of them are needed (a tracking server's page limit)
+NEWEST_FIRST = ["attributes.start_time DESC"]
+# Sweep parents log best_val_accuracy, never val_accuracy: this leaves them out.
+FINISHED_WITH_ACCURACY = "attributes.status = 'FINISHED' and metrics.val_accuracy >= 0"
 
 
 @dataclass(frozen=True)
@@ -73,65 +84,139 @@ def experiment_id(uri: str, experiment: str) -> str | None:
     return found.experiment_id if found else None
 
 
-def search(uri: str, experiment: str, parent_id: str | None = None) -> list[RunRecord]:
-    """The runs of `experiment`, newest first; only the children of sweep `parent_id` if given."""
+def _search(
+    client: MlflowClient, ids: list[str], query: str, order_by: list[str], limit: int | None
+) -> list[Any]:
+    """Runs matching `query` in `order_by`: the first `limit` of them, or all (page by page)."""
+    runs: list[Any] = []
+    token = None
+    while limit is None or len(runs) < limit:
+        size = PAGE if limit is None else min(PAGE, limit - len(runs))
+        page = client.search_runs(ids, query, max_results=size, order_by=order_by, page_token=token)
+        runs += page
+        token = page.token
+        if not token:
+            break
+    return runs
+
+
+def children_query(parent_id: str | None) -> str:
+    """The filter for the runs of sweep `parent_id` (MLflow keeps the link as a tag)."""
+    return f"tags.`{PARENT_TAG}` = '{parent_id}'" if parent_id else ""
+
+
+def search(
+    uri: str,
+    experiment: str,
+    parent_id: str | None = None,
+    order_by: list[str] | None = None,
+    limit: int | None = None,
+) -> list[RunRecord]:
+    """The runs of `experiment` (only the children of sweep `parent_id` if given) in `order_by`
+    (MLflow's syntax; default newest first), at most `limit` of them."""
     client = reader(uri)
     found = _experiment_id(client, uri, experiment)
-    query = f"tags.`{PARENT_TAG}` = '{parent_id}'" if parent_id else ""
-    runs = client.search_runs(
-        [found], filter_string=query, max_results=MAX_RUNS, order_by=["attributes.start_time DESC"]
-    )
+    runs = _search(client, [found], children_query(parent_id), order_by or NEWEST_FIRST, limit)
     if not runs and parent_id is None:
         raise UserError(f"{NO_RUNS} (experiment '{experiment}' in {uri} is empty)")
     return [_record(run) for run in runs]
 
 
-def best(runs: list[RunRecord], experiment: str) -> RunRecord:
-    """The FINISHED run with the highest `val_accuracy` (sweep parents excluded)."""
-    done = [
-        r
-        for r in runs
-        if r.status == "FINISHED" and "val_accuracy" in r.metrics and not r.is_sweep_parent
-    ]
-    if not done:
+def has_param(uri: str, experiment: str, key: str, parent_id: str | None = None) -> bool:
+    """Whether any run (of sweep `parent_id`, if given) has the param `key`."""
+    client = reader(uri)
+    query = " and ".join(q for q in (children_query(parent_id), f"params.`{key}` != ''") if q)
+    return bool(client.search_runs([_experiment_id(client, uri, experiment)], query, max_results=1))
+
+
+def best(uri: str, experiment: str, parent_id: str | None = None) -> RunRecord:
+    """The FINISHED run with the highest `val_accuracy` (the newest of equals)."""
+    client = reader(uri)
+    query = " and ".join(q for q in (FINISHED_WITH_ACCURACY, children_query(parent_id)) if q)
+    found = client.search_runs(
+        [_experiment_id(client, uri, experiment)],
+        query,
+        max_results=1,
+        order_by=["metrics.val_accuracy DESC", *NEWEST_FIRST],
+    )
+    if not found:
         raise UserError(f"no finished run with a val_accuracy in experiment '{experiment}' yet")
-    return max(done, key=lambda r: (r.metrics["val_accuracy"], r.start_ms))
+    return _record(found[0])
 
 
 def find_run(uri: str, experiment: str, ref: str) -> RunRecord:
     """The run `ref` names: `best`, a full run id, or a unique prefix of one in `experiment`."""
     client = reader(uri)
     ref = ref.strip().lower()
+    if ref == "best":
+        return best(uri, experiment)
     if len(ref) == 32:  # a full id may belong to any experiment of the store
         try:
             return _record(client.get_run(ref))
         except MlflowException:
             pass  # told below, with the experiment's runs in mind
-    runs = search(uri, experiment)
-    if ref == "best":
-        return best(runs, experiment)
-    matches = [r for r in runs if ref and r.run_id.startswith(ref)]
+    found = _experiment_id(client, uri, experiment)
+    matches = []
+    if re.fullmatch(r"[0-9a-f]+", ref):  # run ids are hex: anything else matches none
+        query = f"attributes.run_id LIKE '{ref}%'"
+        matches = client.search_runs([found], query, max_results=2)
     if len(matches) > 1:
-        raise UserError(f"run id prefix '{ref}' matches {len(matches)} runs: give more characters")
+        raise UserError(f"run id prefix '{ref}' matches several runs: give more characters")
     if not matches:
+        if not client.search_runs([found], max_results=1):
+            raise UserError(f"{NO_RUNS} (experiment '{experiment}' in {uri} is empty)")
         raise UserError(
             f"no run '{ref}' in experiment '{experiment}' at {uri}: "
             "`lstm-digits runs` lists the run ids (or use `best`)"
         )
-    return matches[0]
+    return _record(matches[0])
 
 
-def load_model(uri: str, run: RunRecord) -> Any:
-    """The pyfunc model logged by `run`: raw 0..16 images (n, rows, pixels) -> probabilities."""
+def require_model(run: RunRecord) -> None:
+    """Raise a UserError unless `run` logged a model."""
     if not run.has_model:
         raise UserError(
             f"run {run.run_id} has no logged model (trained with tracking.log_model=false, "
             "or it stopped before the end): pick another run"
         )
+
+
+def find_model(uri: str, experiment: str, ref: str) -> tuple[RunRecord, str]:
+    """The run that logged the model `ref` names, and the URI MLflow loads it from.
+
+    `ref` is what `find_run` takes, or a registered version: models:/NAME/VERSION or
+    models:/NAME@ALIAS (resolved once, so the model and its run agree).
+    """
+    if not registry.is_reference(ref):
+        run = find_run(uri, experiment, ref)
+        require_model(run)
+        return run, f"runs:/{run.run_id}/{MODEL_NAME}"
+    client = reader(uri)
+    version = registry.resolve(uri, ref)
+    if version.run_id is None:
+        raise UserError(f"{version.uri} was not logged by a run: its held-out split is unknown")
+    try:
+        return _record(client.get_run(version.run_id)), version.uri
+    except MlflowException as ex:
+        raise UserError(f"{version.uri}: its run {version.run_id}: {first_line(ex)}") from None
+
+
+def load_model(uri: str, model_uri: str) -> Any:
+    """The logged model at `model_uri` (from `find_model`): raw 0..16 images (n, rows, pixels)
+    -> class probabilities."""
     mlflow.set_tracking_uri(uri)
     try:
         with warnings.catch_warnings():  # version-mismatch advice on load: not actionable here
             warnings.simplefilter("ignore")
-            return mlflow.pyfunc.load_model(f"runs:/{run.run_id}/{MODEL_NAME}")
+            return mlflow.pyfunc.load_model(model_uri)
     except MlflowException as ex:
-        raise UserError(f"cannot load the model of run {run.run_id}: {first_line(ex)}") from None
+        raise UserError(f"cannot load the model {model_uri}: {first_line(ex)}") from None
+
+
+def artifact_text(run_id: str, path: str) -> str | None:
+    """A text artifact of a run of the current store; None if it has none at `path`."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return Path(MlflowClient().download_artifacts(run_id, path, tmp)).read_text()
+    except (MlflowException, OSError):
+        return None

@@ -6,8 +6,10 @@
 
 The run ends FINISHED when the block completes, KILLED on Ctrl-C or SIGTERM, FAILED on any
 other exception (the error kept as the `error` tag and `error.txt`); metrics logged so far are
-kept. The handle opens one signal scope (see `lstm_cli.signals`) and every store write runs
-deferred within it, so no signal lands between a write and the code that would end the run.
+kept. Whatever fails once the run exists, while it starts too (its params, the system-metrics
+monitor), ends it that way: never RUNNING. The handle opens one signal scope (see
+`lstm_cli.signals`) and every store write runs deferred within it, so no signal lands between
+a write and the code that would end the run.
 """
 
 from __future__ import annotations
@@ -20,25 +22,58 @@ from typing import Any
 import mlflow
 import numpy as np
 from mlflow.entities import Metric, RunTag
+from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
 
 from lstm_cli import signals
-from lstm_cli.errors import one_line
+from lstm_cli.errors import UserError, one_line
 
-PARENT_TAG = "mlflow.parentRunId"
+PARENT_TAG = MLFLOW_PARENT_RUN_ID  # how MLflow links a child run to its parent (for searches)
 FLUSH_EVERY_S = 1.0  # epoch metrics reach the store at most this often
+# MLflow samples every 10 s by default, longer than most of our runs: they would log nothing.
+SYSTEM_METRICS_EVERY_S = 1.0  # $MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it
+SOURCE = "lstm-digits train"  # the UI's Source column (a joblib worker's argv[0] says nothing)
+KIND_TAG = "mlflow.experimentKind"  # MLflow 3's UI opens an experiment on what it is for
+KIND = "custom_model_development"  # training runs, not GenAI traces
+
+
+def mark_model_training(experiment_id: str) -> None:
+    """Mark the experiment as model training, unless someone said what it is for: the UI's own
+    guesses (`no_inferred_type`, `..._inferred`, written on a first visit) are replaced."""
+    client = MlflowClient()
+    kind = client.get_experiment(experiment_id).tags.get(KIND_TAG, "")
+    if not kind or "inferred" in kind:
+        client.set_experiment_tag(experiment_id, KIND_TAG, KIND)
 
 
 class Run:
     """A started run (see `start_run`). Every method writes to the store, signals deferred."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, experiment_id: str) -> None:
         self.run_id = run_id
+        self.experiment_id = experiment_id
         self._client = MlflowClient()
         # Per-epoch metrics written in batches: a store round trip per epoch would cost more
         # than a fast epoch; MLflow's own async queue costs about a second to shut down.
         self._pending: list[Metric] = []
         self._last_flush = time.monotonic()
+        self._monitor: Any = None  # MLflow's system-metrics thread, when asked for
+
+    def monitor_system(self) -> None:
+        """Record CPU, memory, disk and network use (`system/...` metrics) until the run ends."""
+        if self._monitor is not None:
+            return
+        try:
+            import psutil  # noqa: F401 - MLflow's monitors read the system through it
+        except ImportError:
+            raise UserError(
+                "system metrics need psutil, which is not installed: pip install psutil"
+            ) from None
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        self._monitor = SystemMetricsMonitor(self.run_id, sampling_interval=SYSTEM_METRICS_EVERY_S)
+        self._monitor.start()
 
     def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
         """Per-epoch metrics with step=epoch; in the store within FLUSH_EVERY_S."""
@@ -85,17 +120,42 @@ class Run:
         with signals.deferred():
             self._client.log_figure(self.run_id, figure, name)
 
-    def log_model(self, spec: dict, weights: dict[str, np.ndarray]) -> None:
-        """The trained model as a pyfunc named `model` (see `tracking.model`)."""
+    def mark_experiment(self) -> None:
+        """Mark the run's experiment as model training (see `mark_model_training`)."""
+        with signals.deferred():
+            mark_model_training(self.experiment_id)
+
+    def log_datasets(
+        self, splits: dict[str, tuple[str, np.ndarray, np.ndarray]], loader: str
+    ) -> None:
+        """The data splits as dataset inputs: context -> (name, features, targets), made by
+        `loader` (a function's dotted name); see `tracking.dataset`."""
+        from lstm_cli.tracking.dataset import inputs
+
+        with signals.deferred():
+            self._client.log_inputs(self.run_id, datasets=inputs(splits, loader))
+
+    def log_model(self, model: Any, scaling: str, example: np.ndarray) -> None:
+        """The trained model as a SavedModel named `model` (see `tracking.model`)."""
         from lstm_cli.tracking.model import log_model
 
         with signals.deferred():
-            log_model(spec, weights)  # MLflow logs a model to the active run: this one
+            log_model(model, scaling, example)  # MLflow logs a model to the active run: this one
+
+    def register_model(self, name: str) -> str:
+        """Register the model this run logged as a new version of `name`; return its URI
+        (models:/NAME/VERSION)."""
+        from lstm_cli.tracking.registry import register
+
+        with signals.deferred():
+            return register(self.run_id, name).uri
 
     def end(self, status: str, error: str | None = None) -> None:
         """Flush, keep `error` if any, and close the run with `status`."""
         with signals.deferred():
             try:
+                if self._monitor is not None:
+                    self._monitor.finish()  # joins its thread and writes what it sampled
                 self.flush()
                 if error:
                     self._client.set_tag(self.run_id, "error", error[:5000])
@@ -115,18 +175,31 @@ def start_run(
     params: dict[str, Any],
     tags: dict[str, str],
     parent_run_id: str | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[Run]:
     """Start a run (a child of `parent_run_id` if given) and yield its handle; end it with a
-    true status whatever stops the block."""
-    if parent_run_id:
-        tags = {**tags, PARENT_TAG: parent_run_id}
+    true status whatever stops the block.
+
+    `system_metrics` (or MLflow's $MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING) records CPU and memory
+    while the run lasts; the handle starts the monitor, so that a failure to start it ends the
+    run FAILED (MLflow's own start would raise with the run left RUNNING).
+    """
+    tags = {MLFLOW_SOURCE_NAME: SOURCE, MLFLOW_SOURCE_TYPE: "LOCAL", **tags}
     run = None
     with signals.scope():
         try:
             with signals.deferred():  # a signal meanwhile is raised once the run can be ended
-                started = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags)
-                run = Run(started.info.run_id)
+                started = mlflow.start_run(
+                    experiment_id=experiment_id,
+                    run_name=name,
+                    tags=tags,
+                    parent_run_id=parent_run_id or None,
+                    log_system_metrics=False,
+                )
+                run = Run(started.info.run_id, experiment_id)
                 mlflow.log_params(params)
+                if system_metrics or MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get():
+                    run.monitor_system()
             yield run
         except KeyboardInterrupt as ex:
             if run is not None:

@@ -6,6 +6,8 @@ tracking server (http(s)://). A new SQLite store is built atomically.
 
 from __future__ import annotations
 
+import base64
+import importlib.util
 import os
 import tempfile
 import urllib.error
@@ -18,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lstm_cli.errors import UserError, first_line
+from lstm_cli.masking import mask, split_credentials
 
 STORE_DIR = "outputs"  # beside the user's working directory, as Hydra's outputs
 HEALTH_TIMEOUT_S = 3.0
@@ -52,8 +55,17 @@ def artifact_root(uri: str) -> str | None:
 
 
 def probe(url: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
-    """Ask an MLflow server at `url` for /health; raise OSError (or ValueError) if it fails."""
-    with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as response:
+    """Ask an MLflow server at `url` for /health; raise OSError (or ValueError) if it fails.
+
+    Credentials in the URL (http://user:password@host) go in an Authorization header, as
+    MLflow's client sends them: urllib would take them for part of the host name.
+    """
+    bare, user, password = split_credentials(url)
+    request = urllib.request.Request(f"{bare.rstrip('/')}/health")
+    if user is not None or password is not None:
+        token = base64.b64encode(f"{user or ''}:{password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         if response.status != 200:
             raise OSError(f"/health answered {response.status}")
 
@@ -74,7 +86,9 @@ def check_store(uri: str) -> None:
             probe(uri)
         except (urllib.error.URLError, OSError, ValueError) as ex:
             reason = getattr(ex, "reason", ex)
-            raise UserError(f"cannot reach the MLflow tracking server at {uri}: {reason}") from None
+            raise UserError(
+                f"cannot reach the MLflow tracking server at {mask(uri)}: {reason}"
+            ) from None
         return
     scheme = uri.split(":", 1)[0].split("+", 1)[0] if "://" in uri else ""
     if scheme not in DATABASE_SCHEMES:
@@ -82,6 +96,7 @@ def check_store(uri: str) -> None:
             f"tracking.uri={uri} is not a store MLflow {mlflow.__version__} can use: give "
             "sqlite:///path/to/mlflow.db, a database URL (postgresql://...) or http(s)://server"
         )
+    _check_driver(uri)
     db = sqlite_path(uri)
     if db is not None:
         try:
@@ -90,6 +105,33 @@ def check_store(uri: str) -> None:
                 pass
         except OSError as ex:
             raise UserError(f"cannot write the tracking store {db}: {ex.strerror or ex}") from None
+
+
+# SQLAlchemy 2 names the driver after '+', else its default for the dialect.
+DRIVERS = {
+    "postgresql": "psycopg",
+    "postgresql+psycopg": "psycopg",
+    "postgresql+psycopg2": "psycopg2",
+    "mysql": "MySQLdb",
+    "mysql+pymysql": "pymysql",
+}
+EXTRAS = {  # what to install for each driver
+    "psycopg": "pip install 'lstm-digits[postgres]' (psycopg 3)",
+    "psycopg2": "pip install psycopg2-binary",
+    "MySQLdb": "pip install mysqlclient",
+    "pymysql": "pip install pymysql",
+}
+
+
+def _check_driver(uri: str) -> None:
+    """A database URI whose driver is not installed: say which package to install."""
+    dialect = uri.split("://", 1)[0]
+    module = DRIVERS.get(dialect)
+    if module and importlib.util.find_spec(module) is None:
+        raise UserError(
+            f"tracking.uri={mask(uri)} needs the {module} driver, which is not installed: "
+            f"{EXTRAS[module]}"
+        )
 
 
 def create_sqlite_store(db: Path) -> None:
@@ -131,7 +173,7 @@ def open_experiment(uri: str, name: str) -> str:
                 if experiment is None:
                     raise
     except MlflowException as ex:
-        raise UserError(f"cannot use the tracking store {uri}: {first_line(ex)}") from None
+        raise UserError(f"cannot use the tracking store {mask(uri)}: {first_line(ex)}") from None
     if experiment.lifecycle_stage == "deleted":
         raise UserError(
             f"experiment '{name}' is deleted in {uri}: restore it (mlflow experiments restore "

@@ -12,10 +12,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
 
 from lstm_cli import signals
 from lstm_cli.errors import one_line
-from lstm_cli.tracking.run import PARENT_TAG
+from lstm_cli.tracking.run import PARENT_TAG, SOURCE, mark_model_training
 
 SWEEP_TAG = "lstm_digits.sweep"  # "parent" on a sweep's parent run
 MAX_CHILDREN = 10000
@@ -109,10 +110,12 @@ def start_parent(experiment_id: str, name: str, tags: dict[str, str]) -> Iterato
     with signals.scope():
         try:
             with signals.deferred():
+                source = {MLFLOW_SOURCE_NAME: f"{SOURCE} -m", MLFLOW_SOURCE_TYPE: "LOCAL"}
                 run = MlflowClient().create_run(
-                    experiment_id, run_name=name, tags={**tags, SWEEP_TAG: "parent"}
+                    experiment_id, run_name=name, tags={**source, **tags, SWEEP_TAG: "parent"}
                 )
                 parent = Parent(run.info.run_id)
+                mark_model_training(experiment_id)
             yield parent
         except KeyboardInterrupt as ex:
             if parent is not None and not parent.ended:

@@ -1,0 +1,50 @@
+"""Credentials never leave the process: user passwords in URIs are masked wherever a URI is
+stored (params, tags, run names, artifacts, summaries) or shown (the terminal, errors).
+
+    http://alice:s3cret@host:5000   ->  http://alice:***@host:5000
+    postgresql://mlflow:pw@db/mlflow -> postgresql://mlflow:***@db/mlflow
+
+MLflow reads credentials from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD too; the
+README recommends those.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+MASK = "***"
+# scheme://user:password@host : the password runs from the user's ':' to the last '@' before
+# the host (as urllib reads it), so an unencoded '@' in it is masked too. Hydra escapes ':' as
+# '\:' in the overrides it hands to sweep jobs: both forms are read.
+_USERINFO = re.compile(
+    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*\\?://)(?P<user>[^/\s:@\\]*)(?P<colon>\\?:)"
+    r"(?P<pw>[^/\s]*)@"
+)
+
+
+def mask(text: str) -> str:
+    """`text` with the password of every URI in it replaced by ***."""
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}{m['colon']}{MASK}@", text)
+
+
+def masked(value: Any) -> Any:
+    """`value` masked if it is a string (params of any type pass through)."""
+    return mask(value) if isinstance(value, str) else value
+
+
+def split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """`url` without its user and password, and those two (None when absent)."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None, None
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return bare, user, password

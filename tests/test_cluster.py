@@ -1,0 +1,181 @@
+"""The cluster tier: a real one-node SLURM and a PostgreSQL-backed `mlflow server`, started by
+`cluster/cluster.sh up` (as `make cluster-up` does) and stopped at the end if this session
+started them. Needs root (Debian's packages are installed when missing); skipped otherwise.
+After every test: no run RUNNING in the server, no job in the queue."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.helpers import CLI, EXPERIMENT, cli_env
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER = ROOT / "cluster" / "cluster.sh"
+STATE = Path(os.environ.get("LSTM_DIGITS_CLUSTER_DIR", "/tmp/lstm-digits-cluster"))
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
+
+def _cluster(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(CLUSTER), *args], capture_output=True, text=True,
+                          timeout=900)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def cluster() -> str:
+    """The tracking URI of the local cluster's MLflow server (SLURM up beside it)."""
+    if os.geteuid() != 0:
+        pytest.skip("the cluster tier needs root (make cluster-up installs and starts it)")
+    was_up = _cluster("status").returncode == 0
+    up = _cluster("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    env = dict(
+        line.split("=", 1) for line in (STATE / "cluster.env").read_text().split() if "=" in line
+    )
+    try:
+        yield env["MLFLOW_TRACKING_URI"]
+    finally:
+        if not was_up:
+            down = _cluster("down")
+            assert down.returncode == 0, down.stdout + down.stderr
+
+
+def _queue() -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True)
+    return out.stdout.split("\n")[:-1]
+
+
+def _runs(uri: str) -> list:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+@pytest.fixture
+def clean(cluster):
+    """Checks after each test: nothing RUNNING in the server, nothing left in the queue."""
+    known = {r.info.run_id for r in _runs(cluster)}
+    yield cluster
+    deadline = time.monotonic() + 60
+    while _queue() and time.monotonic() < deadline:
+        time.sleep(1)
+    left = _queue()
+    if left:  # cancel them, so that the next test starts clean, and fail this one
+        subprocess.run(["scancel", "--user", "root"], check=False)
+    assert left == []
+    new = [r for r in _runs(cluster) if r.info.run_id not in known]
+    assert [r.info.run_id for r in new if r.info.status == "RUNNING"] == []
+
+
+def _sweep(tmp_path: Path, uri: str, *overrides: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [CLI, "train", "-m", "hydra/launcher=slurm", f"tracking.uri={uri}",
+         "hydra.sweep.dir=sweep", *overrides],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _children(uri: str, since: set[str]) -> tuple[object, list]:
+    new = [r for r in _runs(uri) if r.info.run_id not in since]
+    (parent,) = [r for r in new if r.data.tags.get("lstm_digits.sweep") == "parent"]
+    children = [r for r in new if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return parent, sorted(children, key=lambda r: int(r.data.tags["sweep_job"]))
+
+
+def test_a_slurm_grid_sweep_lands_in_the_postgresql_backed_server(clean, tmp_path):
+    uri = clean
+    before = {r.info.run_id for r in _runs(uri)}
+    proc = _sweep(tmp_path, uri, "hidden_size=8,16", "epochs=2")
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stdout + stderr
+    parent, children = _children(uri, before)
+    assert parent.info.status == "FINISHED"
+    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
+    assert {c.data.params["hidden_size"] for c in children} == {"8", "16"}
+    assert parent.info.artifact_uri.startswith("mlflow-artifacts:")  # served by the server
+    table = Path(MlflowClient(uri).download_artifacts(parent.info.run_id, "sweep_results.csv"))
+    assert all(c.info.run_id in table.read_text() for c in children)
+    noise = [line for line in (stdout + stderr).splitlines() if "accounting" in line.lower()]
+    assert len(noise) <= 1, noise  # one note about missing accounting, not one per poll
+    assert "Bypassing" not in stdout + stderr
+    logs = list((tmp_path / "sweep" / ".submitit").rglob("*_log.out"))
+    assert logs and any("epoch 2/2" in log.read_text() for log in logs)  # plain progress lines
+    args = ["runs", "--tracking-uri", uri, "--sweep", parent.info.run_id, "--format", "json"]
+    listed = subprocess.run([CLI, *args], env=cli_env(), capture_output=True, text=True)
+    assert {r["run_id"] for r in json.loads(listed.stdout)} == {c.info.run_id for c in children}
+    best = children[0].info.run_id
+    evaluated = subprocess.run([CLI, "evaluate", best, "--tracking-uri", uri], env=cli_env(),
+                               capture_output=True, text=True)  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "equal" in evaluated.stdout
+
+
+def _wait_for_epochs(uri: str, since: set[str], job: str, timeout: float = 240):
+    """The new sweep's child run of job `job`, once it has logged epochs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for run in _runs(uri):
+            new = run.info.run_id not in since and run.data.tags.get("sweep_job") == job
+            if new and "val_accuracy" in run.data.metrics:
+                return run
+        time.sleep(1)
+    raise AssertionError(f"job {job} did not log epochs in time")
+
+
+def test_a_cancelled_job_ends_killed_and_the_sweep_says_so(clean, tmp_path):
+    uri = clean
+    before = {r.info.run_id for r in _runs(uri)}
+    proc = _sweep(tmp_path, uri, "epochs=3,100000", "hidden_size=8", "tracking.log_model=false",
+                  "hydra.launcher.cpus_per_task=1")  # fmt: skip  # both jobs at once
+    try:
+        _wait_for_epochs(uri, before, "1")
+        array = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True)
+        (slurm_id,) = [j for j in array.stdout.split() if j.endswith("_1")]
+        subprocess.run(["scancel", slurm_id], check=True)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, stdout + stderr
+    assert stderr.strip().splitlines()[-1] == "error: 1 sweep job(s) failed (job 1): see above"
+    parent, children = _children(uri, before)
+    assert [c.info.status for c in children] == ["FINISHED", "KILLED"]
+    assert children[1].data.tags["error"] == "terminated (SIGTERM)"
+    assert parent.info.status == "FAILED"
+    history = MlflowClient(uri).get_metric_history(children[1].info.run_id, "val_accuracy")
+    assert len(history) >= 1  # the metrics so far are kept
+
+
+def test_a_job_past_its_time_limit_ends_killed(clean, tmp_path):
+    uri = clean
+    before = {r.info.run_id for r in _runs(uri)}
+    proc = _sweep(tmp_path, uri, "epochs=100000", "hidden_size=8", "tracking.log_model=false",
+                  "hydra.launcher.timeout_min=1")  # fmt: skip
+    stdout, stderr = proc.communicate(timeout=400)
+    assert proc.returncode == 1, stdout + stderr
+    parent, (child,) = _children(uri, before)
+    assert child.info.status == "KILLED" and "stopped by the scheduler" in child.data.tags["error"]
+    assert parent.info.status == "FAILED"
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [("hydra.launcher.partition=nope", "invalid partition"), ("hydra.launcher.mem_gb=100000", "")],
+)
+def test_a_job_slurm_refuses_is_one_line_and_fails_the_parent(clean, tmp_path, override, fragment):
+    uri = clean
+    before = {r.info.run_id for r in _runs(uri)}
+    proc = _sweep(tmp_path, uri, "hidden_size=8", "epochs=2", override)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], stderr
+    parent, children = _children(uri, before)
+    assert parent.info.status == "FAILED" and children == []

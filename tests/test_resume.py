@@ -1,0 +1,202 @@
+"""Stop and go on: checkpoints, `lstm-digits resume`, one unbroken history in the same run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.helpers import CLI, EXPERIMENT, assert_one_line_error, cli_env, run_cli, sqlite_uri
+
+pytestmark = pytest.mark.slow
+
+TRAINING = ("hidden_size=8", "seed=2", "tracking.log_model=false", "checkpoint.every_seconds=0")
+CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+def _runs(uri: str) -> list:
+    """The runs of the default experiment in the store at `uri` (none if it has none yet)."""
+    if not Path(uri.removeprefix("sqlite:///")).exists():
+        return []
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def _only_run(uri: str):
+    (run,) = _runs(uri)
+    return run
+
+
+def _histories(uri: str, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    client = MlflowClient(uri)
+    return {
+        name: sorted((m.step, m.value) for m in client.get_metric_history(run_id, name))
+        for name in CURVES
+    }
+
+
+def _final_state(uri: str, run_id: str) -> dict[str, np.ndarray]:
+    import mlflow
+
+    from lstm_cli.tracking import checkpoint
+
+    mlflow.set_tracking_uri(uri)
+    return checkpoint.latest(run_id).arrays
+
+
+def _train_until_stopped(tmp_path, uri: str, *args: str, after: int) -> str:
+    """Train, then SIGTERM once `after` epochs are in the store; return the run id."""
+    proc = subprocess.Popen([CLI, "train", *args, f"tracking.uri={uri}"], cwd=tmp_path,
+                            env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    client = MlflowClient(uri)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            if (tmp_path / "mlflow.db").exists() and client.get_experiment_by_name(EXPERIMENT):
+                runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+                if (
+                    runs
+                    and len(client.get_metric_history(runs[0].info.run_id, "val_loss")) >= after
+                ):
+                    break
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    return runs[0].info.run_id
+
+
+def test_a_stopped_run_resumed_equals_the_uninterrupted_one(tmp_path):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    straight.mkdir(), stopped.mkdir()
+    args = ("epochs=300", "checkpoint.every_epochs=40", *TRAINING)
+    whole = run_cli("train", *args, f"tracking.uri={sqlite_uri(straight)}", cwd=straight)
+    assert whole.returncode == 0, whole.stderr
+    expected = _only_run(sqlite_uri(straight))
+
+    uri = sqlite_uri(stopped)
+    run_id = _train_until_stopped(stopped, uri, *args, after=50)
+    killed = MlflowClient(uri).get_run(run_id)
+    assert killed.info.status == "KILLED"
+    logged = len(MlflowClient(uri).get_metric_history(run_id, "val_loss"))
+    saved = json.loads(
+        (stopped / "mlartifacts")
+        .joinpath(*_artifact_path(killed), "checkpoints", "latest.json")
+        .read_text()
+    )
+    assert saved["epoch"] % 40 == 0 and saved["epoch"] <= logged < 300  # replays from there
+
+    resumed = run_cli("resume", run_id[:8], "--tracking-uri", uri, cwd=stopped)
+    assert resumed.returncode == 0, resumed.stderr
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_id == run_id
+    got, want = _histories(uri, run_id), _histories(sqlite_uri(straight), expected.info.run_id)
+    for name in CURVES:
+        assert [step for step, _ in got[name]] == list(range(1, 301))  # no gap, no duplicate
+        np.testing.assert_allclose([v for _, v in got[name]], [v for _, v in want[name]],
+                                   atol=1e-6)  # fmt: skip
+    final, reference = (
+        _final_state(uri, run_id),
+        _final_state(sqlite_uri(straight), expected.info.run_id),
+    )
+    for name, value in reference.items():
+        np.testing.assert_allclose(final[name], value, atol=1e-6)
+    assert run.data.metrics["val_accuracy"] == pytest.approx(
+        expected.data.metrics["val_accuracy"], abs=1e-6
+    )
+    names = {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
+    assert {"learning_curves.png", "confusion_matrix.png", "config.yaml"} <= names
+
+
+def _artifact_path(run) -> tuple[str, ...]:
+    """A SQLite store's artifact folder of `run`, below its mlartifacts/ directory."""
+    return (run.info.experiment_id, run.info.run_id, "artifacts")
+
+
+def test_a_finished_run_goes_on_with_more_epochs(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    first = run_cli("train", "epochs=20", *TRAINING, f"tracking.uri={uri}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    run_id = _only_run(uri).info.run_id
+    same = run_cli("resume", "best", "--tracking-uri", uri, cwd=tmp_path)
+    assert_one_line_error(same, 2, "has trained 20 of epochs=20")
+    more = run_cli("resume", run_id, "epochs=30", "--tracking-uri", uri, cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert [s for s, _ in _histories(uri, run_id)["val_loss"]] == list(range(1, 31))
+    assert run.data.tags["resumed"] == "1" and run.data.tags["resume_overrides"] == "epochs=30"
+
+
+@pytest.fixture(scope="module")
+def resumable(tmp_path_factory):
+    """A finished 5-epoch run with a checkpoint, and one without."""
+    workdir = tmp_path_factory.mktemp("resumable")
+    uri = sqlite_uri(workdir)
+    for every in (5, 0):
+        done = run_cli("train", "epochs=5", *TRAINING, f"checkpoint.every_epochs={every}",
+                       f"tracking.uri={uri}", cwd=workdir)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id],
+                              order_by=["attributes.start_time ASC"])  # fmt: skip
+    return workdir, uri, runs[0].info.run_id, runs[1].info.run_id
+
+
+@pytest.mark.parametrize(
+    ("which", "args", "fragment"),
+    [
+        ("with", ["hidden_size=16", "epochs=9"], "hidden_size= would change what run"),
+        ("with", ["data.split_seed=1", "epochs=9"], "data.split_seed= would change"),
+        ("without", ["epochs=9"], "has no checkpoint"),
+        (None, ["epochs=9"], "no run 'ffffffff'"),
+    ],
+)
+def test_resume_refusals_are_one_line_and_leave_the_run_alone(resumable, which, args, fragment):
+    workdir, uri, with_checkpoint, without = resumable
+    ref = {"with": with_checkpoint, "without": without, None: "ffffffff"}[which]
+    before = MlflowClient(uri).get_run(with_checkpoint)
+    result = run_cli("resume", ref, *args, "--tracking-uri", uri, cwd=workdir)
+    assert_one_line_error(result, 2, fragment)
+    after = MlflowClient(uri).get_run(with_checkpoint)
+    assert (after.info.status, after.info.end_time) == (before.info.status, before.info.end_time)
+
+
+def test_a_checkpoint_of_another_format_is_refused(resumable):
+    workdir, uri, run_id, _ = resumable
+    client = MlflowClient(uri)
+    client.log_dict(run_id, {"slot": "a", "epoch": 5, "format": 999}, "checkpoints/latest.json")
+    folder = (workdir / "mlartifacts").joinpath(*_artifact_path(client.get_run(run_id)))
+    meta = json.loads((folder / "checkpoints" / "a" / "meta.json").read_text())
+    client.log_dict(run_id, {**meta, "format": 999}, "checkpoints/a/meta.json")
+    result = run_cli("resume", run_id, "epochs=9", "--tracking-uri", uri, cwd=workdir)
+    assert_one_line_error(result, 2, "checkpoint has format 999")
+
+
+def test_a_run_still_running_is_not_resumed(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    proc = subprocess.Popen([CLI, "train", "epochs=100000", *TRAINING, f"tracking.uri={uri}"],
+                            cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _runs(uri):
+            time.sleep(0.5)
+        run_id = _only_run(uri).info.run_id
+        result = run_cli("resume", run_id, "epochs=200000", "--tracking-uri", uri, cwd=tmp_path)
+        assert_one_line_error(result, 2, "is still running on")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert MlflowClient(uri).get_run(run_id).info.status == "KILLED"
