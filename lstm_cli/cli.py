@@ -311,6 +311,32 @@ def register(
         browse.register(*_store(tracking_uri, experiment), run_id, name, alias)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def resume(
+    ctx: typer.Context,
+    run_id: RunId,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = None,
+) -> None:
+    """Go on with a stopped run (KILLED, FAILED, or FINISHED with more epochs) in the same
+    MLflow run, from its latest checkpoint. Overrides: epochs, threads, checkpoint.*,
+    tracking.log_model.
+
+    \b
+    Examples:
+      lstm-digits resume 3f2a
+      lstm-digits resume best epochs=300
+    """
+    from lstm_cli import experiment as experiments
+
+    process.quiet()
+    try:
+        with signals.scope():  # SIGTERM, as Ctrl-C, ends the run again, KILLED
+            experiments.resume(*_store(tracking_uri, experiment), run_id, list(ctx.args))
+    except (Exception, KeyboardInterrupt) as ex:
+        _fail(ex)
+
+
 def main() -> None:
     """Console-script entry point: the command, then a fast exit (see `process.finish`)."""
     try:

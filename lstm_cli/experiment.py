@@ -80,6 +80,17 @@ def _check_shared_store(request: config.Request, uri: str) -> None:
         )
 
 
+def resume(uri: str, experiment: str, ref: str, overrides: list[str]) -> None:
+    """`lstm-digits resume REF OVERRIDES`: check everything, then go on with the run."""
+    from lstm_cli import resume as resuming
+    from lstm_cli.job import resume_run
+
+    process.quiet()
+    process.import_tracking()
+    run, cfg, saved = resuming.plan(uri, experiment, ref, overrides)
+    resume_run(cfg, run.run_id, saved, overrides)
+
+
 def _launch(argv: list[str], task: TrainJob) -> None:
     """`hydra.main` over `argv` with `task` as the task function."""
     import hydra

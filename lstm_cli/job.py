@@ -8,10 +8,10 @@ process, a joblib worker or a SLURM job.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
-import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
-from lstm_cli import config, console, masking, presets, process, signals
-from lstm_cli.errors import UserError, debugging, one_line, traceback_text
+from lstm_cli import config, console, fitting, masking, presets, process, resume, signals
+from lstm_cli.errors import Interrupted, debugging, one_line, traceback_text
 
 
 class TrainJob:
@@ -39,16 +39,22 @@ class TrainJob:
     def __call__(self, cfg: DictConfig) -> float:
         hc = HydraConfig.get()
         job = str(hc.job.num) if hc.mode == RunMode.MULTIRUN else None
-        scheduled = scheduler_signals()
+        stop, warning = scheduler_signals()
+        requeue = signal.getsignal(warning) if warning else None  # submitit's
         try:
-            with signals.scope(force=scheduled):
+            with signals.scope(force=stop, requests=(warning,) if warning else ()):
                 return train(cfg, job=job)
         except KeyboardInterrupt as ex:
-            if job is None or not scheduled:  # Ctrl-C in this process stops the whole sweep
+            if job is None or not stop:  # Ctrl-C in this process stops the whole sweep
                 raise
-            # The scheduler stopped this job alone (scancel, its time limit): its run is
-            # KILLED; the job ends normally so that the sweep waits for the others.
+            # The scheduler stopped this job alone. SIGTERM (scancel, the time limit itself):
+            # its run is KILLED; the job ends normally so that the sweep waits for the others.
+            # Its warning (time limit near, preemption): the run is checkpointed and submitit
+            # requeues the job, whose next start goes on with the same run.
             console.job_line(job, f"[red]KILLED[/] {escape(one_line(ex))}")
+            if isinstance(ex, Interrupted) and ex.signum == warning and callable(requeue):
+                with contextlib.suppress(Exception):  # not requeued: the run stays KILLED
+                    requeue(warning, None)  # requeues, then exits the process
             return float("nan")
         except Exception as ex:
             if job is None:
@@ -61,17 +67,15 @@ class TrainJob:
             return float("nan")
 
 
-def scheduler_signals() -> tuple[int, ...]:
-    """In a job submitit runs (SLURM, or its local executor): SIGTERM and submitit's
-    time-limit/preemption signal (SIGUSR2 unless configured), which end the run KILLED.
-    Outside one: nothing."""
+def scheduler_signals() -> tuple[tuple[int, ...], int | None]:
+    """In a job submitit runs (SLURM, or its local executor): the signals that stop it
+    (SIGTERM), and its warning before a time limit or a preemption (SIGUSR2 unless
+    configured), which checkpoints and requeues. Outside one: none."""
     if not os.environ.get("SUBMITIT_EXECUTOR"):
-        return ()
-    import signal
-
+        return (), None
     from submitit import JobEnvironment
 
-    return (signal.SIGTERM, signal.Signals[f"SIG{JobEnvironment.USR_SIG}"])
+    return (signal.SIGTERM,), signal.Signals[f"SIG{JobEnvironment.USR_SIG}"]
 
 
 def train(cfg: DictConfig, job: str | None) -> float:
@@ -99,16 +103,60 @@ def train(cfg: DictConfig, job: str | None) -> float:
         tags["sweep_job"] = job
         console.job_line(job, f"start {overrides or '(defaults)'}")
     parent = cfg.tracking.parent_run_id
+    # Progress: a single run's, and a scheduled job's in its own log file (.submitit/); jobs
+    # sharing this terminal (basic, joblib) print a line at their start and end only.
+    quiet = job is not None and not os.environ.get("SUBMITIT_EXECUTOR")
+    earlier = _requeued_run(parent, job)
+    if earlier is not None:  # a requeued job: the same run goes on from its checkpoint
+        run_id, saved = earlier
+        with tracked.start_run(experiment_id, name, {}, resume.process_tags(), resume=run_id,
+                               requeued=True) as run:  # fmt: skip
+            result = fitting.fit_and_log(cfg, run, quiet, _threads(cfg), saved=saved)
+        console.job_line(job, f"done  val_accuracy={result['val_accuracy']:.4f} run {run_id}")
+        return result["val_accuracy"]
+    tags |= resume.process_tags()
     with tracked.start_run(experiment_id, name, params, tags, parent) as run:
         config.check(cfg)
         run.log_text(masking.mask(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
-        result = fit_and_log(cfg, run, quiet=job is not None)
+        result = fitting.fit_and_log(cfg, run, quiet=quiet, threads=_threads(cfg))
     if job is None:
         how = _ui_command(uri, cfg.tracking.experiment, experiment_id, run.run_id)
         console.show_result(result, run.run_id, masking.mask(uri), masking.mask(how))
     else:
         console.job_line(job, f"done  val_accuracy={result['val_accuracy']:.4f} run {run.run_id}")
     return result["val_accuracy"]
+
+
+def _requeued_run(parent: str | None, job: str | None):
+    """In a job SLURM requeued: its run from the attempt before and that run's checkpoint."""
+    if not (parent and job and os.environ.get("SLURM_RESTART_COUNT", "0") != "0"):
+        return None
+    from lstm_cli.tracking import checkpoint
+    from lstm_cli.tracking.sweep import find_child
+
+    run_id = find_child(parent, job)
+    saved = checkpoint.latest(run_id) if run_id else None
+    return (run_id, saved) if saved is not None else None
+
+
+def resume_run(cfg: DictConfig, run_id: str, saved: Any, overrides: list[str]) -> None:
+    """`lstm-digits resume`: go on with run `run_id` from checkpoint `saved` (all checked)."""
+    from lstm_cli.tracking import run as tracked
+    from lstm_cli.tracking.store import resolve_uri
+
+    tags = {**resume.process_tags(), "resume_overrides": " ".join(overrides)}
+    uri = resolve_uri(cfg.tracking.uri)
+    console.console.print(f"[bold]resume[/] run {run_id} after epoch {saved.epoch}")
+    with tracked.start_run("", "", {}, tags, resume=run_id) as run:
+        result = fitting.fit_and_log(cfg, run, quiet=False, threads=_resume_threads(cfg),
+                                     saved=saved)  # fmt: skip
+    console.show_result(result, run_id, masking.mask(uri), "lstm-digits ui")
+
+
+def _resume_threads(cfg: DictConfig) -> int | None:
+    from lstm_cli.train import default_threads
+
+    return cfg.threads if cfg.threads is not None else default_threads(cfg.hidden_size)
 
 
 def _git_commit() -> str:
@@ -164,129 +212,3 @@ def _ui_command(uri: str, experiment: str, experiment_id: str, run_id: str) -> s
     if experiment != presets.default("tracking.experiment"):
         command += f" --experiment {experiment}"
     return command
-
-
-EXAMPLE_IMAGES = 2  # held-out digits logged as the model's input example (the UI shows it)
-
-
-def fit_and_log(cfg: DictConfig, run: Any, quiet: bool) -> dict[str, float]:
-    """Train in `run` (a tracking handle); log the data splits, metrics, figures and the model
-    (registered as `tracking.register` if set); return the final metrics."""
-    register = cfg.tracking.get("register")  # a model name, or None
-    if register and not cfg.tracking.log_model:
-        raise UserError(f"tracking.register={register} needs the model: tracking.log_model=true")
-    if cfg.tracking.get("system_metrics"):
-        run.monitor_system()
-    process.import_tensorflow()  # before any op: thread settings still apply
-    from lstm_cli.data import SOURCE, load_digits, pixel_scale
-    from lstm_cli.model import DigitsLSTM
-    from lstm_cli.train import Trainer, configure_threads, set_seed
-
-    in_force = configure_threads(_threads(cfg))
-    run.set_tags({"tf_threads": str(in_force or "default")})
-    set_seed(cfg.seed)
-    data = load_digits(cfg.data.test_size, cfg.data.split_seed, cfg.data.scaling.value)
-    splits = {"training": ("digits-train", data.x_train, data.y_train),
-              "validation": ("digits-val", data.x_val, data.y_val)}  # fmt: skip
-    run.log_datasets(splits, loader=SOURCE)
-    run.mark_experiment()  # the UI opens it on training runs
-    spec = {
-        "model": {
-            "input_size": data.input_size,
-            "num_classes": data.num_classes,
-            "hidden_size": cfg.hidden_size,
-            "cell": cfg.cell.value,
-            "init": cfg.init.value,
-            "output_activation": cfg.output_activation.value,
-            "seed": cfg.seed,
-        },
-        "scaling": cfg.data.scaling.value,
-        "steps": data.steps,
-    }
-    model = DigitsLSTM(**spec["model"]).build()
-    trainer = Trainer(
-        model,
-        cfg.learning_rate,
-        cfg.batch_size,
-        cfg.epochs,
-        seed=cfg.seed,
-        shuffle=cfg.data.shuffle,
-    )
-    progress = nullcontext(lambda m: None) if quiet else console.epoch_progress(cfg.epochs)
-    start = time.perf_counter()
-    with progress as update:
-
-        def on_epoch(m):
-            run.log_epoch(m.as_dict(), m.epoch)
-            update(m)
-
-        history = trainer.fit(data, on_epoch=on_epoch)
-    summary = {
-        **history[-1].as_dict(),
-        "best_val_accuracy": max(h.val_accuracy for h in history),
-        "train_seconds": time.perf_counter() - start,
-    }
-    _log_results(run, model, data, history)
-    start = time.perf_counter()
-    _log_insight(run, model, data)
-    summary["insight_seconds"] = time.perf_counter() - start  # its cost, kept with every run
-    run.log_metrics(
-        {k: summary[k] for k in ("best_val_accuracy", "train_seconds", "insight_seconds")}
-    )
-    if cfg.tracking.log_model:
-        raw = data.x_val[:EXAMPLE_IMAGES] / pixel_scale(spec["scaling"])  # 0..16, as stored
-        run.log_model(model, spec["scaling"], raw)
-    if register:
-        registered = run.register_model(register)
-        if not quiet:
-            console.console.print(f"[bold]registered[/]    {registered}")
-    return summary
-
-
-def _log_results(run, model, data, history) -> None:
-    """The learning curves and the held-out confusion matrix (figure and counts)."""
-    from sklearn.metrics import confusion_matrix
-
-    from lstm_cli import figures
-    from lstm_cli.train import predict_proba
-
-    predicted = predict_proba(model, data.x_val).argmax(axis=1)  # (n,)
-    matrix = confusion_matrix(data.y_val, predicted, labels=range(data.num_classes))
-    for name, fig in (
-        ("learning_curves.png", figures.learning_curves([h.as_dict() for h in history])),
-        ("confusion_matrix.png", figures.confusion_matrix(matrix)),
-    ):
-        run.log_figure(fig, name)
-        figures.close(fig)
-    labels = list(range(data.num_classes))
-    run.log_dict({"labels": labels, "matrix": matrix.tolist()}, "confusion_matrix.json")
-
-
-def _log_insight(run, model, data) -> None:
-    """What the LSTM learned (see lstm_cli/insight.py): accuracy after k rows, gates, mistakes."""
-    from lstm_cli import figures, insight
-
-    seen = insight.analyse(model, data.x_val, data.y_val)
-    run.log_steps("val_accuracy_by_rows", seen.accuracy_by_rows.tolist())  # step = rows read
-    run.log_dict(seen.as_dict(), "insight.json")
-    wrong = seen.misclassified
-    for name, fig in (
-        ("accuracy_by_rows.png", figures.accuracy_by_rows(seen.accuracy_by_rows)),
-        (
-            "gates.png",
-            figures.gate_heatmaps(
-                data.x_val[seen.examples],
-                data.y_val[seen.examples],
-                seen.predicted[seen.examples],
-                seen.states,
-            ),
-        ),
-        (
-            "misclassified.png",
-            figures.misclassified(
-                data.x_val[wrong], data.y_val[wrong], seen.predicted[wrong], len(data.y_val)
-            ),
-        ),
-    ):
-        run.log_figure(fig, name)
-        figures.close(fig)

@@ -98,6 +98,11 @@ def plan(uri: str, experiment: str, ref: str, overrides: list[str]):
             f"run {run.run_id} has trained {saved.epoch} of epochs={cfg.epochs}: "
             f"give more, e.g. `lstm-digits resume {run.run_id[:8]} epochs={saved.epoch * 2}`"
         )
+    from lstm_cli.fitting import check_resumable, load_data, model_spec
+
+    data = load_data(cfg)
+    check_resumable(saved, model_spec(cfg, data), data, run.run_id)
+    cfg.tracking.uri = uri  # the store it was found in (config.yaml keeps it masked)
     return run, cfg, saved
 
 

@@ -76,7 +76,9 @@ def test_logged_model_reloads_and_reproduces_val_accuracy(trained_run, defaults)
     mlflow.set_tracking_uri(trained_run.uri)
     model = mlflow.pyfunc.load_model(f"runs:/{trained_run.run_id}/model")
     raw = held_out(defaults, scaling="raw")  # the model takes images as the dataset stores them
-    accuracy = float(np.mean(model.predict(raw.x_val.astype(np.float64)).argmax(axis=1) == raw.y_val))
+    accuracy = float(
+        np.mean(model.predict(raw.x_val.astype(np.float64)).argmax(axis=1) == raw.y_val)
+    )
     logged = MlflowClient(trained_run.uri).get_run(trained_run.run_id).data.metrics["val_accuracy"]
     assert accuracy == pytest.approx(logged, abs=1e-6)
 

@@ -179,3 +179,27 @@ def test_a_job_slurm_refuses_is_one_line_and_fails_the_parent(clean, tmp_path, o
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], stderr
     parent, children = _children(uri, before)
     assert parent.info.status == "FAILED" and children == []
+
+
+def test_a_preempted_job_is_requeued_and_goes_on_with_the_same_run(clean, tmp_path):
+    """SLURM's warning signal (SIGUSR2: a time limit near, or a preemption) makes the job save
+    a checkpoint; submitit requeues it, and the new start continues the same child run."""
+    uri = clean
+    before = {r.info.run_id for r in _runs(uri)}
+    proc = _sweep(tmp_path, uri, "epochs=1500", "hidden_size=8", "tracking.log_model=false",
+                  "checkpoint.every_epochs=500", "checkpoint.every_seconds=0")  # fmt: skip
+    try:
+        _wait_for_epochs(uri, before, "0")
+        (slurm_id,) = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True,
+                                     text=True).stdout.split()  # fmt: skip
+        subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True)
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stdout + stderr
+    parent, (child,) = _children(uri, before)
+    assert (parent.info.status, child.info.status) == ("FINISHED", "FINISHED")
+    assert child.data.tags["requeued"] == "1"
+    steps = [m.step for m in MlflowClient(uri).get_metric_history(child.info.run_id, "val_loss")]
+    assert sorted(steps) == list(range(1, 1501))  # one unbroken history, no step twice

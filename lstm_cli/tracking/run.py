@@ -150,6 +150,14 @@ class Run:
         with signals.deferred():
             return register(self.run_id, name).uri
 
+    def metric_history(self, names: tuple[str, ...]) -> dict[int, dict[str, float]]:
+        """The per-epoch values of `names` in the store, by step (a resumed run's past)."""
+        history: dict[int, dict[str, float]] = {}
+        for name in names:
+            for metric in self._client.get_metric_history(self.run_id, name):
+                history.setdefault(metric.step, {})[name] = metric.value
+        return history
+
     def end(self, status: str, error: str | None = None) -> None:
         """Flush, keep `error` if any, and close the run with `status`."""
         with signals.deferred():
@@ -176,9 +184,12 @@ def start_run(
     tags: dict[str, str],
     parent_run_id: str | None = None,
     system_metrics: bool = False,
+    resume: str | None = None,
+    requeued: bool = False,
 ) -> Iterator[Run]:
-    """Start a run (a child of `parent_run_id` if given) and yield its handle; end it with a
-    true status whatever stops the block.
+    """Start a run (a child of `parent_run_id` if given), or go on with run `resume` (from
+    `lstm-digits resume`, or `requeued` by SLURM), and yield its handle; end it with a true
+    status whatever stops the block.
 
     `system_metrics` (or MLflow's $MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING) records CPU and memory
     while the run lasts; the handle starts the monitor, so that a failure to start it ends the
@@ -186,9 +197,11 @@ def start_run(
     """
     tags = {MLFLOW_SOURCE_NAME: SOURCE, MLFLOW_SOURCE_TYPE: "LOCAL", **tags}
     run = None
-    with signals.scope():
-        try:
-            with signals.deferred():  # a signal meanwhile is raised once the run can be ended
+    with signals.scope(), _ending(lambda: run):
+        with signals.deferred():  # a signal meanwhile is raised once the run can be ended
+            if resume:
+                run = _reopen(resume, tags, requeued)
+            else:
                 started = mlflow.start_run(
                     experiment_id=experiment_id,
                     run_name=name,
@@ -198,16 +211,41 @@ def start_run(
                 )
                 run = Run(started.info.run_id, experiment_id)
                 mlflow.log_params(params)
-                if system_metrics or MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get():
-                    run.monitor_system()
-            yield run
-        except KeyboardInterrupt as ex:
-            if run is not None:
-                run.end("KILLED", one_line(ex))
-            raise
-        except BaseException as ex:
-            if run is not None:
-                run.end("FAILED", one_line(ex))
-            raise
-        else:
-            run.end("FINISHED")
+            if system_metrics or MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get():
+                run.monitor_system()
+        yield run
+
+
+RESUMED_TAG, REQUEUED_TAG = "resumed", "requeued"  # how often a run went on after a stop
+
+
+def _reopen(run_id: str, tags: dict[str, str], requeued: bool) -> Run:
+    """Run `run_id` RUNNING again (MLflow's start_run on an existing id), counting the resume
+    (`lstm-digits resume`) or the requeue (SLURM) in a tag."""
+    client = MlflowClient()
+    before = client.get_run(run_id)
+    counter = REQUEUED_TAG if requeued else RESUMED_TAG
+    count = int(before.data.tags.get(counter, "0")) + 1
+    started = mlflow.start_run(run_id=run_id)
+    run = Run(started.info.run_id, started.info.experiment_id)
+    client.log_batch(run_id, tags=_tags({**tags, counter: str(count)}), synchronous=True)
+    if "error" in before.data.tags:  # the stop it goes on from is no error of the run's
+        client.delete_tag(run_id, "error")
+    return run
+
+
+@contextmanager
+def _ending(current) -> Iterator[None]:
+    """End the run `current()` names with a true status, whatever stops the block."""
+    try:
+        yield
+    except KeyboardInterrupt as ex:
+        if current() is not None:
+            current().end("KILLED", one_line(ex))
+        raise
+    except BaseException as ex:
+        if current() is not None:
+            current().end("FAILED", one_line(ex))
+        raise
+    else:
+        current().end("FINISHED")

@@ -128,3 +128,15 @@ def start_parent(experiment_id: str, name: str, tags: dict[str, str]) -> Iterato
         else:
             if not parent.ended:
                 parent.end("FINISHED")
+
+
+def find_child(parent_id: str, job: str) -> str | None:
+    """The run of job `job` of sweep `parent_id` (a job SLURM requeued finds its run)."""
+    client = MlflowClient()
+    parent = client.get_run(parent_id)
+    found = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}' and tags.sweep_job = '{job}'",
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None

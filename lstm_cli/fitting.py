@@ -1,0 +1,189 @@
+"""Training inside a run: the data, the model, the epochs with their metrics and checkpoints,
+then what every run records (figures, what the LSTM learned, the model).
+
+`fit_and_log` trains a new run, or goes on with a stopped one from its checkpoint
+(`saved`): the epochs already in the store are not logged again, so the run keeps one
+unbroken metric history.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from typing import Any
+
+from omegaconf import DictConfig
+
+from lstm_cli import console, process, signals
+from lstm_cli.errors import Interrupted, UserError
+
+EXAMPLE_IMAGES = 2  # held-out digits logged as the model's input example (the UI shows it)
+CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")  # per-epoch metrics
+
+
+def load_data(cfg: DictConfig):
+    """The config's digits split, scaled."""
+    from lstm_cli.data import load_digits
+
+    return load_digits(cfg.data.test_size, cfg.data.split_seed, cfg.data.scaling.value)
+
+
+def model_spec(cfg: DictConfig, data: Any) -> dict[str, Any]:
+    """What builds the model again: the architecture (from the config and the data's shapes),
+    the pixel scaling and the number of rows."""
+    return {
+        "model": {
+            "input_size": data.input_size,
+            "num_classes": data.num_classes,
+            "hidden_size": cfg.hidden_size,
+            "cell": cfg.cell.value,
+            "init": cfg.init.value,
+            "output_activation": cfg.output_activation.value,
+            "seed": cfg.seed,
+        },
+        "scaling": cfg.data.scaling.value,
+        "steps": data.steps,
+    }
+
+
+def check_resumable(saved: Any, spec: dict[str, Any], data: Any, run_id: str) -> None:
+    """Refuse a checkpoint of another model or of another data split (one line)."""
+    from lstm_cli.resume import split_digest
+
+    if saved.meta.get("model") != spec["model"]:
+        raise UserError(f"run {run_id}'s checkpoint holds another model than its config")
+    if saved.meta.get("data") != split_digest(data):
+        raise UserError(
+            f"run {run_id}'s data split is not the one it trained on (another scikit-learn, "
+            "another scaling?): it cannot resume"
+        )
+
+
+def fit_and_log(
+    cfg: DictConfig, run: Any, quiet: bool, threads: int | None, saved: Any = None
+) -> dict[str, float]:
+    """Train in `run` (a tracking handle), from the start or from checkpoint `saved`; log the
+    data splits, metrics, checkpoints, figures and the model (registered as
+    `tracking.register` if set); return the final metrics."""
+    process.import_tensorflow()  # before any op: thread settings still apply
+    from lstm_cli.data import SOURCE, pixel_scale
+    from lstm_cli.model import DigitsLSTM
+    from lstm_cli.resume import Saver, split_digest
+    from lstm_cli.train import EpochMetrics, Trainer, TrainState, configure_threads, set_seed
+
+    if cfg.tracking.get("system_metrics"):
+        run.monitor_system()
+    in_force = configure_threads(threads)
+    run.set_tags({"tf_threads": str(in_force or "default")})
+    set_seed(cfg.seed)
+    data = load_data(cfg)
+    if saved is None:
+        splits = {"training": ("digits-train", data.x_train, data.y_train),
+                  "validation": ("digits-val", data.x_val, data.y_val)}  # fmt: skip
+        run.log_datasets(splits, loader=SOURCE)
+        run.mark_experiment()  # the UI opens it on training runs
+    spec = model_spec(cfg, data)
+    model = DigitsLSTM(**spec["model"]).build()
+    trainer = Trainer(model, cfg.learning_rate, cfg.batch_size, cfg.epochs, seed=cfg.seed,
+                      shuffle=cfg.data.shuffle)  # fmt: skip
+    earlier: list[EpochMetrics] = []  # epochs before the checkpoint, from the store
+    logged = 0  # the last epoch whose metrics are in the store
+    if saved is not None:
+        check_resumable(saved, spec, data, run.run_id)
+        trainer.restore(TrainState.from_arrays(saved.epoch, saved.arrays,
+                                               saved.meta["beta_powers"]))  # fmt: skip
+        history = run.metric_history(CURVES)  # step -> {name: value}
+        earlier = [EpochMetrics(epoch=k, **history[k]) for k in range(1, saved.epoch + 1)]
+        logged = max((k for k, values in history.items() if len(values) == len(CURVES)),
+                     default=0)  # fmt: skip
+    saver = Saver(run.run_id, cfg.checkpoint.every_epochs, cfg.checkpoint.every_seconds,
+                  {"model": spec["model"], "data": split_digest(data)})  # fmt: skip
+    first = saved.epoch + 1 if saved is not None else 1
+    progress = nullcontext(lambda m: None) if quiet else console.epoch_progress(cfg.epochs)
+    start = time.perf_counter()
+    with progress as update:
+
+        def on_epoch(m):
+            if m.epoch > logged:  # replayed epochs are in the store already, with these values
+                run.log_epoch(m.as_dict(), m.epoch)
+            update(m)
+            saver.after_epoch(trainer, m.epoch)
+            stop = signals.requested()  # the scheduler's warning: save, then stop in order
+            if stop is not None:
+                if saver.last_epoch != m.epoch:
+                    saver.save(trainer, m.epoch)
+                raise Interrupted(stop)
+
+        history = earlier + trainer.fit(data, on_epoch=on_epoch, first_epoch=first)
+    if saver.enabled and saver.last_epoch != cfg.epochs:
+        saver.save(trainer, cfg.epochs)  # `resume` with more epochs goes on from here
+    summary = {
+        **history[-1].as_dict(),
+        "best_val_accuracy": max(h.val_accuracy for h in history),
+        "train_seconds": time.perf_counter() - start,
+    }
+    _log_results(run, model, data, history)
+    start = time.perf_counter()
+    _log_insight(run, model, data)
+    summary["insight_seconds"] = time.perf_counter() - start  # its cost, kept with every run
+    run.log_metrics(
+        {k: summary[k] for k in ("best_val_accuracy", "train_seconds", "insight_seconds")}
+    )
+    if cfg.tracking.log_model:
+        raw = data.x_val[:EXAMPLE_IMAGES] / pixel_scale(spec["scaling"])  # 0..16, as stored
+        run.log_model(model, spec["scaling"], raw)
+    register = cfg.tracking.get("register")  # a model name, or None
+    if register:
+        registered = run.register_model(register)
+        if not quiet:
+            console.console.print(f"[bold]registered[/]    {registered}")
+    return summary
+
+
+def _log_results(run, model, data, history) -> None:
+    """The learning curves and the held-out confusion matrix (figure and counts)."""
+    from sklearn.metrics import confusion_matrix
+
+    from lstm_cli import figures
+    from lstm_cli.train import predict_proba
+
+    predicted = predict_proba(model, data.x_val).argmax(axis=1)  # (n,)
+    matrix = confusion_matrix(data.y_val, predicted, labels=range(data.num_classes))
+    for name, fig in (
+        ("learning_curves.png", figures.learning_curves([h.as_dict() for h in history])),
+        ("confusion_matrix.png", figures.confusion_matrix(matrix)),
+    ):
+        run.log_figure(fig, name)
+        figures.close(fig)
+    labels = list(range(data.num_classes))
+    run.log_dict({"labels": labels, "matrix": matrix.tolist()}, "confusion_matrix.json")
+
+
+def _log_insight(run, model, data) -> None:
+    """What the LSTM learned (see lstm_cli/insight.py): accuracy after k rows, gates, mistakes."""
+    from lstm_cli import figures, insight
+
+    seen = insight.analyse(model, data.x_val, data.y_val)
+    run.log_steps("val_accuracy_by_rows", seen.accuracy_by_rows.tolist())  # step = rows read
+    run.log_dict(seen.as_dict(), "insight.json")
+    wrong = seen.misclassified
+    for name, fig in (
+        ("accuracy_by_rows.png", figures.accuracy_by_rows(seen.accuracy_by_rows)),
+        (
+            "gates.png",
+            figures.gate_heatmaps(
+                data.x_val[seen.examples],
+                data.y_val[seen.examples],
+                seen.predicted[seen.examples],
+                seen.states,
+            ),
+        ),
+        (
+            "misclassified.png",
+            figures.misclassified(
+                data.x_val[wrong], data.y_val[wrong], seen.predicted[wrong], len(data.y_val)
+            ),
+        ),
+    ):
+        run.log_figure(fig, name)
+        figures.close(fig)
