@@ -16,15 +16,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@# A .venv made before TensorFlow came as one distribution: tensorflow-cpu writes the same module.
 	$(BIN)/python -m pip uninstall --quiet --yes tensorflow-cpu 2>/dev/null || true
-	$(BIN)/python -m pip install --quiet -e '.[dev,optuna]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,optuna,postgres]'
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the package with its dev and optuna extras
+install: $(STAMP) ## Create .venv and install the package with its dev, optuna and postgres extras
 
 train: $(STAMP) ## Run the default experiment (extra overrides: make train ARGS="hidden_size=100")
 	$(BIN)/lstm-digits train $(ARGS)
 
-test: $(STAMP) browser-deps ## Run the whole test suite (the browser test included)
+test: $(STAMP) browser-deps ## Run the whole test suite (the browser and, as root, the cluster tiers included)
 	$(BIN)/python -m pytest $(ARGS)
 
 browser-deps: ## Install Debian's chromium and chromedriver for the browser test (as root, if missing)

@@ -91,6 +91,18 @@ def assert_no_runs(uri: str) -> None:
 REFERENCE_STEPS = ("h", "c", "i", "f", "o")  # what `numpy_lstm` keeps at every step
 
 
+def stop(proc: subprocess.Popen, signum: int, timeout: float = 60) -> str:
+    """Send `signum` to `proc`, wait for its end (killed if it does not end), return stderr."""
+    try:
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return stderr or ""
+
+
 def descendant_pids(pid: int) -> list[int]:
     """Every process below `pid` (Linux /proc)."""
     children: dict[int, list[int]] = {}

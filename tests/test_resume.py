@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import CLI, EXPERIMENT, assert_one_line_error, cli_env, run_cli, sqlite_uri
+from tests.helpers import (
+    CLI,
+    EXPERIMENT,
+    assert_one_line_error,
+    cli_env,
+    run_cli,
+    sqlite_uri,
+    stop,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -61,18 +69,11 @@ def _train_until_stopped(tmp_path, uri: str, *args: str, after: int) -> str:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             time.sleep(0.3)
-            if (tmp_path / "mlflow.db").exists() and client.get_experiment_by_name(EXPERIMENT):
-                runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
-                if (
-                    runs
-                    and len(client.get_metric_history(runs[0].info.run_id, "val_loss")) >= after
-                ):
-                    break
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=60)
+            runs = _runs(uri)
+            if runs and len(client.get_metric_history(runs[0].info.run_id, "val_loss")) >= after:
+                break
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stderr = stop(proc, signal.SIGTERM)
     assert proc.returncode == 143, stderr
     return runs[0].info.run_id
 

@@ -27,6 +27,7 @@ from tests.helpers import (
     free_port,
     run_cli,
     sqlite_uri,
+    stop,
     wait_healthy,
 )
 
@@ -258,11 +259,8 @@ def test_sigterm_during_a_sweep_kills_every_run(tmp_path, launcher):
                 training = [r for r in runs if r.data.metrics.get("val_accuracy") is not None]
         assert training, "no job logged an epoch within two minutes"
         workers = descendant_pids(proc.pid)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stderr = stop(proc, signal.SIGTERM)
     assert proc.returncode == 143, stderr
     assert stderr.strip().splitlines() == [
         "error: terminated (SIGTERM): a run already started is marked KILLED, its metrics kept"
