@@ -215,6 +215,20 @@ class _WithoutSbatchErrors(io.TextIOBase):
         self.stream.flush()
 
 
+# sacct for this process: the real one, quiet; if it answers nothing (no accounting), the
+# controller's view of the jobs asked for (-j ID), finished ones included for MinJobAge, in
+# sacct's --parsable2 format: submitit then sees a job that died without a result as ended,
+# rather than waiting for it forever.
+SACCT_SHIM = """#!/bin/sh
+if out=$({sacct} "$@" 2>/dev/null); then printf '%s\\n' "$out"; exit 0; fi
+echo 'JobID|State|NodeList'
+while [ $# -gt 0 ]; do
+  if [ "$1" = -j ]; then squeue -h --states=all -j "$2" -o '%i|%T|%N' 2>/dev/null; shift; fi
+  shift
+done
+"""
+
+
 @contextlib.contextmanager
 def quiet_slurm(note: Callable[[], None]) -> Iterator[None]:
     """While a SLURM sweep runs, keep SLURM's chatter off the terminal.
@@ -235,7 +249,7 @@ def quiet_slurm(note: Callable[[], None]) -> Iterator[None]:
         if real is not None:
             script = os.path.join(shim, "sacct")
             with open(script, "w") as out:
-                out.write(f'#!/bin/sh\nexec {real} "$@" 2>/dev/null\n')
+                out.write(SACCT_SHIM.format(sacct=real))
             os.chmod(script, 0o755)
             os.environ["PATH"] = f"{shim}{os.pathsep}{saved}"
         logger.addFilter(once)
