@@ -154,6 +154,7 @@ def resume_run(cfg: DictConfig, run_id: str, saved: Any, overrides: list[str]) -
 
 
 def _resume_threads(cfg: DictConfig) -> int | None:
+    process.import_tensorflow()
     from lstm_cli.train import default_threads
 
     return cfg.threads if cfg.threads is not None else default_threads(cfg.hidden_size)
@@ -191,6 +192,7 @@ def cores_per_job(launcher: Any, available: int) -> int | None:
 
 def _threads(cfg: DictConfig) -> int | None:
     """TensorFlow threads: the config's, else by model size within the job's cores."""
+    process.import_tensorflow()  # lstm_cli.train imports it: muted, out of the collector's way
     from lstm_cli.train import default_threads
 
     if cfg.threads is not None:
