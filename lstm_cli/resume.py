@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -104,49 +103,3 @@ def plan(uri: str, experiment: str, ref: str, overrides: list[str]):
     check_resumable(saved, model_spec(cfg, data), data, run.run_id)
     cfg.tracking.uri = uri  # the store it was found in (config.yaml keeps it masked)
     return run, cfg, saved
-
-
-def split_digest(data: Any) -> str:
-    """A digest of a data split's arrays: a resume refuses a split that is no longer the same
-    (another scikit-learn, another scaling)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for array in (data.x_train, data.y_train, data.x_val, data.y_val):
-        digest.update(array.tobytes())
-    return digest.hexdigest()[:16]
-
-
-class Saver:
-    """When and what to checkpoint during a training (see conf/config.yaml's `checkpoint`).
-
-    Every `every_epochs` epochs, at most once per `every_seconds`, and on demand (a scheduler's
-    warning, a last save at the end). `every_epochs=0`: never, and no cost.
-    """
-
-    def __init__(self, run_id: str, every_epochs: int, every_seconds: float, meta: dict) -> None:
-        self.run_id = run_id
-        self.every_epochs = every_epochs
-        self.every_seconds = every_seconds
-        self.meta = meta
-        self.last_epoch = 0
-        self.last_time = time.monotonic()
-
-    @property
-    def enabled(self) -> bool:
-        return self.every_epochs > 0
-
-    def after_epoch(self, trainer: Any, epoch: int) -> None:
-        """Save if the interval has passed (in epochs and in seconds)."""
-        due = epoch - self.last_epoch >= self.every_epochs
-        if self.enabled and due and time.monotonic() - self.last_time >= self.every_seconds:
-            self.save(trainer, epoch)
-
-    def save(self, trainer: Any, epoch: int) -> None:
-        """Save the training state after `epoch` now."""
-        from lstm_cli.tracking import checkpoint
-
-        state = trainer.state(epoch)
-        meta = {**self.meta, "beta_powers": list(state.beta_powers)}
-        checkpoint.save(self.run_id, epoch, state.arrays(), meta)
-        self.last_epoch, self.last_time = epoch, time.monotonic()
