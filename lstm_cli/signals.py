@@ -96,11 +96,6 @@ def requested() -> int | None:
     return _state.requested
 
 
-def replaced(signum: int) -> Any:
-    """The handler `scope` replaced for `signum` (what ran before it), if it did."""
-    return _state.replaced.get(signum)
-
-
 @contextmanager
 def deferred() -> Iterator[None]:
     """A store write: a signal arriving inside is raised once the outermost write ends."""
