@@ -1,14 +1,22 @@
-"""Wall time of a sweep (4 jobs by default): one job after another (basic launcher) vs 2 joblib
-workers.
+"""Sweeps timed end to end: how well the cores are used, and what parallel workers buy.
 
-    make bench-sweep                      # the default 100-epoch jobs, 3 runs of each
-    python bench/bench_sweep.py --epochs 30 --repeats 5 --json sweep.json
-    python bench/bench_sweep.py --grid hidden_size=75 seed=1,2,3,4     # 4 equal jobs
+    make bench-sweep                                    # both parts below, 3 runs of each
+    python bench/bench_sweep.py --part throughput --base 19aa81b   # before/after, interleaved
+    python bench/bench_sweep.py --part ratio --grid hidden_size=75 seed=1,2,3,4
 
-Each variant is a real `lstm-digits train -m ...` in a fresh temporary store and working
-directory, timed from the outside, so process start-up and MLflow logging count too. The two
-variants alternate (AB BA AB ...), so that a slow spell of the machine hits both; the ratio is
-of the medians.
+- **throughput**: the 16-job default sweep `seed=range(1,17)` on 2 joblib workers. From the
+  store afterwards: the **training share** (the children's `train_seconds` summed, over wall
+  time x workers), the **fixed cost per job** (a child run's duration minus its
+  `train_seconds`, median over the jobs), and how long after the command the parent run, the
+  first child run and the first finished epoch came, against a worker's own start-up (the
+  imports a joblib worker does, timed alone in a fresh process).
+- **ratio**: a 4-job sweep (`hidden_size=25,50,75,100`) one job after another (basic
+  launcher) against 2 joblib workers.
+
+Every sweep is a real `lstm-digits train -m ...` in a fresh temporary store and directory,
+timed from the outside, so start-up and MLflow logging count. Variants alternate (AB BA ...)
+so that a slow spell of the machine hits both; figures are medians. `--base REV` runs the
+throughput part from commit REV too, interleaved with this checkout.
 """
 
 from __future__ import annotations
@@ -16,71 +24,175 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
+from bench_versions import ROOT, checkout, command
 from rich.console import Console
 from rich.table import Table
 
-CLI = str(Path(sys.executable).with_name("lstm-digits"))
-GRID = ["hidden_size=25,50,75,100"]  # the sweep's overrides
-TARGET = 0.75  # parallel wall time at most this fraction of the sequential one
+GRID = ["hidden_size=25,50,75,100"]  # the ratio part's sweep
+TARGET = 0.75  # ratio part: parallel wall time at most this fraction of the sequential one
+THROUGHPUT_GRID = ["seed=range(1,17)"]  # 16 default jobs
+WORKERS = 2
+JOBLIB = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={WORKERS}"]
+SHARE_TARGET, FIXED_TARGET = 0.75, 0.3  # training share at least; fixed cost per job at most
+WORKER_START = (  # what a joblib worker imports before its first job (process.warm_up_workers)
+    "import time; t = time.perf_counter(); from lstm_cli import process; "
+    "process._import_job_modules(); print(time.perf_counter() - t)"
+)
+
+console = Console(width=None if sys.stdout.isatty() else 120)
 
 
-def time_sweep(grid: list[str], extra: list[str], epochs: int) -> float:
-    """Seconds for `lstm-digits train -m GRID epochs=E EXTRA` in a fresh directory."""
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        cmd = [CLI, "train", "-m", *grid, f"epochs={epochs}", f"tracking.uri=sqlite:///{tmp}/m.db"]
-        start = time.perf_counter()
-        done = subprocess.run([*cmd, *extra], cwd=tmp, env=env, capture_output=True, text=True)
-        seconds = time.perf_counter() - start
-        if done.returncode != 0:
-            sys.exit(f"sweep failed: {' '.join(cmd + extra)}\n{done.stderr}")
-        return seconds
+def run_sweep(tree: Path, args: list[str]) -> tuple[float, float, Path]:
+    """Run `lstm-digits train -m ARGS` from `tree` in a fresh directory: (epoch seconds at the
+    start, wall seconds, the store's file). The directory is removed by the caller."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+    cmd, env = command(tree, ["train", "-m", *args, f"tracking.uri=sqlite:///{tmp}/m.db"])
+    started, start = time.time(), time.perf_counter()
+    done = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"sweep failed: {' '.join(args)}\n{done.stderr}")
+    return started, seconds, tmp / "m.db"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=100, help="epochs per job (default 100)")
-    parser.add_argument("--grid", nargs="+", default=GRID, help=f"the sweep (default {GRID[0]})")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each variant (default 3)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    args = parser.parse_args()
-
-    variants = {
-        "basic (one job after another)": [],
-        "joblib, n_jobs=2": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+def throughput(tree: Path, epochs: int | None) -> dict[str, float]:
+    """One 16-job sweep on 2 workers from `tree`, and what the store says of it."""
+    extra = [f"epochs={epochs}"] if epochs else []
+    started, wall, db = run_sweep(tree, [*THROUGHPUT_GRID, *JOBLIB, *extra])
+    try:
+        store = sqlite3.connect(db)
+        parent_tag = "mlflow.parentRunId"
+        children = store.execute(
+            "select r.run_uuid, r.start_time, r.end_time from runs r join tags t on "
+            "t.run_uuid = r.run_uuid and t.key = ?",
+            (parent_tag,),
+        ).fetchall()
+        parent_start = store.execute(
+            "select min(start_time) from runs where run_uuid not in "
+            "(select run_uuid from tags where key = ?)",
+            (parent_tag,),
+        ).fetchone()[0]
+        train = dict(store.execute("select run_uuid, value from latest_metrics "
+                                   "where key = 'train_seconds'"))  # fmt: skip
+        first_epoch = store.execute("select min(timestamp) from metrics where "
+                                    "key = 'train_loss' and step = 1").fetchone()[0]  # fmt: skip
+        store.close()
+    finally:
+        subprocess.run(["rm", "-rf", str(db.parent)], check=False)
+    fixed = [(end - start) / 1000 - train[run] for run, start, end in children]
+    trained = sum(train[run] for run, _, _ in children)
+    return {
+        "wall_s": wall,
+        "jobs": len(children),
+        "train_s": trained,
+        "training_share": trained / (wall * WORKERS),
+        "fixed_per_job_s": statistics.median(fixed),
+        "parent_after_s": parent_start / 1000 - started,
+        "first_child_after_s": min(s for _, s, _ in children) / 1000 - started,
+        "first_epoch_after_s": first_epoch / 1000 - started,
     }
+
+
+def worker_start(tree: Path) -> float:
+    """Seconds a joblib worker spends importing before its first job, alone."""
+    _, env = command(tree, [])
+    cmd = [sys.executable, "-c", WORKER_START]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def throughput_part(args: argparse.Namespace) -> dict:
+    """The throughput part, for this checkout and, with --base, an earlier commit."""
+    with checkout(args.base) if args.base else nullcontext() as base:
+        trees = {"this": ROOT} if base is None else {"base": base, "this": ROOT}
+        samples: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+        starts: dict[str, list[float]] = {name: [] for name in trees}
+        for repeat in range(args.repeats):
+            for name, tree in list(trees.items())[:: -1 if repeat % 2 else 1]:
+                samples[name].append(throughput(tree, args.epochs))
+                starts[name].append(worker_start(tree))
+    medians = {
+        name: {k: statistics.median(s[k] for s in runs) for k in runs[0]}
+        | {"worker_start_s": statistics.median(starts[name])}
+        for name, runs in samples.items()
+    }
+    table = Table(title=f"{' '.join(THROUGHPUT_GRID)} on {WORKERS} joblib workers, "
+                  f"{os.cpu_count()} cores, medians of {args.repeats}")  # fmt: skip
+    table.add_column("figure")
+    for name in trees:
+        table.add_column(name, justify="right")
+    if len(trees) == 2:
+        table.add_column("this/base", justify="right")
+    for key in medians["this"]:
+        row = [f"{medians[name][key]:.3f}" for name in trees]
+        if len(trees) == 2 and medians["base"][key]:
+            row.append(f"{medians['this'][key] / medians['base'][key]:.2f}")
+        table.add_row(key, *row)
+    console.print(table)
+    this = medians["this"]
+    for label, value, ok in (
+        (f"training share >= {SHARE_TARGET}", this["training_share"],
+         this["training_share"] >= SHARE_TARGET),
+        (f"fixed cost per job <= {FIXED_TARGET} s", this["fixed_per_job_s"],
+         this["fixed_per_job_s"] <= FIXED_TARGET),
+        ("first epoch within a worker's start-up", this["first_epoch_after_s"],
+         this["first_epoch_after_s"] <= this["worker_start_s"]),
+    ):  # fmt: skip
+        console.print(f"{label}: {value:.3f}: {'PASS' if ok else 'MISS'}")
+    return {"samples": samples, "worker_start_s": starts, "medians": medians}
+
+
+def ratio_part(args: argparse.Namespace) -> dict:
+    """The 4-job sweep, one job after another against 2 joblib workers."""
+    epochs = [f"epochs={args.epochs or 100}"]
+    variants = {"basic (one job after another)": [], f"joblib, n_jobs={WORKERS}": JOBLIB}
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     for repeat in range(args.repeats):
-        order = list(variants.items())
-        for name, extra in order[:: -1 if repeat % 2 else 1]:
-            seconds[name].append(time_sweep(args.grid, extra, args.epochs))
+        for name, extra in list(variants.items())[:: -1 if repeat % 2 else 1]:
+            _, wall, db = run_sweep(ROOT, [*args.grid, *epochs, *extra])
+            subprocess.run(["rm", "-rf", str(db.parent)], check=False)
+            seconds[name].append(wall)
     sequential, parallel = (statistics.median(s) for s in seconds.values())
     ratio = parallel / sequential
-
-    title = f"Sweep {' '.join(args.grid)}, {args.epochs} epochs, {os.cpu_count()} cores"
-    table = Table(title=title)
+    table = Table(title=f"Sweep {' '.join(args.grid)}, {os.cpu_count()} cores")
     for column in ("launcher", "median s", "min–max s", "runs"):
         table.add_column(column)
     for name, samples in seconds.items():
         spread = f"{min(samples):.1f}–{max(samples):.1f}"
         table.add_row(name, f"{statistics.median(samples):.1f}", spread, str(len(samples)))
-    console = Console()
     console.print(table)
-    ratios = sorted(p / s for s, p in zip(*seconds.values(), strict=True))
+    pairs = sorted(p / s for s, p in zip(*seconds.values(), strict=True))
     verdict = "PASS" if ratio <= TARGET else "MISS"
     console.print(f"parallel / sequential (medians) = {ratio:.2f} (target <= {TARGET}): {verdict}")
-    console.print(f"per pair of runs: {' '.join(f'{r:.2f}' for r in ratios)}")
+    console.print(f"per pair of runs: {' '.join(f'{r:.2f}' for r in pairs)}")
+    return {"grid": args.grid, "seconds": seconds, "ratio_of_medians": ratio}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["throughput", "ratio", "both"], default="both")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each variant (default 3)")
+    parser.add_argument("--base", help="throughput: also from this earlier commit, interleaved")
+    parser.add_argument("--epochs", type=int, help="epochs per job (default: the config's)")
+    parser.add_argument("--grid", nargs="+", default=GRID, help=f"ratio's sweep ({GRID[0]})")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    figures = {}
+    if args.part in ("throughput", "both"):
+        figures["throughput"] = throughput_part(args)
+    if args.part in ("ratio", "both"):
+        figures["ratio"] = ratio_part(args)
     if args.json:
-        figures = {"grid": args.grid, "epochs": args.epochs, "seconds": seconds}
-        figures["ratio_of_medians"] = ratio
-        args.json.write_text(json.dumps(figures, indent=2))
+        args.json.write_text(json.dumps(figures, indent=2, default=str))
 
 
 if __name__ == "__main__":

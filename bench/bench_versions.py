@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,15 +30,36 @@ COMMANDS = {  # what is timed: `lstm-digits ARGS`
 }
 
 
+def command(tree: Path, args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`lstm-digits ARGS` run from `tree`'s code: the command line and its environment (no
+    MLflow settings of the user's; `PYTHONPATH` at the tree, so every process of it, joblib's
+    workers and submitit's jobs too, imports that tree)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PYTHONPATH"] = str(tree)
+    code = "import sys; from lstm_cli.cli import main; sys.argv[0] = 'lstm-digits'; main()"
+    return [sys.executable, "-c", code, *args], env
+
+
+@contextmanager
+def checkout(rev: str) -> Iterator[Path]:
+    """Commit `rev` of this repository in a temporary worktree."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "base"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree),
+                        rev], check=True)  # fmt: skip
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                           check=False)  # fmt: skip
+
+
 def time_command(tree: Path, args: list[str]) -> float:
     """Seconds for `lstm-digits ARGS` run from `tree`'s code, in a fresh directory."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        env["PYTHONPATH"] = str(tree)
-        code = "import sys; from lstm_cli.cli import main; sys.argv[0] = 'lstm-digits'; main()"
-        command = [sys.executable, "-c", code, *args, f"tracking.uri=sqlite:///{tmp}/m.db"]
+        cmd, env = command(tree, [*args, f"tracking.uri=sqlite:///{tmp}/m.db"])
         start = time.perf_counter()
-        done = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True)
+        done = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
         if done.returncode != 0:
             sys.exit(f"failed in {tree}: {' '.join(args)}\n{done.stderr}")
@@ -50,27 +73,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="runs of each tree (default 5)")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "base"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base),
-                        args.base], check=True)  # fmt: skip
-        try:
-            trees = {"base": base, "this": ROOT}
-            for what in args.what:
-                seconds: dict[str, list[float]] = {name: [] for name in trees}
-                for repeat in range(args.repeats):
-                    order = list(trees.items())[:: -1 if repeat % 2 else 1]
-                    for name, tree in order:
-                        seconds[name].append(time_command(tree, COMMANDS[what]))
-                medians = {name: statistics.median(s) for name, s in seconds.items()}
-                print(f"{what}: lstm-digits {' '.join(COMMANDS[what])}")
-                for name, samples in seconds.items():
-                    runs = " ".join(f"{s:.2f}" for s in samples)
-                    print(f"  {name:5s} median {medians[name]:.2f} s  ({runs})")
-                print(f"  this / base (medians) = {medians['this'] / medians['base']:.3f}")
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],
-                           check=False)  # fmt: skip
+    with checkout(args.base) as base:
+        trees = {"base": base, "this": ROOT}
+        for what in args.what:
+            seconds: dict[str, list[float]] = {name: [] for name in trees}
+            for repeat in range(args.repeats):
+                order = list(trees.items())[:: -1 if repeat % 2 else 1]
+                for name, tree in order:
+                    seconds[name].append(time_command(tree, COMMANDS[what]))
+            medians = {name: statistics.median(s) for name, s in seconds.items()}
+            print(f"{what}: lstm-digits {' '.join(COMMANDS[what])}")
+            for name, samples in seconds.items():
+                runs = " ".join(f"{s:.2f}" for s in samples)
+                print(f"  {name:5s} median {medians[name]:.2f} s  ({runs})")
+            print(f"  this / base (medians) = {medians['this'] / medians['base']:.3f}")
 
 
 if __name__ == "__main__":
