@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -33,12 +34,47 @@ def test_an_interrupted_creation_leaves_no_store(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(store, "MlflowClient", interrupted)
+    monkeypatch.setattr(store, "template_path", lambda: tmp_path.parent / "no-template.db")
     uri = sqlite_uri(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         store.open_experiment(uri, "one")
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
     assert store.open_experiment(uri, "one")  # the next run starts afresh
+
+
+def _contents(db) -> tuple:
+    """A store's schema (each statement's lines: MLflow orders constraints differently from
+    one build to the next), schema version and experiments (without their times)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        rows = con.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+        lines = lambda sql: sorted(x.strip().rstrip(",") for x in (sql or "").splitlines())  # noqa: E731
+        schema = [(kind, name, lines(sql)) for kind, name, sql in rows]
+        version = con.execute("SELECT * FROM alembic_version").fetchall()
+        experiments = con.execute(
+            "SELECT experiment_id, name, artifact_location, lifecycle_stage FROM experiments"
+        ).fetchall()
+    return schema, version, experiments
+
+
+def test_a_store_copied_from_the_template_is_the_one_mlflow_builds(tmp_path, monkeypatch):
+    template = tmp_path / "cache" / "empty.db"
+    monkeypatch.setattr(store, "template_path", lambda: template)
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path / "first")
+    store.create_sqlite_store(tmp_path / "first" / "mlflow.db")  # MLflow builds it
+    assert template.exists()
+    monkeypatch.chdir(tmp_path / "second")  # the Default experiment's location follows
+    store.create_sqlite_store(tmp_path / "second" / "mlflow.db")  # a copy
+    MlflowClient(f"sqlite:///{tmp_path / 'second' / 'built.db'}").search_experiments()
+    copied = _contents(tmp_path / "second" / "mlflow.db")
+    assert copied == _contents(tmp_path / "second" / "built.db") != ((), (), ())
+    assert copied[2] == [(0, "Default", str(tmp_path / "second" / "mlruns" / "0"), "active")]
+    uri = f"sqlite:///{tmp_path / 'second' / 'mlflow.db'}"
+    assert store.open_experiment(uri, "one")  # MLflow opens the copy and writes to it
 
 
 def test_a_store_made_meanwhile_by_another_process_is_kept(tmp_path):

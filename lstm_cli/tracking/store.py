@@ -7,6 +7,7 @@ tracking server (http(s)://). A new SQLite store is built atomically.
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
 import os
 import tempfile
@@ -137,13 +138,17 @@ def _check_driver(uri: str) -> None:
 def create_sqlite_store(db: Path) -> None:
     """Build a new SQLite store beside `db`, then move it into place complete.
 
-    MLflow builds its schema in about 60 migrations (1 s), and a store interrupted half-way
-    (Ctrl-C in a first run) cannot be opened again. Linking the finished file is atomic and
-    never replaces a store another process made meanwhile: that one is kept.
+    MLflow builds its schema in about 60 migrations (1.2 s here): the first store this MLflow
+    version builds is kept as an empty template (`template_path`), and later ones are copies
+    of it (10 ms). A store interrupted half-way (Ctrl-C in a first run) cannot be opened
+    again: linking the finished file is atomic and never replaces a store another process made
+    meanwhile: that one is kept.
     """
     partial = db.with_name(f".{db.name}.{uuid.uuid4().hex}.partial")  # MLflow caches by URI
     try:
-        MlflowClient(f"sqlite:///{partial}")  # builds the schema
+        if not _from_template(partial):
+            MlflowClient(f"sqlite:///{partial}")  # builds the schema
+            _keep_template(partial)
         try:
             os.link(partial, db)
         except FileExistsError:
@@ -152,6 +157,52 @@ def create_sqlite_store(db: Path) -> None:
             if not db.exists():
                 os.rename(partial, db)
     finally:
+        partial.unlink(missing_ok=True)
+
+
+def template_path() -> Path:
+    """The empty store this MLflow version builds, kept in the user's cache directory."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "lstm-digits" / f"mlflow-{mlflow.__version__}-empty.db"
+
+
+def _from_template(path: Path) -> bool:
+    """Copy the empty template to `path`, as MLflow would have built it here; False if none.
+
+    The one row that depends on where a store is built, MLflow's `Default` experiment (which
+    we never use), gets the artifact location MLflow gives it: ./mlruns/0 from the working
+    directory (a test compares a copy with a store MLflow builds).
+    """
+    import shutil
+    import sqlite3
+    import time
+
+    template = template_path()
+    try:
+        shutil.copyfile(template, path)
+    except OSError:
+        return False
+    now = int(time.time() * 1000)
+    with contextlib.closing(sqlite3.connect(path)) as copy, copy:
+        copy.execute(
+            "UPDATE experiments SET artifact_location = ?, creation_time = ?, "
+            "last_update_time = ? WHERE experiment_id = 0",
+            (str(Path.cwd() / "mlruns" / "0"), now, now),
+        )
+    return True
+
+
+def _keep_template(store: Path) -> None:
+    """Keep a copy of the new empty `store` as the template (atomically; best effort)."""
+    import shutil
+
+    template = template_path()
+    partial = template.with_name(f".{template.name}.{uuid.uuid4().hex}")
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(store, partial)
+        os.replace(partial, template)
+    except OSError:
         partial.unlink(missing_ok=True)
 
 
