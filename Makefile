@@ -37,12 +37,12 @@ test-fast: $(STAMP) ## Run the tests that neither train nor start the CLI
 	$(BIN)/python -m pytest -m "not slow and not browser" $(ARGS)
 
 lint: $(STAMP) ## Lint and check formatting (ruff)
-	$(BIN)/ruff check lstm_cli tests bench
-	$(BIN)/ruff format --check lstm_cli tests bench
+	$(BIN)/ruff check lstm_cli hydra_plugins tests bench
+	$(BIN)/ruff format --check lstm_cli hydra_plugins tests bench
 
 format: $(STAMP) ## Format the code (ruff)
-	$(BIN)/ruff check --fix lstm_cli tests bench
-	$(BIN)/ruff format lstm_cli tests bench
+	$(BIN)/ruff check --fix lstm_cli hydra_plugins tests bench
+	$(BIN)/ruff format lstm_cli hydra_plugins tests bench
 
 bench: $(STAMP) ## Time this project's training loop against keras.layers.LSTM
 	$(BIN)/python bench/bench_train.py $(ARGS)

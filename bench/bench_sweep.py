@@ -1,6 +1,7 @@
 """Sweeps timed end to end: how well the cores are used, and what parallel workers buy.
 
     make bench-sweep                                    # both parts below, 3 runs of each
+    make cluster-up && make bench-sweep ARGS="--part packing --repeats 1"   # SLURM packing
     python bench/bench_sweep.py --part throughput --base 19aa81b   # before/after, interleaved
     python bench/bench_sweep.py --part ratio --grid hidden_size=75 seed=1,2,3,4
 
@@ -10,6 +11,8 @@
   `train_seconds`, median over the jobs), and how long after the command the parent run, the
   first child run and the first finished epoch came, against a worker's own start-up (the
   imports a joblib worker does, timed alone in a fresh process).
+- **packing** (needs `make cluster-up`): 64 small points (`hidden_size=8 epochs=20`) as 64
+  SLURM jobs against `hydra.launcher.points_per_task=16` (4 jobs), one job per core.
 - **ratio**: a 4-job sweep (`hidden_size=25,50,75,100`) one job after another (basic
   launcher) against 2 joblib workers.
 
@@ -51,11 +54,13 @@ WORKER_START = (  # what a joblib worker imports before its first job (process.w
 console = Console(width=None if sys.stdout.isatty() else 120)
 
 
-def run_sweep(tree: Path, args: list[str]) -> tuple[float, float, Path]:
-    """Run `lstm-digits train -m ARGS` from `tree` in a fresh directory: (epoch seconds at the
-    start, wall seconds, the store's file). The directory is removed by the caller."""
+def run_sweep(tree: Path, args: list[str], uri: str | None = None) -> tuple[float, float, Path]:
+    """Run `lstm-digits train -m ARGS` from `tree` in a fresh directory, tracked in `uri` (a new
+    SQLite store there by default): (epoch seconds at the start, wall seconds, the store's
+    file). The directory is removed by the caller."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
-    cmd, env = command(tree, ["train", "-m", *args, f"tracking.uri=sqlite:///{tmp}/m.db"])
+    uri = uri or f"sqlite:///{tmp}/m.db"
+    cmd, env = command(tree, ["train", "-m", *args, f"tracking.uri={uri}"])
     started, start = time.time(), time.perf_counter()
     done = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -177,9 +182,46 @@ def ratio_part(args: argparse.Namespace) -> dict:
     return {"grid": args.grid, "seconds": seconds, "ratio_of_medians": ratio}
 
 
+CLUSTER_ENV = Path("/tmp/lstm-digits-cluster/cluster.env")  # written by `make cluster-up`
+PACK_GRID = ["seed=range(1,65)", "hidden_size=8", "epochs=20"]  # 64 small models
+PACK_JOB = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1"]  # a job per core
+
+
+def packing_part(args: argparse.Namespace) -> dict:
+    """64 small points on the local SLURM cluster (`make cluster-up`): one point per SLURM job
+    against `--points-per-task` per job, tracked in the cluster's MLflow server."""
+    if not CLUSTER_ENV.exists():
+        sys.exit("the packing part needs the local cluster: make cluster-up")
+    env = dict(line.split("=", 1) for line in CLUSTER_ENV.read_text().split() if "=" in line)
+    k = args.points_per_task
+    variants = {"1 point per job": 1, f"{k} points per job": k}
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    for repeat in range(args.repeats):
+        for name, per_job in list(variants.items())[:: -1 if repeat % 2 else 1]:
+            grid = [*PACK_GRID, *PACK_JOB, f"hydra.launcher.points_per_task={per_job}",
+                    "tracking.experiment=bench-packing"]  # fmt: skip
+            _, wall, db = run_sweep(ROOT, grid, env["MLFLOW_TRACKING_URI"])
+            subprocess.run(["rm", "-rf", str(db.parent)], check=False)
+            seconds[name].append(wall)
+    table = Table(title=f"64 points ({' '.join(PACK_GRID[1:])}) on the local SLURM cluster, "
+                  f"{os.cpu_count()} cores")  # fmt: skip
+    for column in ("SLURM jobs", "median s", "points / s", "runs (s)"):
+        table.add_column(column)
+    for name, samples in seconds.items():
+        median = statistics.median(samples)
+        runs = " ".join(f"{s:.1f}" for s in samples)
+        table.add_row(name, f"{median:.1f}", f"{64 / median:.2f}", runs)
+    console.print(table)
+    one, packed = (statistics.median(s) for s in seconds.values())
+    console.print(f"packed / one per job (medians) = {packed / one:.2f}")
+    return {"seconds": seconds, "ratio_of_medians": packed / one}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["throughput", "ratio", "both"], default="both")
+    parser.add_argument("--part", choices=["throughput", "ratio", "both", "packing"],
+                        default="both", help="packing needs `make cluster-up`")  # fmt: skip
+    parser.add_argument("--points-per-task", type=int, default=16, help="packing (default 16)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each variant (default 3)")
     parser.add_argument("--base", help="throughput: also from this earlier commit, interleaved")
     parser.add_argument("--epochs", type=int, help="epochs per job (default: the config's)")
@@ -191,6 +233,8 @@ def main() -> None:
         figures["throughput"] = throughput_part(args)
     if args.part in ("ratio", "both"):
         figures["ratio"] = ratio_part(args)
+    if args.part == "packing":
+        figures["packing"] = packing_part(args)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str))
 

@@ -46,6 +46,8 @@ def run(argv: list[str]) -> None:
     from lstm_cli import sweep
 
     remote = _is_remote(request.launcher)
+    if remote:
+        _register_launcher()
     with sweep.start(uri, request.cfg.tracking.experiment, request.overrides) as running:
         with process.quiet_slurm(console.accounting_note) if remote else nullcontext():
             _launch([*argv, f"{config.PARENT_KEY}={running.parent_id}"], TrainJob())
@@ -60,6 +62,16 @@ REMOTE_LAUNCHERS = ("SlurmLauncher",)  # launchers whose jobs may run on other m
 
 def _is_remote(launcher) -> bool:
     return str(launcher.get("_target_", "")).endswith(REMOTE_LAUNCHERS)
+
+
+def _register_launcher() -> None:
+    """Make our SLURM launcher known to Hydra, which finds plugins by scanning the
+    `hydra_plugins` folders: an editable install's folder is not one it can scan."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.lstm_digits.launcher import PackedSlurmLauncher
+
+    Plugins.instance().register(PackedSlurmLauncher)
 
 
 def _check_shared_store(request: config.Request, uri: str) -> None:

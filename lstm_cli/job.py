@@ -40,7 +40,7 @@ class TrainJob:
         hc = HydraConfig.get()
         job = str(hc.job.num) if hc.mode == RunMode.MULTIRUN else None
         stop, warning = scheduler_signals()
-        requeue = signal.getsignal(warning) if warning else None  # submitit's
+        requeue = signals.previous(warning) if warning else None  # submitit's
         try:
             with signals.scope(force=stop, requests=(warning,) if warning else ()):
                 return train(cfg, job=job)
@@ -107,8 +107,12 @@ def train(cfg: DictConfig, job: str | None) -> float:
     # sharing this terminal (basic, joblib) print a line at their start and end only.
     quiet = job is not None and not os.environ.get("SUBMITIT_EXECUTOR")
     earlier = _requeued_run(parent, job)
+    if earlier is not None and earlier[1] is None:  # done in the attempt before (a pack's)
+        run_id, _, accuracy = earlier
+        console.job_line(job, f"done before the requeue: val_accuracy={accuracy:.4f} run {run_id}")
+        return accuracy
     if earlier is not None:  # a requeued job: the same run goes on from its checkpoint
-        run_id, saved = earlier
+        run_id, saved, _ = earlier
         with tracked.start_run(experiment_id, name, {}, resume.process_tags(), resume=run_id,
                                requeued=True) as run:  # fmt: skip
             result = fitting.fit_and_log(cfg, run, quiet, _threads(cfg), saved=saved)
@@ -128,15 +132,22 @@ def train(cfg: DictConfig, job: str | None) -> float:
 
 
 def _requeued_run(parent: str | None, job: str | None):
-    """In a job SLURM requeued: its run from the attempt before and that run's checkpoint."""
+    """In a job SLURM requeued, its run from the attempt before: (run id, checkpoint, None) to
+    go on with, or (run id, None, val_accuracy) if it FINISHED (a job of several points is
+    requeued whole); None if there is nothing to go on with."""
     if not (parent and job and os.environ.get("SLURM_RESTART_COUNT", "0") != "0"):
         return None
     from lstm_cli.tracking import checkpoint
     from lstm_cli.tracking.sweep import find_child
 
-    run_id = find_child(parent, job)
-    saved = checkpoint.latest(run_id) if run_id else None
-    return (run_id, saved) if saved is not None else None
+    found = find_child(parent, job)
+    if found is None:
+        return None
+    run_id, status, accuracy = found
+    if status == "FINISHED":
+        return run_id, None, accuracy if accuracy is not None else float("nan")
+    saved = checkpoint.latest(run_id)
+    return (run_id, saved, None) if saved is not None else None
 
 
 def resume_run(cfg: DictConfig, run_id: str, saved: Any, overrides: list[str]) -> None:

@@ -39,11 +39,13 @@ class _State:
         self.pending: int | None = None
         self.replaced: dict[int, Any] = {}
         self.requested: int | None = None
+        self.stopped: int | None = None
 
     def request(self, signum: int, frame: Any) -> None:
         self.requested = signum  # the training stops at its next epoch's end (`requested`)
 
     def handle(self, signum: int, frame: Any) -> None:
+        self.stopped = signum
         if self.writes and self.pending is None:
             self.pending = signum  # raised when the write ends
             return
@@ -72,6 +74,7 @@ def scope(force: tuple[int, ...] = (), requests: tuple[int, ...] = ()) -> Iterat
     if _state.scopes == 0:
         _state.replaced = {}
         _state.requested = None
+        _state.stopped = None
         for signum in dict.fromkeys((*SIGNALS, *force, *requests)):
             previous = signal.getsignal(signum)
             if signum in requests:
@@ -89,6 +92,18 @@ def scope(force: tuple[int, ...] = (), requests: tuple[int, ...] = ()) -> Iterat
             for signum, previous in _state.replaced.items():
                 signal.signal(signum, previous)
             _state.replaced, _state.pending = {}, None
+
+
+def previous(signum: int) -> Any:
+    """The handler of `signum` before the outermost scope took it over (the current handler if
+    none did): the requeue handler of submitit, for a job inside a packed SLURM job's scope."""
+    return _state.replaced.get(signum, signal.getsignal(signum))
+
+
+def stopped() -> int | None:
+    """The signal that stopped this process's work inside the outermost scope, if one came (a
+    packed SLURM job then starts no further sweep point)."""
+    return _state.stopped
 
 
 def requested() -> int | None:

@@ -203,3 +203,77 @@ def test_a_preempted_job_is_requeued_and_goes_on_with_the_same_run(clean, tmp_pa
     assert child.data.tags["requeued"] == "1"
     steps = [m.step for m in MlflowClient(uri).get_metric_history(child.info.run_id, "val_loss")]
     assert sorted(steps) == list(range(1, 1501))  # one unbroken history, no step twice
+
+
+PACKED = ("hydra.launcher.points_per_task=2", "hidden_size=8", "tracking.log_model=false")
+
+
+def _submitted_jobs(tmp_path: Path) -> set[str]:
+    """The SLURM jobs a sweep submitted (submitit's folder per job: <array>_<index>)."""
+    folders = (tmp_path / "sweep" / ".submitit").iterdir()
+    return {p.name for p in folders if "_" in p.name and p.is_dir()}
+
+
+def test_packed_points_share_slurm_jobs_and_keep_a_run_each(clean, tmp_path):
+    uri = clean
+    before = {r.info.run_id for r in _runs(uri)}
+    proc = _sweep(tmp_path, uri, *PACKED, "seed=1,2,3,4,5", "epochs=2",
+                  "hydra.launcher.cpus_per_task=1")  # fmt: skip
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stdout + stderr
+    assert len(_submitted_jobs(tmp_path)) == 3  # 5 points, 2 per job
+    parent, children = _children(uri, before)
+    assert parent.info.status == "FINISHED"
+    assert [c.data.tags["sweep_job"] for c in children] == ["0", "1", "2", "3", "4"]
+    assert [c.data.params["seed"] for c in children] == ["1", "2", "3", "4", "5"]
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert len({c.data.tags["output_dir"] for c in children}) == 5  # a directory per point
+    logs = [p.read_text() for p in (tmp_path / "sweep" / ".submitit").rglob("*_log.out")]
+    assert any("[job 0] done" in log and "[job 1] done" in log for log in logs)
+
+
+def test_a_cancelled_pack_ends_its_run_killed_and_starts_no_other(clean, tmp_path):
+    uri = clean
+    before = {r.info.run_id for r in _runs(uri)}
+    proc = _sweep(tmp_path, uri, *PACKED, "epochs=100000,2")
+    try:
+        _wait_for_epochs(uri, before, "0")
+        (slurm_id,) = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True,
+                                     text=True).stdout.split()  # fmt: skip
+        subprocess.run(["scancel", slurm_id], check=True)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, stdout + stderr
+    parent, children = _children(uri, before)
+    assert [(c.data.tags["sweep_job"], c.info.status) for c in children] == [("0", "KILLED")]
+    assert parent.info.status == "FAILED"
+    logs = [p.read_text() for p in (tmp_path / "sweep" / ".submitit").rglob("*_log.out")]
+    assert any("[job 1] not started: its SLURM job was stopped" in log for log in logs)
+
+
+def test_a_requeued_pack_skips_its_finished_point_and_goes_on_with_the_stopped_one(clean, tmp_path):
+    uri = clean
+    before = {r.info.run_id for r in _runs(uri)}
+    proc = _sweep(tmp_path, uri, *PACKED, "epochs=3,1500", "checkpoint.every_epochs=500",
+                  "checkpoint.every_seconds=0")  # fmt: skip
+    try:
+        _wait_for_epochs(uri, before, "1")
+        (slurm_id,) = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True,
+                                     text=True).stdout.split()  # fmt: skip
+        subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True)
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stdout + stderr
+    parent, (first, second) = _children(uri, before)  # one run per point, no second attempt
+    assert [parent.info.status, first.info.status, second.info.status] == ["FINISHED"] * 3
+    assert "requeued" not in first.data.tags and second.data.tags["requeued"] == "1"
+    client = MlflowClient(uri)
+    assert [m.step for m in client.get_metric_history(first.info.run_id, "val_loss")] == [1, 2, 3]
+    steps = [m.step for m in client.get_metric_history(second.info.run_id, "val_loss")]
+    assert sorted(steps) == list(range(1, 1501))
+    logs = [p.read_text() for p in (tmp_path / "sweep" / ".submitit").rglob("*_log.out")]
+    assert any("[job 0] done before the requeue" in log for log in logs)

@@ -14,13 +14,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from lstm_cli.config import schema
+from lstm_cli.config import launchers, schema
 from lstm_cli.errors import UserError
 from lstm_cli.presets import CONF_DIR, CONFIG_NAME
 
 PARENT_KEY = "tracking.parent_run_id"  # set by a sweep on its jobs' command line
 
 schema.register()
+launchers.register()
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,8 @@ def preflight(argv: list[str]) -> Request:
     cfg = OmegaConf.masked_copy(base, [k for k in base if k != "hydra"])
     if not args.multirun:
         schema.check(cfg)
+    elif launcher.get("points_per_task", 1) < 1:
+        raise UserError("hydra.launcher.points_per_task must be at least 1 (sweep points per job)")
     return Request(argv, cfg, args.overrides, args.multirun, launcher if args.multirun else None)
 
 

@@ -130,8 +130,9 @@ def start_parent(experiment_id: str, name: str, tags: dict[str, str]) -> Iterato
                 parent.end("FINISHED")
 
 
-def find_child(parent_id: str, job: str) -> str | None:
-    """The run of job `job` of sweep `parent_id` (a job SLURM requeued finds its run)."""
+def find_child(parent_id: str, job: str) -> tuple[str, str, float | None] | None:
+    """The run of job `job` of sweep `parent_id`, as (run id, status, val_accuracy), or None (a
+    job SLURM requeued finds its run)."""
     client = MlflowClient()
     parent = client.get_run(parent_id)
     found = client.search_runs(
@@ -139,4 +140,7 @@ def find_child(parent_id: str, job: str) -> str | None:
         filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}' and tags.sweep_job = '{job}'",
         max_results=1,
     )
-    return found[0].info.run_id if found else None
+    if not found:
+        return None
+    run = found[0]
+    return run.info.run_id, run.info.status, run.data.metrics.get("val_accuracy")
