@@ -76,6 +76,30 @@ def test_a_bad_value_anywhere_in_a_grid_is_a_type_error_before_the_sweep():
         config.preflight(["-m", "hidden_size=10,abc"])
 
 
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        (["seed=range(1,17)", "cell=seed,nope"], "cell: Invalid value 'nope'"),
+        (["seed=1,2.5"], "seed: Value '2.5' of type 'float' could not be converted"),
+        (["data.scaling=raw,bogus"], "data.scaling: Invalid value 'bogus'"),
+        (["experiment=debug,nope"], "could not find 'experiment/nope'"),
+        (["hidden_size=8,16", "data.foo=1,2"], "unknown config key 'data.foo'"),
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=1,x"], "n_jobs"),
+    ],
+)
+def test_every_value_of_a_sweep_is_checked_before_it_starts(grid, message):
+    # Plain values are set on the composed config (its schema's types), the rest composed.
+    with pytest.raises(UserError, match=message):
+        config.preflight(["-m", *grid])
+
+
+def test_a_sweep_of_values_and_groups_passes_preflight():
+    grid = ["seed=range(1,17)", "threads=null,2", "experiment=debug,wide", "+foo=1,2",
+            "hydra/launcher=joblib", "hydra.launcher.n_jobs=1,2"]  # fmt: skip
+    request = config.preflight(["-m", *grid])
+    assert request.multirun and request.cfg.seed == 0  # without the swept keys
+
+
 def test_range_errors_in_a_sweep_are_left_to_their_job():
     request = config.preflight(["-m", "hidden_size=10,0"])
     assert request.multirun and request.cfg.hidden_size == 50  # without the swept key

@@ -7,9 +7,11 @@ tracked. Hydra's errors are reworded from the attributes its exceptions carry.
 
 from __future__ import annotations
 
+import copy
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
@@ -111,6 +113,34 @@ def describe(ex: BaseException) -> str:
     return f"{key}: {text}" if key else text
 
 
+def _composed(overrides: list[str], source: Source, hydra_node: bool = False) -> DictConfig:
+    """`compose`, its failure a UserError."""
+    try:
+        return compose(overrides, hydra_node=hydra_node, source=source)
+    except Exception as ex:
+        raise UserError(describe(ex)) from None
+
+
+def _takes_value(cfg: DictConfig, override: Any, value: Any) -> bool:
+    """Whether a sweep's `value` for a plain key of `cfg` (no group, no hydra.*, no +/~) is
+    accepted as composing would accept it: set on a copy, checked by the schema's types. A
+    sweep of 16 seeds was 16 compositions (1.2 s before the first job could start); anything
+    this does not take is composed (for Hydra's own error)."""
+    from hydra.core.override_parser.types import OverrideType
+
+    key = override.get_key_element()
+    if override.type != OverrideType.CHANGE or override.package or key.startswith("hydra."):
+        return False
+    if not isinstance(OmegaConf.select(cfg, key, default=cfg), str | int | float | bool):
+        return False  # not a value of the config (a group, a section, unknown): compose
+    trial = copy.deepcopy(cfg)  # typed and struct, as composed
+    try:
+        OmegaConf.update(trial, key, value, merge=True)
+    except OmegaConfBaseException:
+        return False
+    return True
+
+
 def _parse(overrides: list[str]) -> list:
     """Hydra's parsed overrides; a UserError if one cannot be parsed."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -164,20 +194,15 @@ def preflight(argv: list[str]) -> Request:
             f"{swept[0].input_line} asks for a sweep: add -m (or quote a list value: 'key=[a,b]')"
         )
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    variants = [fixed]
+    base = _composed(fixed, source, hydra_node=True)
     for o in parsed:
         if o.is_sweep_override() and o.is_discrete_sweep():
             key = o.get_key_element()
-            variants += [[*fixed, f"{key}={v}"] for v in o.sweep_string_iterator()]
-    composed = []
-    for k, overrides in enumerate(variants):
-        try:
-            composed.append(compose(overrides, hydra_node=k == 0, source=source))
-        except Exception as ex:
-            raise UserError(describe(ex)) from None
+            for value, text in zip(o.sweep_iterator(), o.sweep_string_iterator(), strict=True):
+                if not _takes_value(base, o, value):  # anything else is composed, as Hydra will
+                    _composed([*fixed, f"{key}={text}"], source, key.startswith("hydra"))
     if args.cfg or args.resolve:  # Hydra prints the config; nothing runs
         return Request(argv, None, args.overrides)
-    base = composed[0]
     launcher = base.hydra.launcher
     cfg = OmegaConf.masked_copy(base, [k for k in base if k != "hydra"])
     if not args.multirun:
