@@ -66,7 +66,7 @@ def fit_and_log(
     process.import_tensorflow()  # before any op: thread settings still apply
     from lstm_cli.data import SOURCE, pixel_scale
     from lstm_cli.model import DigitsLSTM
-    from lstm_cli.train import EpochMetrics, Trainer, TrainState, configure_threads, set_seed
+    from lstm_cli.train import EpochMetrics, TrainState, configure_threads, set_seed, trainer_for
 
     if cfg.tracking.get("system_metrics"):
         run.monitor_system()
@@ -80,9 +80,9 @@ def fit_and_log(
         run.log_datasets(splits, loader=SOURCE)
         run.mark_experiment()  # the UI opens it on training runs
     spec = model_spec(cfg, data)
-    model = DigitsLSTM(**spec["model"]).build()
-    trainer = Trainer(model, cfg.learning_rate, cfg.batch_size, cfg.epochs, seed=cfg.seed,
-                      shuffle=cfg.data.shuffle)  # fmt: skip
+    trainer = trainer_for(DigitsLSTM(**spec["model"]).build(), cfg.learning_rate, cfg.batch_size,
+                          cfg.epochs, seed=cfg.seed, shuffle=cfg.data.shuffle)  # fmt: skip
+    model = trainer.model  # a sweep's worker reuses its last model, with this one's weights
     earlier: list[EpochMetrics] = []  # epochs before the checkpoint, from the store
     logged = 0  # the last epoch whose metrics are in the store
     if saved is not None:

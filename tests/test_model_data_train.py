@@ -10,7 +10,7 @@ from lstm_cli.choices import Cell, OutputActivation, names
 from lstm_cli.data import scale_pixels
 from lstm_cli.errors import TrainingFailed
 from lstm_cli.model import ACTIVATIONS, DigitsLSTM
-from lstm_cli.train import Trainer, predict_proba, set_seed
+from lstm_cli.train import Trainer, predict_proba, set_seed, trainer_for
 from tests.helpers import held_out, numpy_lstm
 
 # `OutputActivation` in NumPy, to check the model's outputs against.
@@ -182,3 +182,21 @@ def test_training_resumed_from_a_state_is_bit_for_bit_the_uninterrupted_one(digi
     assert rest == history[2:]  # every metric of the replayed and the new epochs
     for name, value in straight.model.get_weights().items():
         np.testing.assert_array_equal(resumed.model.get_weights()[name], value)
+
+
+def test_a_reused_trainer_trains_bit_for_bit_as_a_new_one(digits):
+    # A sweep's worker reuses its last Trainer (and its traced epoch) for the same settings.
+    def train(make, seed: int, **model_kwargs):
+        set_seed(seed)
+        trainer = make(build(seed=seed, **model_kwargs), 1e-2, 100, 3, seed=seed, shuffle=True)
+        return trainer, trainer.fit(digits), trainer.model.get_weights()
+
+    first, _, _ = train(trainer_for, 0)
+    reused, history, weights = train(trainer_for, 1)
+    assert reused is first  # same settings: the same Trainer, its epoch traced once
+    _, new_history, new_weights = train(Trainer, 1)
+    assert history == new_history
+    for name, value in new_weights.items():
+        np.testing.assert_array_equal(weights[name], value)
+    other, _, _ = train(trainer_for, 1, hidden=9)
+    assert other is not first  # another architecture: another Trainer
