@@ -50,6 +50,9 @@ bench: $(STAMP) ## Time this project's training loop against keras.layers.LSTM
 bench-sweep: $(STAMP) ## Time a 4-job sweep: sequential vs 2 parallel joblib workers
 	$(BIN)/python bench/bench_sweep.py $(ARGS)
 
+bench-article: $(STAMP) ## A default run end to end vs the seed article's TF1 script (bench/article.py)
+	$(BIN)/python bench/bench_article.py $(ARGS)
+
 bench-versions: $(STAMP) ## This checkout vs an earlier commit, end to end (BASE=rev, default HEAD)
 	$(BIN)/python bench/bench_versions.py --base $(or $(BASE),HEAD) $(ARGS)
 
@@ -68,4 +71,4 @@ cluster-status: ## Show which services of the local cluster are running
 clean: ## Remove outputs/ and caches (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache
 
-.PHONY: help install train test browser-deps test-fast lint format bench bench-sweep bench-versions ui cluster-up cluster-down cluster-status clean
+.PHONY: help install train test browser-deps test-fast lint format bench bench-sweep bench-article bench-versions ui cluster-up cluster-down cluster-status clean
