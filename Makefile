@@ -47,7 +47,7 @@ format: $(STAMP) ## Format the code (ruff)
 bench: $(STAMP) ## Time this project's training loop against keras.layers.LSTM
 	$(BIN)/python bench/bench_train.py $(ARGS)
 
-bench-sweep: $(STAMP) ## Time a 4-job sweep: sequential vs 2 parallel joblib workers
+bench-sweep: $(STAMP) ## A 16-job sweep's training share and fixed cost per job; a 4-job sweep on 1 vs 2 workers
 	$(BIN)/python bench/bench_sweep.py $(ARGS)
 
 bench-article: $(STAMP) ## A default run end to end vs the seed article's TF1 script (bench/article.py)
