@@ -17,26 +17,15 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from bench_versions import ROOT, checkout, command
+from bench_versions import ROOT, checkout, command, time_run
 
 ARTICLE = Path(__file__).with_name("article.py")
 TARGET = 0.70  # our run end to end at most this fraction of the article's script
-
-
-def time_run(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{done.stderr}")
-    return seconds
 
 
 def ours(tree: Path, store: str, template: Path | None) -> float:

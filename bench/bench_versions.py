@@ -54,16 +54,21 @@ def checkout(rev: str) -> Iterator[Path]:
                            check=False)  # fmt: skip
 
 
+def time_run(cmd: list[str], env: dict[str, str], cwd: Path | str) -> float:
+    """Seconds `cmd` takes, start to exit; the bench stops if it fails."""
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{done.stderr}")
+    return seconds
+
+
 def time_command(tree: Path, args: list[str]) -> float:
     """Seconds for `lstm-digits ARGS` run from `tree`'s code, in a fresh directory."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd, env = command(tree, [*args, f"tracking.uri=sqlite:///{tmp}/m.db"])
-        start = time.perf_counter()
-        done = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True)
-        seconds = time.perf_counter() - start
-        if done.returncode != 0:
-            sys.exit(f"failed in {tree}: {' '.join(args)}\n{done.stderr}")
-        return seconds
+        return time_run(cmd, env, tmp)
 
 
 def main() -> None:

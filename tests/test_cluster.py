@@ -129,6 +129,20 @@ def _wait_for_epochs(uri: str, since: set[str], job: str, timeout: float = 240):
     raise AssertionError(f"job {job} did not log epochs in time")
 
 
+def _scancel_once_training(proc, uri: str, before: set[str], job: str, *options: str):
+    """Once sweep job `job` has logged epochs, `scancel OPTIONS` the one SLURM job queued;
+    wait for the sweep and return its stdout and stderr."""
+    try:
+        _wait_for_epochs(uri, before, job)
+        (slurm_id,) = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True,
+                                     text=True).stdout.split()  # fmt: skip
+        subprocess.run(["scancel", *options, slurm_id], check=True)
+        return proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_a_cancelled_job_ends_killed_and_the_sweep_says_so(clean, tmp_path):
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}
@@ -188,15 +202,7 @@ def test_a_preempted_job_is_requeued_and_goes_on_with_the_same_run(clean, tmp_pa
     before = {r.info.run_id for r in _runs(uri)}
     proc = _sweep(tmp_path, uri, "epochs=1500", "hidden_size=8", "tracking.log_model=false",
                   "checkpoint.every_epochs=500", "checkpoint.every_seconds=0")  # fmt: skip
-    try:
-        _wait_for_epochs(uri, before, "0")
-        (slurm_id,) = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True,
-                                     text=True).stdout.split()  # fmt: skip
-        subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True)
-        stdout, stderr = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    stdout, stderr = _scancel_once_training(proc, uri, before, "0", "--signal=USR2")
     assert proc.returncode == 0, stdout + stderr
     parent, (child,) = _children(uri, before)
     assert (parent.info.status, child.info.status) == ("FINISHED", "FINISHED")
@@ -236,15 +242,7 @@ def test_a_cancelled_pack_ends_its_run_killed_and_starts_no_other(clean, tmp_pat
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}
     proc = _sweep(tmp_path, uri, *PACKED, "epochs=100000,2")
-    try:
-        _wait_for_epochs(uri, before, "0")
-        (slurm_id,) = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True,
-                                     text=True).stdout.split()  # fmt: skip
-        subprocess.run(["scancel", slurm_id], check=True)
-        stdout, stderr = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    stdout, stderr = _scancel_once_training(proc, uri, before, "0")
     assert proc.returncode == 1, stdout + stderr
     parent, children = _children(uri, before)
     assert [(c.data.tags["sweep_job"], c.info.status) for c in children] == [("0", "KILLED")]
@@ -258,15 +256,7 @@ def test_a_requeued_pack_skips_its_finished_point_and_goes_on_with_the_stopped_o
     before = {r.info.run_id for r in _runs(uri)}
     proc = _sweep(tmp_path, uri, *PACKED, "epochs=3,1500", "checkpoint.every_epochs=500",
                   "checkpoint.every_seconds=0")  # fmt: skip
-    try:
-        _wait_for_epochs(uri, before, "1")
-        (slurm_id,) = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True,
-                                     text=True).stdout.split()  # fmt: skip
-        subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True)
-        stdout, stderr = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    stdout, stderr = _scancel_once_training(proc, uri, before, "1", "--signal=USR2")
     assert proc.returncode == 0, stdout + stderr
     parent, (first, second) = _children(uri, before)  # one run per point, no second attempt
     assert [parent.info.status, first.info.status, second.info.status] == ["FINISHED"] * 3
