@@ -228,8 +228,8 @@ class Trainer:
         seed = tf.constant(self.seed)
         history: list[EpochMetrics] = []
         for epoch in range(first_epoch, self.epochs + 1):
-            figures = self._epoch(tf.constant(epoch), seed, x_train, y_train, x_val, y_val)
-            train_loss, train_acc, val_loss, val_acc = figures.numpy()
+            values = self._epoch(tf.constant(epoch), seed, x_train, y_train, x_val, y_val)
+            train_loss, train_acc, val_loss, val_acc = values.numpy()
             metrics = EpochMetrics(
                 epoch=epoch,
                 train_loss=float(train_loss),
