@@ -61,6 +61,10 @@ def test_valid_overrides_pass_preflight(overrides):
         (["hydra/launcher=bogus"], "could not find 'hydra/launcher/bogus'"),
         (["data.foo=1"], "unknown config key 'data.foo'"),
         (["hydra/launcher=bogus"], "available options in 'hydra/launcher': basic, joblib"),
+        (
+            ["-m", "hydra/launcher=slurm", "hydra.launcher.points_per_task=0", "seed=1,2"],
+            "hydra.launcher.points_per_task must be at least 1",
+        ),
     ],
 )
 def test_bad_values_are_rejected_in_one_line(overrides, message):
