@@ -77,7 +77,7 @@ def log_model(model: Any, scaling: str, example: np.ndarray) -> None:
     import mlflow.tensorflow
 
     steps, pixels = example.shape[1:]
-    with warnings.catch_warnings(), process.without_requirement_check():
+    with warnings.catch_warnings(), process.without_model_checks():
         warnings.simplefilter("ignore")  # MLflow's advice on signatures and environments
         mlflow.tensorflow.log_model(
             serving_function(model, scaling, steps),

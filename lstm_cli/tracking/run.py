@@ -36,6 +36,9 @@ SYSTEM_METRICS_EVERY_S = 1.0  # $MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrid
 SOURCE = "lstm-digits train"  # the UI's Source column (a joblib worker's argv[0] says nothing)
 KIND_TAG = "mlflow.experimentKind"  # MLflow 3's UI opens an experiment on what it is for
 KIND = "custom_model_development"  # training runs, not GenAI traces
+# Figures as PNG at zlib level 1: the same pixels as matplotlib's default (level 6), files
+# about 15 % larger, and encoding takes 0.085 s instead of 0.24 s for a run's five figures.
+FIGURE_SAVE = {"pil_kwargs": {"compress_level": 1}}
 
 
 def mark_model_training(experiment_id: str) -> None:
@@ -118,7 +121,7 @@ class Run:
 
     def log_figure(self, figure: Any, name: str) -> None:
         with signals.deferred():
-            self._client.log_figure(self.run_id, figure, name)
+            self._client.log_figure(self.run_id, figure, name, save_kwargs=FIGURE_SAVE)
 
     def mark_experiment(self) -> None:
         """Mark the run's experiment as model training (see `mark_model_training`)."""

@@ -16,7 +16,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
 
 from lstm_cli import signals
 from lstm_cli.errors import one_line
-from lstm_cli.tracking.run import PARENT_TAG, SOURCE, mark_model_training
+from lstm_cli.tracking.run import FIGURE_SAVE, PARENT_TAG, SOURCE, mark_model_training
 
 SWEEP_TAG = "lstm_digits.sweep"  # "parent" on a sweep's parent run
 MAX_CHILDREN = 10000
@@ -47,7 +47,7 @@ class Parent:
             for name, text in (texts or {}).items():
                 self._client.log_text(self.run_id, text, name)
             for name, figure in (figures or {}).items():
-                self._client.log_figure(self.run_id, figure, name)
+                self._client.log_figure(self.run_id, figure, name, save_kwargs=FIGURE_SAVE)
 
     def _children(self) -> list[Any]:
         parent = self._client.get_run(self.run_id)
