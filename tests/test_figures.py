@@ -1,0 +1,84 @@
+"""A run's figures: one kept per process and refilled draws what a new one draws."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from matplotlib._pylab_helpers import Gcf
+from PIL import Image
+
+from lstm_cli import figures
+from lstm_cli.tracking.run import FIGURE_SAVE
+
+
+def makers(seed: int, epochs: int, scale: float) -> dict:
+    """Each kept figure, made from data that differs with the arguments (lengths, ranges)."""
+    rng = np.random.default_rng(seed)
+    accuracy = np.linspace(0.1 * seed, 0.99, epochs)
+    history = [
+        {"train_accuracy": a, "val_accuracy": a - 0.01 * seed, "train_loss": scale * (1 - a),
+         "val_loss": scale * (1.1 - a)}
+        for a in accuracy
+    ]  # fmt: skip
+    matrix = rng.integers(0, int(40 * scale), (10, 10))
+    states = {name: rng.random((4, 8, 20)) * (scale if name == "c" else 1.0) for name in "ifoc"}
+    images = rng.random((4, 8, 8)) * 8 * scale
+    return {
+        "learning_curves": lambda: figures.learning_curves(history),
+        "confusion_matrix": lambda: figures.confusion_matrix(matrix),
+        "accuracy_by_rows": lambda: figures.accuracy_by_rows(np.sort(rng.random(8))),
+        "gate_heatmaps": lambda: figures.gate_heatmaps(
+            images, np.arange(4), np.arange(4) + seed, states
+        ),
+    }
+
+
+def is_open(fig) -> bool:
+    """Whether pyplot still holds `fig` (figure numbers are reused, so not by number)."""
+    return any(manager.canvas.figure is fig for manager in Gcf.get_all_fig_managers())
+
+
+def pixels(fig) -> np.ndarray:
+    """The figure as a run logs it, decoded: (height, width, 4)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", **FIGURE_SAVE)
+    figures.close(fig)
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())))
+
+
+@pytest.fixture(autouse=True)
+def no_kept_figures():
+    figures.close_kept()
+    yield
+    figures.close_kept()
+
+
+@pytest.mark.parametrize("kind", list(makers(1, 3, 1.0)))
+def test_a_refilled_figure_draws_what_a_new_one_draws(kind):
+    new = pixels(makers(3, 25, 7.3)[kind]())
+    figures.close_kept()
+    pixels(makers(1, 15, 1.0)[kind]())  # kept with other data, other ranges
+    refilled = pixels(makers(3, 25, 7.3)[kind]())
+    assert refilled.shape == new.shape
+    assert np.array_equal(refilled, new)
+
+
+def test_kept_figures_stay_open_until_released():
+    made = [make() for make in makers(1, 5, 1.0).values()]
+    for fig in made:
+        figures.close(fig)
+    assert all(is_open(fig) for fig in made)  # kept for the next run
+    again = [make() for make in makers(2, 5, 1.0).values()]
+    assert [id(fig) for fig in again] == [id(fig) for fig in made]
+    figures.close_kept()
+    assert not any(is_open(fig) for fig in made)
+
+
+def test_a_new_layout_replaces_the_kept_figure():
+    old = figures.accuracy_by_rows([0.5] * 8)
+    new = figures.accuracy_by_rows([0.5] * 6)  # 6 rows: other axes
+    assert new is not old
+    assert not is_open(old) and is_open(new)
+    assert len(new.axes[0].lines[0].get_xdata()) == 6
