@@ -200,3 +200,25 @@ def test_a_reused_trainer_trains_bit_for_bit_as_a_new_one(digits):
         np.testing.assert_array_equal(weights[name], value)
     other, _, _ = train(trainer_for, 1, hidden=9)
     assert other is not first  # another architecture: another Trainer
+
+
+def test_a_served_module_is_kept_for_its_model_and_saves_the_weights_it_has_then(tmp_path):
+    from lstm_cli.tracking.model import serving_function
+
+    model = build(hidden=8)
+    served = serving_function(model, "raw", 8)
+    assert serving_function(model, "raw", 8) is served  # a sweep worker's next job
+    assert serving_function(model, "unit", 8) is not served
+    assert serving_function(build(hidden=8), "raw", 8) is not served
+    served = serving_function(model, "raw", 8)
+    images = np.random.default_rng(0).uniform(0, 16, (5, 8, 8))  # (n, steps, pixels) raw
+    saved = []
+    for step in range(2):
+        if step:
+            model.set_weights(
+                {k: w * 0.5 + 0.1 for k, w in model.get_weights().items()}
+            )  # next job
+        tf.saved_model.save(served, str(tmp_path / str(step)))
+        saved.append(tf.saved_model.load(str(tmp_path / str(step)))(images).numpy())
+        np.testing.assert_allclose(saved[-1], served.__call__(images).numpy(), rtol=1e-6)
+    assert not np.allclose(saved[0], saved[1])
