@@ -202,3 +202,39 @@ def test_another_handler_is_left_alone():
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_jobs_adding_the_same_dataset_at_once_both_link_it(tmp_path, monkeypatch):
+    """Two jobs starting together on a new store: MLflow looks the dataset up, then inserts it,
+    and the store's unique key refuses the second insert. The run that lost retries and links
+    the dataset the other one added. The other job's insert is made right after this run's
+    lookup, in the real store."""
+    import numpy as np
+
+    from lstm_cli.tracking.dataset import inputs
+
+    uri = sqlite_uri(tmp_path)
+    experiment_id = store.open_experiment(uri, "one")
+    splits = {"training": ("digits-train", np.zeros((3, 8, 8)), np.arange(3))}
+    client = MlflowClient(uri)
+    other = client.create_run(experiment_id).info.run_id
+    lookup, raced = sqlalchemy.orm.Query.all, []
+
+    def lookup_then_the_other_job_adds_it(query):
+        rows = lookup(query)
+        entity = query.column_descriptions[0]["entity"]
+        if not raced and getattr(entity, "__name__", "") == "SqlDataset":
+            raced.append(rows)
+            client.log_inputs(other, datasets=inputs(splits, "loader"))
+        return rows
+
+    monkeypatch.setattr(sqlalchemy.orm.Query, "all", lookup_then_the_other_job_adds_it)
+    with start_run(experiment_id, "run", {}, {}) as run:
+        run.log_datasets(splits, loader="loader")
+    assert raced == [[]]  # the lookup found nothing: the insert met the other job's row
+    linked = [client.get_run(r).inputs.dataset_inputs for r in (other, run.run_id)]
+    assert [[d.dataset.digest for d in found] for found in linked] == [
+        [linked[0][0].dataset.digest]
+    ] * 2
+    assert client.get_run(run.run_id).info.status == "FINISHED"
+    client.set_terminated(other)

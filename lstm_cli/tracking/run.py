@@ -22,6 +22,7 @@ from typing import Any
 import mlflow
 import numpy as np
 from mlflow.entities import Metric, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
@@ -31,6 +32,7 @@ from lstm_cli.errors import UserError, one_line
 
 PARENT_TAG = MLFLOW_PARENT_RUN_ID  # how MLflow links a child run to its parent (for searches)
 FLUSH_EVERY_S = 1.0  # epoch metrics reach the store at most this often
+DATASET_RETRY_S = 0.2  # after the store refused a dataset another job added meanwhile
 # MLflow samples every 10 s by default, longer than most of our runs: they would log nothing.
 SYSTEM_METRICS_EVERY_S = 1.0  # $MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it
 SOURCE = "lstm-digits train"  # the UI's Source column (a joblib worker's argv[0] says nothing)
@@ -135,8 +137,16 @@ class Run:
         `loader` (a function's dotted name); see `tracking.dataset`."""
         from lstm_cli.tracking.dataset import inputs
 
+        datasets = inputs(splits, loader)
         with signals.deferred():
-            self._client.log_inputs(self.run_id, datasets=inputs(splits, loader))
+            try:
+                self._client.log_inputs(self.run_id, datasets=datasets)
+            except MlflowException:
+                # Jobs that start together on a new store both add the same dataset, and the
+                # store's unique key refuses the second (MLflow checks, then inserts): it is
+                # there now, so this run just links it.
+                time.sleep(DATASET_RETRY_S)
+                self._client.log_inputs(self.run_id, datasets=datasets)
 
     def log_model(self, model: Any, scaling: str, example: np.ndarray) -> None:
         """The trained model as a SavedModel named `model` (see `tracking.model`)."""
