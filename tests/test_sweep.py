@@ -234,7 +234,10 @@ def test_sweep_against_a_tracking_server(tmp_path, mlflow_server):
     import mlflow
 
     mlflow.set_tracking_uri(mlflow_server)
-    model = mlflow.pyfunc.load_model(f"runs:/{children[0].info.run_id}/model")  # via the server
+    try:
+        model = mlflow.pyfunc.load_model(f"runs:/{children[0].info.run_id}/model")  # via it
+    finally:
+        mlflow.set_tracking_uri(None)  # later tests in this process start from no URI, as a CLI
     assert model.predict(np.zeros((2, 8, 8))).shape == (2, 10)  # float64, as sklearn's
 
 
