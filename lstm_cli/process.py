@@ -152,7 +152,7 @@ def hydra_arguments(argv: list[str]) -> Any:
 _warming: list[threading.Thread] = []  # the warm-up started by `warm_up_workers`, if any
 
 
-FORK_SERVER_PRELOAD = "lstm_cli.forkserver"  # the module the fork server imports (it imports:)
+FORK_SERVER_PRELOAD = "lstm_cli.forkserver"  # imported by the fork server: what jobs need
 
 
 def _import_job_modules() -> int:
@@ -178,11 +178,11 @@ def warm_up_workers(launcher: Any) -> None:
 
     The workers are forks of one fork server that has imported what jobs need
     (`FORK_SERVER_PRELOAD`): those imports take 4.5 s of CPU once, not once per worker, on the
-    cores this process needs meanwhile too. The server starts no thread that a fork would
-    lose, and TensorFlow runs no op there, so each worker still sets its own thread counts.
-    Python starts it with the environment of this moment, like loky's workers, which leaves
-    out one thing: joblib's thread limits for native pools (OMP_NUM_THREADS, ...), given to
-    the workers loky starts itself; `lstm_cli.forkserver` sets them.
+    cores this process needs meanwhile too. TensorFlow runs no op in the server, so each
+    worker still sets its own thread counts (`train.configure_threads`). Python starts the
+    server with the environment of this moment, as loky starts its workers, with one thing
+    left out: joblib's thread limits for native pools (OMP_NUM_THREADS, ...), which loky gives
+    only the workers it starts itself; `lstm_cli.forkserver` sets them.
 
     Buys: a 4-job sweep on 2 workers went from 0.83 to 0.77 of the sequential time (warm-up);
     the fork server: a 16-job sweep 33.6 -> 32.1 s, its first epoch 7.1 -> 5.9 s after the
