@@ -47,8 +47,9 @@ WORKERS = 2
 JOBLIB = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={WORKERS}"]
 SHARE_TARGET, FIXED_TARGET = 0.75, 0.3  # training share at least; fixed cost per job at most
 WORKER_START = (  # what a joblib worker imports before its first job (process.warm_up_workers)
-    "import time; t = time.perf_counter(); from lstm_cli import process; "
-    "process._import_job_modules(); print(time.perf_counter() - t)"
+    "import time; t = time.perf_counter(); from lstm_cli import process; ("
+    "getattr(process, 'import_job_modules', None) or process._import_job_modules)(); "
+    "print(time.perf_counter() - t)"  # its name before 2026-11-27: _import_job_modules
 )
 
 console = Console(width=None if sys.stdout.isatty() else 120)

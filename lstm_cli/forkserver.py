@@ -20,6 +20,6 @@ from threadpoolctl import threadpool_limits  # noqa: E402 - imported with Ctrl-C
 
 from lstm_cli import process  # noqa: E402
 
-process._import_job_modules()
+process.import_job_modules()
 threadpool_limits(limits=1)
 signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -155,7 +155,7 @@ _warming: list[threading.Thread] = []  # the warm-up started by `warm_up_workers
 FORK_SERVER_PRELOAD = "lstm_cli.forkserver"  # imported by the fork server: what jobs need
 
 
-def _import_job_modules() -> int:
+def import_job_modules() -> int:
     """Import what every job needs (TensorFlow, MLflow and its SQL store and model flavour,
     scikit-learn, matplotlib: about 5 s), out of the collector's way: in the fork server that
     starts the joblib workers (a no-op in each worker then), or in a worker started otherwise."""
@@ -212,7 +212,7 @@ def warm_up_workers(launcher: Any) -> None:
         # the process group), and the main thread reports it. A failed warm-up (a worker killed
         # while importing) breaks the shared workers: the launcher then fails in one line.
         with contextlib.suppress(BaseException):
-            Parallel(**settings)(delayed(_import_job_modules)() for _ in range(workers))
+            Parallel(**settings)(delayed(import_job_modules)() for _ in range(workers))
 
     thread = threading.Thread(target=warm, name="warm-up-workers", daemon=True)
     thread.start()
