@@ -2,7 +2,7 @@
 
 A run's four fixed-layout figures are kept per process and refilled by the next run (a sweep
 worker's or a packed SLURM job's): their axes, ticks and texts are made once, and the same
-data gives the same pixels as a new figure (tests/test_insight.py compares them). Making
+data gives the same pixels as a new figure (tests/test_figures.py compares them). Making
 them new took 0.25-0.4 s of every run, most of it axes and ticks. `close` leaves them open.
 """
 
@@ -77,12 +77,15 @@ def learning_curves(history: Sequence[dict[str, float]]) -> Figure:
         loss_ax.legend()
         return fig, (acc_ax, loss_ax, lines)
 
-    fig, (acc_ax, loss_ax, lines) = _kept_figure("learning_curves", None, make)
+    keys = ("train_accuracy", "val_accuracy", "train_loss", "val_loss")
+    curves = np.array([[h[key] for key in keys] for h in history], dtype=float).reshape(-1, 4)
+    # A panel without a finite value (a diverged run's losses) keeps the view limits it had:
+    # a new one has matplotlib's defaults, so that panel's state is part of the layout.
+    drawn = tuple(bool(np.isfinite(curves[:, k : k + 2]).any()) for k in (0, 2))
+    fig, (acc_ax, loss_ax, lines) = _kept_figure("learning_curves", drawn, make)
     epochs = np.arange(1, len(history) + 1)
-    for line, key in zip(
-        lines, ("train_accuracy", "val_accuracy", "train_loss", "val_loss"), strict=True
-    ):
-        line.set_data(epochs, [h[key] for h in history])
+    for line, values in zip(lines, curves.T, strict=True):  # values: (epochs,)
+        line.set_data(epochs, values)
     _rescale(acc_ax, loss_ax)
     _tight(fig)
     return fig

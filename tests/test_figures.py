@@ -82,3 +82,16 @@ def test_a_new_layout_replaces_the_kept_figure():
     assert new is not old
     assert not is_open(old) and is_open(new)
     assert len(new.axes[0].lines[0].get_xdata()) == 6
+
+
+def test_a_diverged_runs_curves_draw_what_a_new_figure_draws():
+    """Losses that are never finite leave a panel without data: its limits are matplotlib's
+    defaults in a new figure, not the last run's."""
+    normal = [{"train_accuracy": 0.5, "val_accuracy": 0.4, "train_loss": 9.0, "val_loss": 8.0}] * 3
+    diverged = [h | {"train_loss": float("nan"), "val_loss": float("inf")} for h in normal]
+    for first, then in ((normal, diverged), (diverged, normal)):
+        figures.close_kept()
+        new = pixels(figures.learning_curves(then))
+        figures.close_kept()
+        pixels(figures.learning_curves(first))
+        assert np.array_equal(pixels(figures.learning_curves(then)), new)
