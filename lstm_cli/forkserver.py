@@ -1,10 +1,5 @@
 """Imported by the fork server whose forks are a joblib sweep's workers (see
-`process.warm_up_workers`): importing it imports what every job needs, once for all workers.
-
-loky gives the workers it starts itself one thread per native pool (OpenBLAS, OpenMP) when
-there are as many workers as cores, its default, through their environment; a fork of this
-server does not take an environment, so the same limit is set here. TensorFlow's own pools
-are set by each job (`train.configure_threads`).
+`process._start_fork_server`): importing it imports what every job needs, once for all workers.
 
 A Ctrl-C reaches the server too (the terminal signals the whole process group): it is
 ignored while the server imports, so that no traceback lands in the user's terminal (the
@@ -13,13 +8,15 @@ itself, and gives each worker the handler it found here: Python's default, resto
 """
 
 import signal
+import sys
 
 signal.signal(signal.SIGINT, signal.SIG_IGN)
+try:
+    # Python starts the server with `-c`, so the user's directory comes first on its path; the
+    # command's own path does not hold it (Python 3.11 drops the path it is given).
+    sys.path[:] = [entry for entry in sys.path if entry not in ("", ".")]
+    from lstm_cli import process
 
-from threadpoolctl import threadpool_limits  # noqa: E402 - imported with Ctrl-C ignored
-
-from lstm_cli import process  # noqa: E402
-
-process.import_job_modules()
-threadpool_limits(limits=1)
-signal.signal(signal.SIGINT, signal.default_int_handler)
+    process.import_job_modules()
+finally:
+    signal.signal(signal.SIGINT, signal.default_int_handler)

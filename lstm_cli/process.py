@@ -170,6 +170,42 @@ def import_job_modules() -> int:
     return os.getpid()
 
 
+def _start_fork_server(workers: int) -> None:
+    """Start the fork server whose forks become loky's `workers` workers (nothing on a machine
+    with an NVIDIA GPU: CUDA does not survive a fork, and TensorFlow's import looks for it).
+
+    The server imports what jobs need (`lstm_cli.forkserver`), runs no TensorFlow op (each
+    worker still sets its own thread counts), and starts with this process's environment plus
+    what joblib gives the workers loky starts itself: its thread limits for native pools
+    (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, ...: cores // workers each). A worker's liveness
+    is read through the server: if it dies, loky takes the workers for dead too.
+
+    Private: joblib's `LokyBackend._prepare_worker_env` (those limits), loky's start method
+    (`loky.backend.context.set_start_method`, vendored in joblib).
+    """
+    import glob
+    import multiprocessing.forkserver
+
+    from joblib._parallel_backends import LokyBackend
+    from joblib.externals.loky.backend.context import set_start_method
+
+    if glob.glob("/dev/nvidia[0-9]*"):
+        return
+    limits = LokyBackend()._prepare_worker_env(workers)
+    saved = {name: os.environ.get(name) for name in limits}
+    os.environ.update(limits)  # the server's environment, read as it starts
+    try:
+        multiprocessing.forkserver.set_forkserver_preload([FORK_SERVER_PRELOAD])
+        multiprocessing.forkserver.ensure_running()  # spawns it; its imports run meanwhile
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    set_start_method("forkserver", force=True)
+
+
 def warm_up_workers(launcher: Any) -> None:
     """Start the joblib launcher's workers now, importing what jobs need, while this process
     prepares and launches the sweep (nothing for other launchers). The launcher reuses them:
@@ -177,35 +213,25 @@ def warm_up_workers(launcher: Any) -> None:
     warm-up. The workers start before the parent run exists: jobs learn it from their config.
 
     The workers are forks of one fork server that has imported what jobs need
-    (`FORK_SERVER_PRELOAD`): those imports take 4.5 s of CPU once, not once per worker, on the
-    cores this process needs meanwhile too. TensorFlow runs no op in the server, so each
-    worker still sets its own thread counts (`train.configure_threads`). Python starts the
-    server with the environment of this moment, as loky starts its workers, with one thing
-    left out: joblib's thread limits for native pools (OMP_NUM_THREADS, ...), which loky gives
-    only the workers it starts itself; `lstm_cli.forkserver` sets them.
+    (`FORK_SERVER_PRELOAD`, see `_start_fork_server`): those imports take 4.5 s of CPU once,
+    not once per worker, on the cores this process needs meanwhile too.
 
     Buys: a 4-job sweep on 2 workers went from 0.83 to 0.77 of the sequential time (warm-up);
     the fork server: a 16-job sweep 33.6 -> 32.1 s, its first epoch 7.1 -> 5.9 s after the
     command (`bench/bench_sweep.py --part throughput`).
     Private: the joblib launcher's settings translation (`_core.process_joblib_cfg`, so the
-    workers match the launcher's and are reused) and `Parallel._effective_n_jobs`; loky's
-    start method (`loky.backend.context.set_start_method`, vendored in joblib).
+    workers match the launcher's and are reused) and `Parallel._effective_n_jobs`.
     """
     if "joblib" not in str(launcher.get("_target_", "")):
         return
-    import multiprocessing.forkserver
-
     from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
     from joblib import Parallel, delayed
-    from joblib.externals.loky.backend.context import set_start_method
-
-    set_start_method("forkserver", force=True)
-    multiprocessing.forkserver.set_forkserver_preload([FORK_SERVER_PRELOAD])
 
     settings = {k: v for k, v in launcher.items() if k != "_target_"}
     settings["backend"] = "loky"  # as the launcher does
     process_joblib_cfg(settings)
     workers = Parallel(**settings)._effective_n_jobs()
+    _start_fork_server(workers)
 
     def warm() -> None:
         # Nothing escapes this thread: a Ctrl-C reaches the workers too (the terminal signals
@@ -227,26 +253,37 @@ def stop_workers() -> None:
     meanwhile.
 
     Then the fork server, if one was started: it would otherwise live as long as this process.
+    First if the warm-up has not ended: loky then waits for a fork the server makes only once
+    its imports are done (seconds), and a stop should not.
 
     Private: loky's reusable executor (`reusable_executor._executor`), which joblib keeps, and
-    the fork server's `_stop` (Python's own tests use it).
+    the fork server's pid and `_stop` (Python's own tests use it).
     """
+    server = getattr(sys.modules.get("multiprocessing.forkserver"), "_forkserver", None)
+
+    def kill_server() -> None:
+        if server is not None and server._forkserver_pid is not None:
+            with contextlib.suppress(OSError):  # loky kills the workers by pid, not through it
+                os.kill(server._forkserver_pid, signal.SIGKILL)
 
     def shut_down() -> None:
         reusable = sys.modules.get("joblib.externals.loky.reusable_executor")
         executor = getattr(reusable, "_executor", None)
         if executor is not None:
-            executor.shutdown(wait=True, kill_workers=True)
+            # A killed fork server breaks the executor, and loky's own thread then shuts it
+            # down, its workers killed: a second shutdown meanwhile can find its parts gone.
+            with contextlib.suppress(AttributeError):
+                executor.shutdown(wait=True, kill_workers=True)
 
+    if any(thread.is_alive() for thread in _warming):
+        kill_server()
     shut_down()
     for thread in _warming:
         thread.join(timeout=10)
     shut_down()
-    server = getattr(sys.modules.get("multiprocessing.forkserver"), "_forkserver", None)
+    kill_server()
     if server is not None and server._forkserver_pid is not None:
-        with contextlib.suppress(OSError):  # it may still be importing: no need to wait for it
-            os.kill(server._forkserver_pid, signal.SIGKILL)
-        server._stop()
+        server._stop()  # reaps it
 
 
 # ---------------------------------------------------------------- SLURM's chatter
