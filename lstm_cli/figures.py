@@ -254,9 +254,9 @@ def gate_heatmaps(
         digit.set_clim(0, image.max())  # as imshow(vmin=0), which takes the top from the image
         axes[row, 0].set_title(f"true {labels[row]}, pred {predicted[row]}", fontsize=9)
         for col, name in enumerate(names, start=1):
-            shown = axes[row, col].images[0]  # (steps, hidden)
+            shown, colours = axes[row, col].images[0], scale(name)  # shown: (steps, hidden)
             shown.set_data(states[name][row])
-            shown.set_clim(scale(name)["vmin"], scale(name)["vmax"])
+            shown.set_clim(colours["vmin"], colours["vmax"])
     if "c" in names:
         axes[0, 1 + names.index("c")].set_title(f"c (±{c_max:.2g})", fontsize=10)
     return fig

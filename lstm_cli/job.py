@@ -107,17 +107,22 @@ def train(cfg: DictConfig, job: str | None) -> float:
     # sharing this terminal (basic, joblib) print a line at their start and end only.
     quiet = job is not None and not os.environ.get("SUBMITIT_EXECUTOR")
     earlier = _requeued_run(parent, job)
-    if earlier is not None and earlier[1] is None:  # done in the attempt before (a pack's)
-        run_id, _, accuracy = earlier
-        console.job_line(job, f"done before the requeue: val_accuracy={accuracy:.4f} run {run_id}")
-        return accuracy
-    if earlier is not None:  # a requeued job: the same run goes on from its checkpoint
-        run_id, saved, _ = earlier
-        with tracked.start_run(experiment_id, name, {}, resume.process_tags(), resume=run_id,
-                               requeued=True) as run:  # fmt: skip
-            result = fitting.fit_and_log(cfg, run, quiet, _threads(cfg), saved=saved)
-        console.job_line(job, f"done  val_accuracy={result['val_accuracy']:.4f} run {run_id}")
-        return result["val_accuracy"]
+    if earlier is not None:  # a requeued job: its run from the attempt before
+        from lstm_cli.tracking import checkpoint
+
+        run_id, status, accuracy = earlier
+        if status == "FINISHED":  # done then (a job of several points is requeued whole)
+            accuracy = accuracy if accuracy is not None else float("nan")
+            console.job_line(job, f"done before the requeue: val_accuracy={accuracy:.4f} run "
+                             f"{run_id}")  # fmt: skip
+            return accuracy
+        saved = checkpoint.latest(run_id)
+        if saved is not None:  # the same run goes on from its checkpoint
+            with tracked.start_run(experiment_id, name, {}, resume.process_tags(), resume=run_id,
+                                   requeued=True) as run:  # fmt: skip
+                result = fitting.fit_and_log(cfg, run, quiet, _threads(cfg), saved=saved)
+            console.job_line(job, f"done  val_accuracy={result['val_accuracy']:.4f} run {run_id}")
+            return result["val_accuracy"]
     tags |= resume.process_tags()
     with tracked.start_run(experiment_id, name, params, tags, parent) as run:
         config.check(cfg)
@@ -131,23 +136,14 @@ def train(cfg: DictConfig, job: str | None) -> float:
     return result["val_accuracy"]
 
 
-def _requeued_run(parent: str | None, job: str | None):
-    """In a job SLURM requeued, its run from the attempt before: (run id, checkpoint, None) to
-    go on with, or (run id, None, val_accuracy) if it FINISHED (a job of several points is
-    requeued whole); None if there is nothing to go on with."""
+def _requeued_run(parent: str | None, job: str | None) -> tuple[str, str, float | None] | None:
+    """In a job SLURM requeued, its run from the attempt before, as (run id, status,
+    val_accuracy); None in any other job, or if that attempt made no run."""
     if not (parent and job and os.environ.get("SLURM_RESTART_COUNT", "0") != "0"):
         return None
-    from lstm_cli.tracking import checkpoint
     from lstm_cli.tracking.sweep import find_child
 
-    found = find_child(parent, job)
-    if found is None:
-        return None
-    run_id, status, accuracy = found
-    if status == "FINISHED":
-        return run_id, None, accuracy if accuracy is not None else float("nan")
-    saved = checkpoint.latest(run_id)
-    return (run_id, saved, None) if saved is not None else None
+    return find_child(parent, job)
 
 
 def resume_run(cfg: DictConfig, run_id: str, saved: Any, overrides: list[str]) -> None:

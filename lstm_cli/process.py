@@ -87,6 +87,22 @@ def import_tensorflow() -> None:
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` in this process's environment for the block (what a child started meanwhile
+    inherits), then each variable as it was (unset if it was)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def import_tracking() -> None:
     """Import MLflow (through `lstm_cli.tracking`'s modules) out of the collector's way."""
     with importing():
@@ -110,21 +126,14 @@ def without_model_checks() -> Iterator[None]:
     (saving) and `mlflow.pyfunc` (loading) call it, and `mlflow.models.utils.
     _validate_serving_input`, which `Model.log` imports when it checks the example.
     """
-    patches = [
-        (module, name, replacement)
-        for module, name, replacement in (
-            (sys.modules.get("mlflow.utils.environment"),
-             "warn_dependency_requirement_mismatches", lambda requirements: None),
-            (sys.modules.get("mlflow.pyfunc"),
-             "warn_dependency_requirement_mismatches", lambda requirements: None),
-            (sys.modules.get("mlflow.models.utils"),
-             "_validate_serving_input", lambda model_uri, serving_input: None),
-        )
-        if hasattr(module, name)
-    ]  # fmt: skip
-    saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
-    for module, name, replacement in patches:
-        setattr(module, name, replacement)
+    checks = (("mlflow.utils.environment", "warn_dependency_requirement_mismatches"),
+              ("mlflow.pyfunc", "warn_dependency_requirement_mismatches"),
+              ("mlflow.models.utils", "_validate_serving_input"))  # fmt: skip
+    modules = [(sys.modules.get(module), name) for module, name in checks]
+    saved = [(module, name, getattr(module, name)) for module, name in modules
+             if hasattr(module, name)]  # fmt: skip
+    for module, name, _ in saved:
+        setattr(module, name, lambda *args, **kwargs: None)
     try:
         yield
     finally:
@@ -191,18 +200,9 @@ def _start_fork_server(workers: int) -> None:
 
     if glob.glob("/dev/nvidia[0-9]*"):
         return
-    limits = LokyBackend()._prepare_worker_env(workers)
-    saved = {name: os.environ.get(name) for name in limits}
-    os.environ.update(limits)  # the server's environment, read as it starts
-    try:
-        multiprocessing.forkserver.set_forkserver_preload([FORK_SERVER_PRELOAD])
+    multiprocessing.forkserver.set_forkserver_preload([FORK_SERVER_PRELOAD])
+    with _environment(LokyBackend()._prepare_worker_env(workers)):  # read as the server starts
         multiprocessing.forkserver.ensure_running()  # spawns it; its imports run meanwhile
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     set_start_method("forkserver", force=True)
 
 
@@ -351,22 +351,21 @@ def quiet_slurm(note: Callable[[], None]) -> Iterator[None]:
 
     logger = logging.getLogger("submitit")
     once = _OnceAboutSacct(note)
-    saved = os.environ.get("PATH", "")
     real = shutil.which("sacct")
     with tempfile.TemporaryDirectory(prefix="lstm-digits-sacct-") as shim:
+        path = {}
         if real is not None:
             script = os.path.join(shim, "sacct")
             with open(script, "w") as out:
                 out.write(SACCT_SHIM.format(sacct=real))
             os.chmod(script, 0o755)
-            os.environ["PATH"] = f"{shim}{os.pathsep}{saved}"
+            path = {"PATH": f"{shim}{os.pathsep}{os.environ.get('PATH', '')}"}
         logger.addFilter(once)
         try:
-            with contextlib.redirect_stderr(_WithoutSbatchErrors(sys.stderr)):
+            with _environment(path), contextlib.redirect_stderr(_WithoutSbatchErrors(sys.stderr)):
                 yield
         finally:
             logger.removeFilter(once)
-            os.environ["PATH"] = saved
 
 
 # ---------------------------------------------------------------- the end
