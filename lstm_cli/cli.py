@@ -34,7 +34,12 @@ def _fail(ex: BaseException) -> NoReturn:
     if isinstance(ex, KeyboardInterrupt):
         signum = ex.signum if isinstance(ex, Interrupted) else Interrupted().signum
         what = "interrupted" if signum == Interrupted().signum else one_line(ex)
-        console.error(f"{what}: a run already started is marked KILLED, its metrics kept")
+        run_id = getattr(ex, "run_id", None)  # the run it stopped, if that one can go on
+        if run_id:
+            console.error(f"{what}: run {run_id} is KILLED with a checkpoint of its last epoch; "
+                          f"go on with: lstm-digits resume {run_id}")  # fmt: skip
+        else:
+            console.error(f"{what}: a run already started is marked KILLED, its metrics kept")
         code = EXIT_SIGNAL + signum
     else:
         console.error(one_line(ex))

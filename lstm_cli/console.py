@@ -38,6 +38,11 @@ def error(message: str) -> None:
     errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
+def note(message: str) -> None:
+    """One line about something the user should know that did not stop the command."""
+    errors.print(f"[bold yellow]note:[/] {escape(message)}", soft_wrap=True)
+
+
 def _as_typed(value: Any) -> str:
     """A value as users type it in an override: null, true, 0.001."""
     if value is None:

@@ -17,12 +17,31 @@ class TrainingFailed(Exception):
     """Training stopped on its own terms (for example a NaN loss); the run is marked FAILED."""
 
 
+class StoreUnavailable(Exception):
+    """The tracking store refused a run's writes: full, read-only, or locked or away for longer
+    than `tracking.outage_minutes`. What reached the store stays, its last checkpoint too.
+
+    `run_id`, once the run's handle has set it, ends the message with how to go on.
+    """
+
+    run_id: str | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.run_id:
+            text += f"; then go on with: lstm-digits resume {self.run_id}"
+        return text
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) or a stop request (SIGTERM: a scheduler, `docker stop`, `kill`).
 
     A KeyboardInterrupt, so that Hydra, joblib and our own code treat both alike: runs end
-    KILLED, and the process exits 128 + the signal's number.
+    KILLED, and the process exits 128 + the signal's number. `run_id`: the run it stopped,
+    once that run's handle has set it, if the run can go on (`lstm-digits resume`).
     """
+
+    run_id: str | None = None
 
     def __init__(self, signum: int = signal.SIGINT):
         super().__init__(signal.Signals(signum).name)
@@ -46,7 +65,7 @@ def first_line(ex: BaseException) -> str:
 
 def one_line(ex: BaseException) -> str:
     """The message a user sees for `ex`: one line, no traceback."""
-    if isinstance(ex, UserError | TrainingFailed):
+    if isinstance(ex, UserError | TrainingFailed | StoreUnavailable):
         text = str(ex)
     elif isinstance(ex, KeyboardInterrupt):
         text = ex.reason if isinstance(ex, Interrupted) else Interrupted().reason

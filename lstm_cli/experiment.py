@@ -99,8 +99,8 @@ def resume(uri: str, experiment: str, ref: str, overrides: list[str]) -> None:
 
     process.quiet()
     process.import_tracking()
-    run, cfg, saved = resuming.plan(uri, experiment, ref, overrides)
-    resume_run(cfg, run.run_id, saved, overrides)
+    cfg, reopening = resuming.plan(uri, experiment, ref, overrides)
+    resume_run(cfg, reopening, overrides)
 
 
 def _launch(argv: list[str], task: TrainJob) -> None:

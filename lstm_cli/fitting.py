@@ -1,9 +1,10 @@
 """Training inside a run: the data, the model, the epochs with their metrics and checkpoints,
 then what every run records (figures, what the LSTM learned, the model).
 
-`fit_and_log` trains a new run, or goes on with a stopped one from its checkpoint
-(`saved`): the epochs already in the store are not logged again, so the run keeps one
-unbroken metric history.
+`fit_and_log` trains a new run, or goes on with a stopped one (a `resume.Reopening`): values
+already in the store are not logged again and missing ones are logged from the replay, so the
+run keeps one value per step. While epochs train, a first Ctrl-C or SIGTERM stops at the
+epoch's end with a checkpoint (see `signals.graceful`).
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import time
 from contextlib import nullcontext
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig
 
 from lstm_cli import console, process, signals
 from lstm_cli.errors import Interrupted, UserError
 
 EXAMPLE_IMAGES = 2  # held-out digits logged as the model's input example (the UI shows it)
-CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")  # per-epoch metrics
 
 
 def load_data(cfg: DictConfig):
@@ -58,11 +59,11 @@ def check_resumable(saved: Any, spec: dict[str, Any], data: Any, run_id: str) ->
 
 
 def fit_and_log(
-    cfg: DictConfig, run: Any, quiet: bool, threads: int | None, saved: Any = None
+    cfg: DictConfig, run: Any, quiet: bool, threads: int | None, reopening: Any = None
 ) -> dict[str, float]:
-    """Train in `run` (a tracking handle), from the start or from checkpoint `saved`; log the
-    data splits, metrics, checkpoints, figures and the model (registered as
-    `tracking.register` if set); return the final metrics."""
+    """Train in `run` (a tracking handle), from the start or from `reopening`; log the data
+    splits, metrics, checkpoints, figures and the model (registered as `tracking.register` if
+    set); return the final metrics."""
     process.import_tensorflow()  # before any op: thread settings still apply
     from lstm_cli.data import SOURCE, pixel_scale
     from lstm_cli.model import DigitsLSTM
@@ -74,7 +75,7 @@ def fit_and_log(
     run.set_tags({"tf_threads": str(in_force or "default")})
     set_seed(cfg.seed)
     data = load_data(cfg)
-    if saved is None:
+    if reopening is None:
         splits = {"training": ("digits-train", data.x_train, data.y_train),
                   "validation": ("digits-val", data.x_val, data.y_val)}  # fmt: skip
         run.log_datasets(splits, loader=SOURCE)
@@ -84,34 +85,34 @@ def fit_and_log(
                           cfg.epochs, seed=cfg.seed, shuffle=cfg.data.shuffle)  # fmt: skip
     model = trainer.model  # a sweep's worker reuses its last model, with this one's weights
     earlier: list[EpochMetrics] = []  # epochs before the checkpoint, from the store
-    logged = 0  # the last epoch whose metrics are in the store
-    if saved is not None:
-        check_resumable(saved, spec, data, run.run_id)
+    logged: dict[str, set[int]] = {}  # the steps each metric has in the store already
+    first = 1
+    if reopening is not None:
+        saved = reopening.checkpoint
         trainer.restore(TrainState.from_arrays(saved.epoch, saved.arrays,
                                                saved.meta["beta_powers"]))  # fmt: skip
-        history = run.metric_history(CURVES)  # step -> {name: value}
-        earlier = [EpochMetrics(epoch=k, **history[k]) for k in range(1, saved.epoch + 1)]
-        logged = max((k for k, values in history.items() if len(values) == len(CURVES)),
-                     default=0)  # fmt: skip
-    saver = Saver(run.run_id, cfg.checkpoint.every_epochs, cfg.checkpoint.every_seconds,
-                  {"model": spec["model"], "data": split_digest(data)})  # fmt: skip
-    first = saved.epoch + 1 if saved is not None else 1
+        earlier = [EpochMetrics(epoch=k, **v) for k, v in enumerate(reopening.history, 1)]
+        logged, first = reopening.logged, saved.epoch + 1
+    saver = Saver(run, cfg.checkpoint.every_epochs, cfg.checkpoint.every_seconds,
+                  {"model": spec["model"], "data": split_digest(data)}, first - 1)  # fmt: skip
     progress = nullcontext(lambda m: None) if quiet else console.epoch_progress(cfg.epochs)
     start = time.perf_counter()
-    with progress as update:
+    with progress as update, signals.graceful():
 
         def on_epoch(m):
-            if m.epoch > logged:  # replayed epochs are in the store already, with these values
-                run.log_epoch(m.as_dict(), m.epoch)
+            values = m.as_dict()  # a replayed epoch: only what the store lacks
+            run.log_epoch({k: v for k, v in values.items() if m.epoch not in logged.get(k, ())},
+                          m.epoch)  # fmt: skip
             update(m)
             saver.after_epoch(trainer, m.epoch)
-            stop = signals.requested()  # the scheduler's warning: save, then stop in order
+            stop = signals.requested()  # Ctrl-C, SIGTERM, the scheduler's warning
             if stop is not None:
-                if saver.last_epoch != m.epoch:
+                if saver.enabled and saver.last_epoch != m.epoch:
                     saver.save(trainer, m.epoch)
                 raise Interrupted(stop)
 
         history = earlier + trainer.fit(data, on_epoch=on_epoch, first_epoch=first)
+    run.open()  # a run reopened with no epoch left to train: only its record to finish
     if saver.enabled and saver.last_epoch != cfg.epochs:
         saver.save(trainer, cfg.epochs)  # `resume` with more epochs goes on from here
     summary = {
@@ -151,16 +152,19 @@ def split_digest(data: Any) -> str:
 class Saver:
     """When and what to checkpoint during a training (see conf/config.yaml's `checkpoint`).
 
-    Every `every_epochs` epochs, at most once per `every_seconds`, and on demand (a scheduler's
-    warning, a last save at the end). `every_epochs=0`: never, and no cost.
+    Every `every_epochs` epochs, at most once per `every_seconds`, and on demand (a stop, a
+    last save at the end). `every_epochs=0`: never, and no cost. The run's writer sends a
+    checkpoint after the metrics of its epochs, in the background.
     """
 
-    def __init__(self, run_id: str, every_epochs: int, every_seconds: float, meta: dict) -> None:
-        self.run_id = run_id
+    def __init__(
+        self, run: Any, every_epochs: int, every_seconds: float, meta: dict, last_epoch: int = 0
+    ) -> None:
+        self.run = run
         self.every_epochs = every_epochs
         self.every_seconds = every_seconds
         self.meta = meta
-        self.last_epoch = 0
+        self.last_epoch = last_epoch  # the epoch of the checkpoint the training started from
         self.last_time = time.monotonic()
 
     @property
@@ -174,12 +178,12 @@ class Saver:
             self.save(trainer, epoch)
 
     def save(self, trainer: Any, epoch: int) -> None:
-        """Save the training state after `epoch` now."""
-        from lstm_cli.tracking import checkpoint
-
+        """Hand the training state after `epoch` to the run's writer (a copy: training goes
+        on meanwhile)."""
         state = trainer.state(epoch)
-        meta = {**self.meta, "beta_powers": list(state.beta_powers)}
-        checkpoint.save(self.run_id, epoch, state.arrays(), meta)
+        meta = {**self.meta, "beta_powers": [float(b) for b in state.beta_powers]}
+        arrays = {k: np.array(v, copy=True) for k, v in state.arrays().items()}  # not views
+        self.run.save_checkpoint(epoch, arrays, meta)
         self.last_epoch, self.last_time = epoch, time.monotonic()
 
 

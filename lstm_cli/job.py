@@ -81,7 +81,6 @@ def scheduler_signals() -> tuple[tuple[int, ...], int | None]:
 def train(cfg: DictConfig, job: str | None) -> float:
     """Train and track one configuration; `job` is the sweep job number (None: a single run)."""
     process.import_tracking()  # MLflow, out of the collector's way
-    from lstm_cli.tracking import run as tracked
     from lstm_cli.tracking import store
 
     hc = HydraConfig.get()
@@ -107,33 +106,53 @@ def train(cfg: DictConfig, job: str | None) -> float:
     # sharing this terminal (basic, joblib) print a line at their start and end only.
     quiet = job is not None and not os.environ.get("SUBMITIT_EXECUTOR")
     earlier = _requeued_run(parent, job)
-    if earlier is not None:  # a requeued job: its run from the attempt before
-        from lstm_cli.tracking import checkpoint
-
+    reopening = None
+    if earlier is not None:  # a requeued job (or packed point): its run from the attempt before
         run_id, status, accuracy = earlier
         if status == "FINISHED":  # done then (a job of several points is requeued whole)
             accuracy = accuracy if accuracy is not None else float("nan")
             console.job_line(job, f"done before the requeue: val_accuracy={accuracy:.4f} run "
                              f"{run_id}")  # fmt: skip
             return accuracy
-        saved = checkpoint.latest(run_id)
-        if saved is not None:  # the same run goes on from its checkpoint
-            with tracked.start_run(experiment_id, name, {}, resume.process_tags(), resume=run_id,
-                                   requeued=True) as run:  # fmt: skip
-                result = fitting.fit_and_log(cfg, run, quiet, _threads(cfg), saved=saved)
-            console.job_line(job, f"done  val_accuracy={result['val_accuracy']:.4f} run {run_id}")
-            return result["val_accuracy"]
-    tags |= resume.process_tags()
-    with tracked.start_run(experiment_id, name, params, tags, parent) as run:
+        with contextlib.suppress(resume.NoCheckpoint):  # none: it starts anew, in a new run
+            reopening = resume.reopen(run_id, cfg, finished=False, requeued=True)
+    new = (experiment_id, name, params, tags, parent)
+    result, run_id = train_run(cfg, quiet, _threads(cfg), new=new, reopening=reopening)
+    if job is None:
+        how = _ui_command(uri, cfg.tracking.experiment, experiment_id, run_id)
+        console.show_result(result, run_id, masking.mask(uri), masking.mask(how))
+    else:
+        console.job_line(job, f"done  val_accuracy={result['val_accuracy']:.4f} run {run_id}")
+    return result["val_accuracy"]
+
+
+def train_run(
+    cfg: DictConfig,
+    quiet: bool,
+    threads: int | None,
+    new: tuple[str, str, dict, dict, str | None] | None = None,
+    reopening: resume.Reopening | None = None,
+    tags: dict[str, str] | None = None,
+) -> tuple[dict[str, float], str]:
+    """Open a run and train it: the one path of every training. `reopening` (a stopped run,
+    checked by `resume.reopen`) goes on in its run; else a new run from `new` (experiment id,
+    name, params, tags, parent run); `tags` are added to a reopened run's. Returns the final
+    metrics and the run's id."""
+    from lstm_cli.tracking import run as tracked
+
+    outage_s = 60 * cfg.tracking.outage_minutes
+    if reopening is not None:
+        if reopening.note:
+            console.note(reopening.note)
+        reopened = {"resume": reopening.run_id, "slot": reopening.checkpoint.slot,
+                    "requeued": reopening.requeued}  # fmt: skip
+        with tracked.start_run("", "", {}, tags or {}, outage_s=outage_s, **reopened) as run:
+            return fitting.fit_and_log(cfg, run, quiet, threads, reopening), run.run_id
+    experiment_id, name, params, tags, parent = new
+    with tracked.start_run(experiment_id, name, params, tags, parent, outage_s=outage_s) as run:
         config.check(cfg)
         run.log_text(masking.mask(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
-        result = fitting.fit_and_log(cfg, run, quiet=quiet, threads=_threads(cfg))
-    if job is None:
-        how = _ui_command(uri, cfg.tracking.experiment, experiment_id, run.run_id)
-        console.show_result(result, run.run_id, masking.mask(uri), masking.mask(how))
-    else:
-        console.job_line(job, f"done  val_accuracy={result['val_accuracy']:.4f} run {run.run_id}")
-    return result["val_accuracy"]
+        return fitting.fit_and_log(cfg, run, quiet, threads), run.run_id
 
 
 def _requeued_run(parent: str | None, job: str | None) -> tuple[str, str, float | None] | None:
@@ -146,17 +165,15 @@ def _requeued_run(parent: str | None, job: str | None) -> tuple[str, str, float 
     return find_child(parent, job)
 
 
-def resume_run(cfg: DictConfig, run_id: str, saved: Any, overrides: list[str]) -> None:
-    """`lstm-digits resume`: go on with run `run_id` from checkpoint `saved` (all checked)."""
-    from lstm_cli.tracking import run as tracked
+def resume_run(cfg: DictConfig, reopening: resume.Reopening, overrides: list[str]) -> None:
+    """`lstm-digits resume`: go on with a stopped run (checked by `resume.plan`)."""
     from lstm_cli.tracking.store import resolve_uri
 
-    tags = {**resume.process_tags(), "resume_overrides": " ".join(overrides)}
     uri = resolve_uri(cfg.tracking.uri)
-    console.console.print(f"[bold]resume[/] run {run_id} after epoch {saved.epoch}")
-    with tracked.start_run("", "", {}, tags, resume=run_id) as run:
-        result = fitting.fit_and_log(cfg, run, quiet=False, threads=_resume_threads(cfg),
-                                     saved=saved)  # fmt: skip
+    saved = reopening.checkpoint
+    console.console.print(f"[bold]resume[/] run {reopening.run_id} after epoch {saved.epoch}")
+    tags = {"resume_overrides": " ".join(overrides)}
+    result, run_id = train_run(cfg, False, _resume_threads(cfg), reopening=reopening, tags=tags)
     console.show_result(result, run_id, masking.mask(uri), "lstm-digits ui")
 
 

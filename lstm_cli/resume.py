@@ -1,15 +1,17 @@
-"""`lstm-digits resume RUN`: go on with a stopped run (or a finished one, with more epochs) in
-the same MLflow run, from its latest checkpoint.
+"""Going on with a stopped run: the rules, written once, for `lstm-digits resume RUN`, a job
+SLURM requeued and a packed SLURM point that was stopped.
 
-Everything is checked before the run is touched: that it is not still running, that it has a
-checkpoint of a format this version reads, that the overrides change neither the model nor the
-data, and that its data split is still the same. Then `job.resume` trains on.
+A run goes on in the same MLflow run, from its newest checkpoint that can be read and whose
+epochs' metrics are all in the store (a torn newest slot: the other one, said in one line).
+Everything is checked before the run is touched: that it is not still running, that the
+overrides change neither the model nor the data, and that its data split is still the same;
+the run itself is written to only once its first new epoch is trained (see
+`tracking.run.start_run`). Then `job.train_run` trains on, as it trains a new run.
 """
 
 from __future__ import annotations
 
-import os
-import socket
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -19,28 +21,34 @@ from lstm_cli.errors import UserError
 
 # Keys a resume may change: how long, how fast, how often it saves, whether the model is logged.
 CHANGEABLE = ("epochs", "threads", "checkpoint.every_epochs", "checkpoint.every_seconds",
-              "tracking.log_model")  # fmt: skip
-HOST_TAG, PID_TAG = "lstm_digits.host", "lstm_digits.pid"  # where a run's process runs
+              "tracking.log_model", "tracking.outage_minutes")  # fmt: skip
+CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")  # per-epoch metrics
 
 
-def process_tags() -> dict[str, str]:
-    """Tags naming the process that runs a run, so that `resume` can tell it is alive."""
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+class NoCheckpoint(UserError):
+    """The run has no checkpoint at all: it cannot go on (a requeue then starts it anew)."""
 
 
-def _alive(run: Any) -> bool:
-    """Whether the process that runs `run` still runs (on this host, or anywhere else: unknown,
-    so taken as alive)."""
-    host, pid = run.tags.get(HOST_TAG), run.tags.get(PID_TAG)
-    if host != socket.gethostname() or not (pid or "").isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+@dataclass(frozen=True)
+class Reopening:
+    """A stopped run to go on with, and what its store holds already.
+
+    Attributes:
+        run_id: the run.
+        checkpoint: the checkpoint it goes on from (a `tracking.checkpoint.Checkpoint`).
+        history: the stored per-epoch values of epochs 1..checkpoint.epoch, by epoch.
+        logged: the steps each per-epoch metric has in the store: a replayed epoch logs only
+            what is missing, so that every step is there once.
+        requeued: reopened by SLURM's requeue (else by `lstm-digits resume`).
+        note: one line to tell the user, when the newest checkpoint could not be used.
+    """
+
+    run_id: str
+    checkpoint: Any
+    history: list[dict[str, float]]
+    logged: dict[str, set[int]]
+    requeued: bool = False
+    note: str | None = None
 
 
 def _config(run: Any, overrides: list[str]) -> DictConfig:
@@ -72,34 +80,69 @@ def _config(run: Any, overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def plan(uri: str, experiment: str, ref: str, overrides: list[str]):
-    """The run to resume, its config and its checkpoint, all checked; a UserError otherwise."""
-    from lstm_cli.tracking import checkpoint, read
+def plan(uri: str, experiment: str, ref: str, overrides: list[str]) -> tuple[DictConfig, Reopening]:
+    """`lstm-digits resume`: the run to go on with, its config and where from, all checked; a
+    UserError otherwise (nothing written)."""
+    from lstm_cli.tracking import read
+    from lstm_cli.tracking.run import HOST_TAG, PID_TAG, process_alive
 
     run = read.find_run(uri, experiment, ref)
-    if run.status == "RUNNING" and _alive(run):
+    if run.status == "RUNNING" and process_alive(run.tags):
         where = f"{run.tags.get(HOST_TAG, '?')} (pid {run.tags.get(PID_TAG, '?')})"
         raise UserError(f"run {run.run_id} is still running on {where}: stop it first")
     cfg = _config(run, overrides)
-    saved = checkpoint.latest(run.run_id)
-    if saved is None:
-        raise UserError(
-            f"run {run.run_id} has no checkpoint (checkpoint.every_epochs=0, or it stopped "
+    reopening = reopen(run.run_id, cfg, finished=run.status == "FINISHED")
+    cfg.tracking.uri = uri  # the store it was found in (config.yaml keeps it masked)
+    return cfg, reopening
+
+
+def reopen(run_id: str, cfg: DictConfig, finished: bool, requeued: bool = False) -> Reopening:
+    """Where run `run_id` goes on from under `cfg`, checked; a UserError if it cannot (a
+    NoCheckpoint if it has none at all)."""
+    from lstm_cli.fitting import check_resumable, load_data, model_spec
+    from lstm_cli.tracking import checkpoint, read
+
+    slots = checkpoint.slots(run_id)
+    if all(s.problem == "empty" for s in slots):
+        raise NoCheckpoint(
+            f"run {run_id} has no checkpoint (checkpoint.every_epochs=0, or it stopped "
             "before its first): it cannot resume; train it again"
         )
-    if saved.meta.get("format") != checkpoint.FORMAT:
+    history, logged = read.epoch_history(run_id, CURVES)
+    complete = 0  # the epochs 1..complete have all their values in the store
+    while all(complete + 1 in logged[name] for name in CURVES):
+        complete += 1
+    problems, usable = [], []
+    for slot in slots:  # newest first
+        saved = slot.checkpoint
+        if saved is None:
+            if slot.problem != "empty":
+                problems.append(f"slot {slot.name}: {slot.problem}")
+        elif saved.meta.get("format") != checkpoint.FORMAT:
+            problems.append(f"slot {slot.name}: checkpoint has format {saved.meta.get('format')}, "
+                            f"this version reads format {checkpoint.FORMAT}: resume it with the "
+                            "version that wrote it")  # fmt: skip
+        elif saved.epoch > complete:
+            problems.append(f"slot {slot.name}: epoch {saved.epoch}, whose metrics stop at "
+                            f"epoch {complete}")  # fmt: skip
+        else:
+            usable.append(saved)
+    if not usable:
         raise UserError(
-            f"run {run.run_id}'s checkpoint has format {saved.meta.get('format')}, this version "
-            f"reads format {checkpoint.FORMAT}: resume it with the version that wrote it"
+            f"run {run_id}'s checkpoints cannot be used ({'; '.join(problems)}): it cannot "
+            "resume; train it again"
         )
-    if cfg.epochs <= saved.epoch:
+    saved = usable[0]
+    if (finished and cfg.epochs <= saved.epoch) or cfg.epochs < saved.epoch:
         raise UserError(
-            f"run {run.run_id} has trained {saved.epoch} of epochs={cfg.epochs}: "
-            f"give more, e.g. `lstm-digits resume {run.run_id[:8]} epochs={saved.epoch * 2}`"
+            f"run {run_id} has trained {saved.epoch} of epochs={cfg.epochs}: "
+            f"give more, e.g. `lstm-digits resume {run_id[:8]} epochs={saved.epoch * 2}`"
         )
-    from lstm_cli.fitting import check_resumable, load_data, model_spec
-
     data = load_data(cfg)
-    check_resumable(saved, model_spec(cfg, data), data, run.run_id)
-    cfg.tracking.uri = uri  # the store it was found in (config.yaml keeps it masked)
-    return run, cfg, saved
+    check_resumable(saved, model_spec(cfg, data), data, run_id)
+    note = None
+    if problems:
+        note = (f"the newest checkpoint cannot be read ({'; '.join(problems)}): going on from "
+                f"the one of epoch {saved.epoch} (slot {saved.slot})")  # fmt: skip
+    past = [history[k] for k in range(1, saved.epoch + 1)]
+    return Reopening(run_id, saved, past, logged, requeued, note)

@@ -10,6 +10,10 @@ yet returned) or the database session unusable for the writes that would end it,
 writes run in `deferred()`: a signal that arrives meanwhile takes effect right after the write,
 or at once when it comes a second time (a write to a server that does not answer retries).
 
+While a run trains its epochs (`graceful()`), the first SIGINT or SIGTERM asks for a stop
+instead: the epoch ends, a checkpoint is saved, then the run ends KILLED and can be resumed. A
+second signal stops at once.
+
 Compare Lightning's SLURM signal connector: one place turns a signal into an orderly end.
 """
 
@@ -36,6 +40,7 @@ class _State:
     def __init__(self) -> None:
         self.scopes = 0
         self.writes = 0
+        self.graceful = 0
         self.pending: int | None = None
         self.replaced: dict[int, Any] = {}
         self.requested: int | None = None
@@ -46,6 +51,12 @@ class _State:
 
     def handle(self, signum: int, frame: Any) -> None:
         self.stopped = signum
+        if self.requested is not None:  # a stop was asked for already: the user will not wait
+            self.pending = None
+            raise Interrupted(signum)
+        if self.graceful:
+            self.requested = signum  # the training stops at its epoch's end, checkpointed
+            return
         if self.writes and self.pending is None:
             self.pending = signum  # raised when the write ends
             return
@@ -94,6 +105,17 @@ def scope(force: tuple[int, ...] = (), requests: tuple[int, ...] = ()) -> Iterat
             _state.replaced, _state.pending = {}, None
 
 
+@contextmanager
+def graceful() -> Iterator[None]:
+    """A run's epochs: the first SIGINT or SIGTERM is a request (see `requested`) that the
+    training honours at the epoch's end; a second one raises at once."""
+    _state.graceful += 1
+    try:
+        yield
+    finally:
+        _state.graceful -= 1
+
+
 def previous(signum: int) -> Any:
     """The handler of `signum` before the outermost scope took it over (the current handler if
     none did): the requeue handler of submitit, for a job inside a packed SLURM job's scope."""
@@ -107,7 +129,7 @@ def stopped() -> int | None:
 
 
 def requested() -> int | None:
-    """The signal that asked for an orderly stop (see `scope`), if one came."""
+    """The signal that asked for an orderly stop (see `scope` and `graceful`), if one came."""
     return _state.requested
 
 

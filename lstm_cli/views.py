@@ -60,7 +60,9 @@ def runs_table(runs: list[Any], title: str, more: bool, extra: str | None = None
     params, metrics = _shown(runs, extra)
     now_ms = int(datetime.now().timestamp() * 1000)
     columns: dict[str, list[str]] = {"run id": [r.run_id[:8] for r in runs]}
-    columns["status"] = [f"[{STATUS_COLOURS.get(r.status, 'white')}]{r.status}[/]" for r in runs]
+    columns["status"] = [
+        f"[{STATUS_COLOURS.get(r.status, 'white')}]{r.shown_status}[/]" for r in runs
+    ]
     for name in params:
         columns[name] = [escape(r.params.get(name, "")) for r in runs]
     for name in metrics:
@@ -117,7 +119,7 @@ def runs_data(runs: list[Any], output: str, extra: str | None = None) -> None:
     params, metrics = _shown(runs, extra)
     rows = []
     for r in runs:
-        row: dict[str, Any] = {"run_id": r.run_id, "name": r.name, "status": r.status,
+        row: dict[str, Any] = {"run_id": r.run_id, "name": r.name, "status": r.shown_status,
                                "sweep_parent": r.is_sweep_parent}  # fmt: skip
         row |= {p: r.params.get(p) for p in params}
         row |= {m: r.metrics.get(m) for m in metrics}

@@ -200,7 +200,13 @@ def test_a_stopped_run_is_killed_and_keeps_its_metrics(tmp_path, signum, code, r
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
     (line,) = stderr.strip().splitlines()
-    assert line.endswith("a run already started is marked KILLED, its metrics kept"), line
-    run = client.get_run(runs[0].info.run_id)
+    run_id = runs[0].info.run_id
+    assert line.endswith(f"go on with: lstm-digits resume {run_id}"), line  # the last line
+    run = client.get_run(run_id)
     assert run.info.status == "KILLED" and run.data.tags["error"] == reason
-    assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) >= len(history)
+    logged = client.get_metric_history(run_id, "val_accuracy")
+    assert len(logged) >= len(history)
+    saved = json.loads(
+        Path(client.download_artifacts(run_id, "checkpoints/latest.json")).read_text()
+    )
+    assert saved["epoch"] == len(logged)  # the stop saved the epoch it ended, whatever the clock

@@ -92,7 +92,7 @@ def test_a_stopped_run_resumed_equals_the_uninterrupted_one(tmp_path):
     assert killed.info.status == "KILLED"
     logged = len(MlflowClient(uri).get_metric_history(run_id, "val_loss"))
     saved = json.loads(_artifact(uri, run_id, "checkpoints/latest.json"))
-    assert saved["epoch"] % 40 == 0 and saved["epoch"] <= logged < 300  # replays from there
+    assert saved["epoch"] == logged < 300  # SIGTERM saves at its epoch's end, off the grid
 
     resumed = run_cli("resume", run_id[:8], "--tracking-uri", uri, cwd=stopped)
     assert resumed.returncode == 0, resumed.stderr

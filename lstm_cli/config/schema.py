@@ -40,6 +40,7 @@ class TrackingSchema:
     system_metrics: bool = MISSING
     parent_run_id: str | None = MISSING
     sqlite_on_cluster: bool = MISSING
+    outage_minutes: float = MISSING
 
 
 @dataclass
@@ -73,6 +74,7 @@ _RANGES = [
     ("data.split_seed", 0, "an integer >= 0"),
     ("checkpoint.every_epochs", 0, "an integer >= 0 (0: no checkpoints)"),
     ("checkpoint.every_seconds", 0, "a number of seconds >= 0"),
+    ("tracking.outage_minutes", 0, "a number of minutes >= 0"),
 ]
 
 

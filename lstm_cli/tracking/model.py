@@ -86,10 +86,16 @@ def requirements() -> list[str]:
     return [_pinned("tensorflow", "tensorflow-cpu"), _pinned("numpy")]
 
 
-def log_model(model: Any, scaling: str, example: np.ndarray) -> None:
-    """Log `model` as the active run's `model`: a SavedModel with its signature, `example`
-    (a few raw images) as the input example, and real requirements."""
+def log_model(
+    model: Any, scaling: str, example: np.ndarray, run_id: str, experiment_id: str
+) -> None:
+    """Log `model` as run `run_id`'s `model`: a SavedModel with its signature, `example` (a
+    few raw images) as the input example, and real requirements."""
     import mlflow.tensorflow
+
+    # MLflow puts a logged model in the active run's experiment, else the active experiment:
+    # our runs are never MLflow's active run (their handle owns their status).
+    mlflow.set_experiment(experiment_id=experiment_id)
 
     steps, pixels = example.shape[1:]
     with warnings.catch_warnings(), process.without_model_checks():
@@ -97,6 +103,7 @@ def log_model(model: Any, scaling: str, example: np.ndarray) -> None:
         mlflow.tensorflow.log_model(
             serving_function(model, scaling, steps),
             name=MODEL_NAME,
+            run_id=run_id,
             signature=signature(steps, pixels, model.num_classes),
             input_example=np.asarray(example, dtype=INPUT_DTYPE),
             pip_requirements=requirements(),  # given, not inferred: inference reloads the model

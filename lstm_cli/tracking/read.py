@@ -45,6 +45,14 @@ class RunRecord:
     has_model: bool  # a model was logged by the run
 
     @property
+    def shown_status(self) -> str:
+        """The status as `runs` shows it: RUNNING (lost) when its process died on this host."""
+        from lstm_cli.tracking.run import process_alive
+
+        lost = self.status == "RUNNING" and not process_alive(self.tags)
+        return f"{self.status} (lost)" if lost else self.status
+
+    @property
     def is_sweep_parent(self) -> bool:
         return self.tags.get(SWEEP_TAG) == "parent"
 
@@ -211,6 +219,21 @@ def load_model(uri: str, model_uri: str) -> Any:
             return mlflow.pyfunc.load_model(model_uri)
     except MlflowException as ex:
         raise UserError(f"cannot load the model {model_uri}: {first_line(ex)}") from None
+
+
+def epoch_history(
+    run_id: str, names: tuple[str, ...]
+) -> tuple[dict[int, dict[str, float]], dict[str, set[int]]]:
+    """The per-epoch values of metrics `names` in the store, by step, and each one's steps."""
+    client = MlflowClient()
+    history: dict[int, dict[str, float]] = {}
+    logged: dict[str, set[int]] = {}
+    for name in names:
+        for metric in client.get_metric_history(run_id, name):
+            history.setdefault(metric.step, {})[name] = metric.value
+            logged.setdefault(name, set()).add(metric.step)
+        logged.setdefault(name, set())
+    return history, logged
 
 
 def artifact_text(run_id: str, path: str) -> str | None:

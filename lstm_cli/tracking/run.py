@@ -1,6 +1,6 @@
 """One MLflow run as a handle that owns its writes, its buffered epoch metrics and its end.
 
-    with start_run(experiment_id, name, params, tags) as run:
+    with start_run(experiment_id, name, params, tags, outage_s=600) as run:
         run.log_epoch({"val_accuracy": 0.9}, epoch=1)
         run.log_figure(figure, "learning_curves.png")
 
@@ -10,28 +10,39 @@ kept. Whatever fails once the run exists, while it starts too (its params, the s
 monitor), ends it that way: never RUNNING. The handle opens one signal scope (see
 `lstm_cli.signals`) and every store write runs deferred within it, so no signal lands between
 a write and the code that would end the run.
+
+Epoch metrics and checkpoints go through a background writer (`tracking.writer`): the
+training never waits on the store, and the metrics of an epoch reach it before the checkpoint
+that covers it. A run reopened to go on (`resume`, a requeue) is not touched before its first
+write: a resume that fails before it has trained an epoch leaves the run as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import mlflow
 import numpy as np
-from mlflow.entities import Metric, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
 
 from lstm_cli import signals
-from lstm_cli.errors import UserError, one_line
+from lstm_cli.errors import Interrupted, StoreUnavailable, UserError, one_line
+from lstm_cli.tracking import checkpoint
+from lstm_cli.tracking.writer import Writer
 
 PARENT_TAG = MLFLOW_PARENT_RUN_ID  # how MLflow links a child run to its parent (for searches)
-FLUSH_EVERY_S = 1.0  # epoch metrics reach the store at most this often
+# MLflow's HTTP client retries a dead server for about 4 minutes, the caller blocked: our
+# writer retries instead, for tracking.outage_minutes, without blocking the training.
+HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 DATASET_RETRY_S = 0.2  # after the store refused a dataset another job added meanwhile
 # MLflow samples every 10 s by default, longer than most of our runs: they would log nothing.
 SYSTEM_METRICS_EVERY_S = 1.0  # $MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it
@@ -41,6 +52,30 @@ KIND = "custom_model_development"  # training runs, not GenAI traces
 # Figures as PNG at zlib level 1: the same pixels as matplotlib's default (level 6), files
 # about 15 % larger, and encoding takes 0.085 s instead of 0.24 s for a run's five figures.
 FIGURE_SAVE = {"pil_kwargs": {"compress_level": 1}}
+
+
+HOST_TAG, PID_TAG = "lstm_digits.host", "lstm_digits.pid"  # where a run's process runs
+
+
+def process_tags() -> dict[str, str]:
+    """Tags naming the process that runs a run, so that `resume` and `runs` can tell whether
+    it is alive."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def process_alive(tags: dict[str, str]) -> bool:
+    """Whether the process a run's `tags` name still runs (on this host; on another: unknown,
+    so taken as alive)."""
+    host, pid = tags.get(HOST_TAG), tags.get(PID_TAG)
+    if host != socket.gethostname() or not (pid or "").isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def mark_model_training(experiment_id: str) -> None:
@@ -55,19 +90,37 @@ def mark_model_training(experiment_id: str) -> None:
 class Run:
     """A started run (see `start_run`). Every method writes to the store, signals deferred."""
 
-    def __init__(self, run_id: str, experiment_id: str) -> None:
+    def __init__(self, run_id: str, experiment_id: str, store: str, outage_s: float) -> None:
         self.run_id = run_id
         self.experiment_id = experiment_id
         self._client = MlflowClient()
-        # Per-epoch metrics written in batches: a store round trip per epoch would cost more
-        # than a fast epoch; MLflow's own async queue costs about a second to shut down.
-        self._pending: list[Metric] = []
-        self._last_flush = time.monotonic()
+        self._writer = Writer(store, outage_s, self._log_metrics_now)
         self._monitor: Any = None  # MLflow's system-metrics thread, when asked for
+        self._reopen: dict[str, str] | None = None  # a reopened run's tags, until `open`
+        self._wants_monitor = False
+        self.slot = checkpoint.SLOTS[0]  # where the next checkpoint goes
+        self.has_checkpoint = False  # one is in the store: `lstm-digits resume` can go on
+
+    @property
+    def opened(self) -> bool:
+        """Whether the store knows this run is running (a reopened one: after its first write)."""
+        return self._reopen is None
+
+    def open(self) -> None:
+        """Make a reopened run RUNNING again with its tags (see `start_run`); a no-op after."""
+        if self._reopen is None:
+            return
+        tags, self._reopen = self._reopen, None
+        self._sync(lambda: _reopen(self._client, self.run_id, tags))
+        if self._wants_monitor:
+            self.monitor_system()
 
     def monitor_system(self) -> None:
         """Record CPU, memory, disk and network use (`system/...` metrics) until the run ends."""
         if self._monitor is not None:
+            return
+        if not self.opened:
+            self._wants_monitor = True  # started once the run is RUNNING again
             return
         try:
             import psutil  # noqa: F401 - MLflow's monitors read the system through it
@@ -81,54 +134,73 @@ class Run:
         self._monitor.start()
 
     def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
-        """Per-epoch metrics with step=epoch; in the store within FLUSH_EVERY_S."""
+        """Per-epoch metrics with step=epoch, sent in the background within a second."""
+        self.open()
         now_ms = int(time.time() * 1000)
-        self._pending += [Metric(k, float(v), now_ms, epoch) for k, v in metrics.items()]
-        if time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
-            self.flush()
+        self._writer.add_metrics([Metric(k, float(v), now_ms, epoch) for k, v in metrics.items()])
+
+    def save_checkpoint(self, epoch: int, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        """A checkpoint of `epoch`, sent in the background after the metrics before it."""
+        self.open()
+        slot, run_id = self.slot, self.run_id
+
+        def save() -> None:
+            checkpoint.save(run_id, slot, epoch, arrays, meta)
+            self.has_checkpoint = True
+
+        self._writer.put(save, "checkpoint")
+        self.slot = checkpoint.other(slot)
 
     def flush(self) -> None:
-        """Write the buffered epoch metrics now."""
+        """Wait until everything handed over is in the store."""
         with signals.deferred():
-            if self._pending:
-                self._client.log_batch(self.run_id, metrics=self._pending, synchronous=True)
-            self._pending = []
-            self._last_flush = time.monotonic()
+            self._writer.drain()
+
+    def _log_metrics_now(self, metrics: list[Metric]) -> None:
+        self._client.log_batch(self.run_id, metrics=metrics, synchronous=True)
+
+    def _sync(self, write) -> Any:
+        """Run a write now, after everything handed over before it, signals deferred."""
+        with signals.deferred():
+            return self._writer.call(write)
 
     def log_steps(self, name: str, values: list[float], first_step: int = 1) -> None:
         """A metric series with steps first_step, first_step + 1, ..."""
         now_ms = int(time.time() * 1000)
         metrics = [Metric(name, float(v), now_ms, first_step + k) for k, v in enumerate(values)]
-        with signals.deferred():
-            self._client.log_batch(self.run_id, metrics=metrics, synchronous=True)
+        self.open()
+        self._sync(lambda: self._log_metrics_now(metrics))
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
         """Metrics without a step (final figures, timings)."""
         now_ms = int(time.time() * 1000)
         batch = [Metric(k, float(v), now_ms, 0) for k, v in metrics.items()]
-        with signals.deferred():
-            self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
+        self.open()
+        self._sync(lambda: self._log_metrics_now(batch))
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        with signals.deferred():
-            self._client.log_batch(self.run_id, tags=_tags(tags), synchronous=True)
+        if self._reopen is not None:  # written with the reopening's tags
+            self._reopen.update({k: str(v) for k, v in tags.items()})
+            return
+        self._sync(lambda: self._client.log_batch(self.run_id, tags=_tags(tags), synchronous=True))
 
     def log_text(self, text: str, name: str) -> None:
-        with signals.deferred():
-            self._client.log_text(self.run_id, text, name)
+        self.open()
+        self._sync(lambda: self._client.log_text(self.run_id, text, name))
 
     def log_dict(self, data: dict, name: str) -> None:
-        with signals.deferred():
-            self._client.log_dict(self.run_id, data, name)
+        self.open()
+        self._sync(lambda: self._client.log_dict(self.run_id, data, name))
 
     def log_figure(self, figure: Any, name: str) -> None:
-        with signals.deferred():
-            self._client.log_figure(self.run_id, figure, name, save_kwargs=FIGURE_SAVE)
+        self.open()
+        self._sync(
+            lambda: self._client.log_figure(self.run_id, figure, name, save_kwargs=FIGURE_SAVE)
+        )
 
     def mark_experiment(self) -> None:
         """Mark the run's experiment as model training (see `mark_model_training`)."""
-        with signals.deferred():
-            mark_model_training(self.experiment_id)
+        self._sync(lambda: mark_model_training(self.experiment_id))
 
     def log_datasets(
         self, splits: dict[str, tuple[str, np.ndarray, np.ndarray]], loader: str
@@ -138,7 +210,8 @@ class Run:
         from lstm_cli.tracking.dataset import inputs
 
         datasets = inputs(splits, loader)
-        with signals.deferred():
+
+        def log() -> None:
             try:
                 self._client.log_inputs(self.run_id, datasets=datasets)
             except MlflowException:
@@ -148,41 +221,50 @@ class Run:
                 time.sleep(DATASET_RETRY_S)
                 self._client.log_inputs(self.run_id, datasets=datasets)
 
+        self.open()
+        self._sync(log)
+
     def log_model(self, model: Any, scaling: str, example: np.ndarray) -> None:
         """The trained model as a SavedModel named `model` (see `tracking.model`)."""
         from lstm_cli.tracking.model import log_model
 
-        with signals.deferred():
-            log_model(model, scaling, example)  # MLflow logs a model to the active run: this one
+        self.open()
+        self._sync(lambda: log_model(model, scaling, example, self.run_id, self.experiment_id))
 
     def register_model(self, name: str) -> str:
         """Register the model this run logged as a new version of `name`; return its URI
         (models:/NAME/VERSION)."""
         from lstm_cli.tracking.registry import register
 
-        with signals.deferred():
-            return register(self.run_id, name).uri
-
-    def metric_history(self, names: tuple[str, ...]) -> dict[int, dict[str, float]]:
-        """The per-epoch values of `names` in the store, by step (a resumed run's past)."""
-        history: dict[int, dict[str, float]] = {}
-        for name in names:
-            for metric in self._client.get_metric_history(self.run_id, name):
-                history.setdefault(metric.step, {})[name] = metric.value
-        return history
+        self.open()
+        return self._sync(lambda: register(self.run_id, name).uri)
 
     def end(self, status: str, error: str | None = None) -> None:
-        """Flush, keep `error` if any, and close the run with `status`."""
+        """Send what is left, keep `error` if any, and close the run with `status`."""
+        if not self.opened:
+            return  # a reopened run never written: it stays as it was
         with signals.deferred():
             try:
                 if self._monitor is not None:
                     self._monitor.finish()  # joins its thread and writes what it sampled
-                self.flush()
+                self._writer.drain()
                 if error:
-                    self._client.set_tag(self.run_id, "error", error[:5000])
-                    self._client.log_text(self.run_id, error + "\n", "error.txt")
+                    self._writer.call(lambda: self._set_error(error))
+                self._writer.call(lambda: self._client.set_terminated(self.run_id, status))
             finally:
-                mlflow.end_run(status)
+                self._writer.close()
+
+    def abandon(self, status: str, error: str) -> None:
+        """End the run after its store failed: one attempt at its status, no waiting."""
+        self._writer.close()
+        if self.opened:
+            with signals.deferred(), contextlib.suppress(Exception):
+                self._set_error(error)
+                self._client.set_terminated(self.run_id, status)
+
+    def _set_error(self, error: str) -> None:
+        self._client.set_tag(self.run_id, "error", error[:5000])
+        self._client.log_text(self.run_id, error + "\n", "error.txt")
 
 
 def _tags(tags: dict[str, str]) -> list[RunTag]:
@@ -199,31 +281,48 @@ def start_run(
     system_metrics: bool = False,
     resume: str | None = None,
     requeued: bool = False,
+    slot: str | None = None,
+    outage_s: float = 600.0,
 ) -> Iterator[Run]:
     """Start a run (a child of `parent_run_id` if given), or go on with run `resume` (from
-    `lstm-digits resume`, or `requeued` by SLURM), and yield its handle; end it with a true
-    status whatever stops the block.
+    `lstm-digits resume`, or `requeued` by SLURM) whose checkpoint in `slot` it goes on from,
+    and yield its handle; end it with a true status whatever stops the block.
+
+    A reopened run is written to only from its first write on (`Run.open`): until then, a
+    failure or a stop leaves it as it was. `outage_s`: how long the store may refuse writes
+    that may go through later (a server away, a locked database).
 
     `system_metrics` (or MLflow's $MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING) records CPU and memory
     while the run lasts; the handle starts the monitor, so that a failure to start it ends the
     run FAILED (MLflow's own start would raise with the run left RUNNING).
     """
-    tags = {MLFLOW_SOURCE_NAME: SOURCE, MLFLOW_SOURCE_TYPE: "LOCAL", **tags}
+    from mlflow.tracking import get_tracking_uri
+    from mlflow.tracking.context.registry import resolve_tags
+
+    store = get_tracking_uri()
+    tags = {MLFLOW_SOURCE_NAME: SOURCE, MLFLOW_SOURCE_TYPE: "LOCAL", **tags, **process_tags()}
     run = None
-    with signals.scope(), _ending(lambda: run):
+    with signals.scope(), _http_retries(), _ending(lambda: run):
         with signals.deferred():  # a signal meanwhile is raised once the run can be ended
             if resume:
-                run = _reopen(resume, tags, requeued)
+                client = MlflowClient()
+                before = client.get_run(resume)
+                counter = REQUEUED_TAG if requeued else RESUMED_TAG
+                count = int(before.data.tags.get(counter, "0")) + 1
+                run = Run(resume, before.info.experiment_id, store, outage_s)
+                run._reopen = {**tags, counter: str(count)}
+                if slot:  # the one it goes on from stays untouched until a newer is saved
+                    run.slot, run.has_checkpoint = checkpoint.other(slot), True
             else:
-                started = mlflow.start_run(
-                    experiment_id=experiment_id,
-                    run_name=name,
-                    tags=tags,
-                    parent_run_id=parent_run_id or None,
-                    log_system_metrics=False,
-                )
-                run = Run(started.info.run_id, experiment_id)
-                mlflow.log_params(params)
+                if parent_run_id:
+                    tags[PARENT_TAG] = parent_run_id
+                client = MlflowClient()
+                tags = resolve_tags(tags)  # the user, as MLflow's start_run adds it
+                started = client.create_run(experiment_id, run_name=name, tags=tags)
+                run = Run(started.info.run_id, experiment_id, store, outage_s)
+                params = [Param(k, str(v)) for k, v in params.items()]
+                for first in range(0, len(params), 100):  # MLflow's limit per request
+                    client.log_batch(run.run_id, params=params[first : first + 100])
             if system_metrics or MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get():
                 run.monitor_system()
         yield run
@@ -232,33 +331,65 @@ def start_run(
 RESUMED_TAG, REQUEUED_TAG = "resumed", "requeued"  # how often a run went on after a stop
 
 
-def _reopen(run_id: str, tags: dict[str, str], requeued: bool) -> Run:
-    """Run `run_id` RUNNING again (MLflow's start_run on an existing id), counting the resume
-    (`lstm-digits resume`) or the requeue (SLURM) in a tag."""
-    client = MlflowClient()
+def _reopen(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
+    """Run `run_id` RUNNING again with `tags` (the count of resumes or requeues among them);
+    the error of the stop it goes on from is no error of the run's."""
     before = client.get_run(run_id)
-    counter = REQUEUED_TAG if requeued else RESUMED_TAG
-    count = int(before.data.tags.get(counter, "0")) + 1
-    started = mlflow.start_run(run_id=run_id)
-    run = Run(started.info.run_id, started.info.experiment_id)
-    client.log_batch(run_id, tags=_tags({**tags, counter: str(count)}), synchronous=True)
-    if "error" in before.data.tags:  # the stop it goes on from is no error of the run's
+    client.update_run(run_id, "RUNNING")
+    client.log_batch(run_id, tags=_tags(tags), synchronous=True)
+    if "error" in before.data.tags:
         client.delete_tag(run_id, "error")
-    return run
+
+
+@contextmanager
+def _http_retries() -> Iterator[None]:
+    """MLflow's HTTP retries kept short while a run writes (see HTTP_RETRIES)."""
+    before = {k: os.environ.get(k) for k in HTTP_RETRIES}
+    os.environ.update(HTTP_RETRIES)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextmanager
 def _ending(current) -> Iterator[None]:
-    """End the run `current()` names with a true status, whatever stops the block."""
+    """End the run `current()` names with a true status, whatever stops the block; a stop or
+    a store fault names the run, so that the user is told how to go on."""
     try:
         yield
+    except StoreUnavailable as ex:
+        run = current()
+        if run is not None:
+            run.abandon("FAILED", one_line(ex))
+            ex.run_id = ex.run_id or (run.run_id if run.has_checkpoint else None)
+        raise
     except KeyboardInterrupt as ex:
-        if current() is not None:
-            current().end("KILLED", one_line(ex))
+        run = current()
+        if run is not None:
+            try:
+                run.end("KILLED", one_line(ex))
+            except (Exception, KeyboardInterrupt):  # a second signal, or the store failed
+                run.abandon("KILLED", one_line(ex))
+                raise ex from None
+            if isinstance(ex, Interrupted) and run.has_checkpoint and run.opened:
+                ex.run_id = ex.run_id or run.run_id
         raise
     except BaseException as ex:
         if current() is not None:
-            current().end("FAILED", one_line(ex))
+            try:
+                current().end("FAILED", one_line(ex))
+            except StoreUnavailable:
+                current().abandon("FAILED", one_line(ex))
         raise
     else:
-        current().end("FINISHED")
+        try:
+            current().end("FINISHED")
+        except StoreUnavailable as ex:  # what is left could not be sent: resume sends it
+            current().abandon("FAILED", one_line(ex))
+            ex.run_id = ex.run_id or (current().run_id if current().has_checkpoint else None)
+            raise

@@ -118,6 +118,7 @@ def start_parent(experiment_id: str, name: str, tags: dict[str, str]) -> Iterato
                 mark_model_training(experiment_id)
             yield parent
         except KeyboardInterrupt as ex:
+            ex.run_id = None  # a sweep stops many runs: `runs` lists them, each resumable
             if parent is not None and not parent.ended:
                 parent.end("KILLED", one_line(ex))
             raise

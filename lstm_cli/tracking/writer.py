@@ -1,0 +1,220 @@
+"""A run's store writes, in order, on one background thread, retried through an outage.
+
+The training hands over its epoch metrics and checkpoints and goes on at once: a slow or
+absent server costs it no time. One thread sends them in the order they came, so the metrics of
+epochs 1..k are in the store before the checkpoint of epoch k: a kill at any instant leaves a
+store that `lstm-digits resume` can go on from (see lstm_cli/resume.py).
+
+What stays buffered is bounded: epoch metrics (a few floats an epoch) and at most one
+checkpoint, the newest, which replaces an unsent older one. Writes the store refuses for a while
+(a server away, a SQLite database locked by another process) are retried until
+`tracking.outage_minutes` has passed. A store that is full or read-only, or refuses for longer,
+is a `StoreUnavailable`, raised in the training's thread at its next write.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from lstm_cli.errors import StoreUnavailable, first_line
+from lstm_cli.masking import mask
+
+FLUSH_EVERY_S = 1.0  # epoch metrics reach the store at most this often (a round trip each)
+BATCH = 1000  # metrics per request: MLflow's limit for one log_batch
+MAX_PENDING_METRICS = 500_000  # past this (days of epochs unsent), the training waits
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0  # backoff between attempts while the store refuses
+WAIT_STEP_S = 0.1  # how often a waiting training thread looks for a signal
+TRANSIENT = ("unreachable", "locked")  # faults that may pass: retried until the limit
+
+# What a store's error says, by its message (SQLAlchemy's, sqlite3's, requests') or errno.
+_FAULTS = (
+    ("full", ("disk is full", "no space left")),
+    ("read-only", ("readonly database", "read-only file system", "read only")),
+    ("locked", ("database is locked", "database table is locked")),
+    ("unreachable", ("connection refused", "failed to establish", "max retries exceeded",
+                     "connection aborted", "remote end closed", "connectionerror", "timed out",
+                     "temporarily unavailable", "bad gateway", "service unavailable",
+                     "gateway timeout", "response code 50")),
+)  # fmt: skip
+_ERRNOS = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EROFS: "read-only",
+           errno.EACCES: "read-only", errno.ECONNREFUSED: "unreachable"}  # fmt: skip
+
+
+def classify(ex: BaseException) -> str | None:
+    """What a store error is: 'full', 'read-only', 'locked' or 'unreachable'; None for another
+    error (a bug, a bad value), which is not retried. Looks through the chained causes."""
+    seen: BaseException | None = ex
+    while seen is not None:
+        code = getattr(seen, "errno", None)
+        if code in _ERRNOS:
+            return _ERRNOS[code]
+        text = f"{type(seen).__name__} {seen}".lower()
+        for kind, fragments in _FAULTS:
+            if any(f in text for f in fragments):
+                return kind
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def describe(kind: str, store: str, limit_s: float, ex: BaseException) -> str:
+    """The one line a store fault is told in: the store, what it did, what to do."""
+    store = mask(store)
+    limit = f"{limit_s / 60:g} minutes (tracking.outage_minutes)"
+    what = {
+        "full": (f"the tracking store {store} is full", "free some space"),
+        "read-only": (f"the tracking store {store} is read-only", "make it writable"),
+        "locked": (f"the tracking store {store} stayed locked for {limit}",
+                   "stop what holds it"),
+        "unreachable": (f"the tracking server {store} was unreachable for {limit}",
+                        "start it again"),
+    }  # fmt: skip
+    fault, todo = what[kind]
+    return f"{fault} ({first_line(ex)[:160]}): {todo}"
+
+
+class Writer:
+    """The store writes of one run, in order, on a background thread (see the module).
+
+    `add_metrics` and `put` return at once; `call` runs a write in the calling thread once all
+    handed over before it are in the store; `drain` waits for those. All three raise the
+    `StoreUnavailable` that stopped the writes, if one did.
+    """
+
+    def __init__(self, store: str, limit_s: float, write_metrics: Callable[[list], None]):
+        self.store = store
+        self.limit_s = limit_s
+        self._write_metrics = write_metrics
+        self._queue: deque[tuple[str | None, Any]] = deque()  # (key, metrics list or callable)
+        self._busy = False  # an item is being written
+        self._fault: BaseException | None = None
+        self._closed = False
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    # -- the training's side
+
+    def add_metrics(self, metrics: list) -> None:
+        """Epoch metrics, sent within FLUSH_EVERY_S."""
+        self._raise_fault()
+        with self._wake:
+            if self._queue and self._queue[-1][0] == "metrics":
+                self._queue[-1][1].extend(metrics)  # not taken yet: one batch
+            else:
+                self._queue.append(("metrics", list(metrics)))
+            pending = sum(len(v) for k, v in self._queue if k == "metrics")
+        self._start()
+        while pending > MAX_PENDING_METRICS and self._wait_step():
+            with self._wake:
+                pending = sum(len(v) for k, v in self._queue if k == "metrics")
+
+    def put(self, write: Callable[[], None], key: str) -> None:
+        """A write sent after everything handed over before it; it replaces an unsent write of
+        the same `key` (a newer checkpoint makes an older one useless)."""
+        self._raise_fault()
+        with self._wake:
+            kept = [item for item in self._queue if item[0] != key]
+            self._queue.clear()
+            for item in kept:  # two metric batches a dropped write stood between: one
+                if self._queue and item[0] == "metrics" and self._queue[-1][0] == "metrics":
+                    self._queue[-1][1].extend(item[1])
+                else:
+                    self._queue.append(item)
+            self._queue.append((key, write))
+            self._wake.notify()
+        self._start()
+
+    def drain(self) -> None:
+        """Wait until everything handed over is in the store (a signal ends the wait)."""
+        with self._wake:
+            self._wake.notify()
+        while self._wait_step():
+            pass
+        self._raise_fault()
+
+    def call(self, write: Callable[[], Any]) -> Any:
+        """Run `write` here, after everything handed over before it, retried as the rest."""
+        self.drain()
+        return self.retrying(write)
+
+    def close(self) -> None:
+        """Stop the thread (after `drain`, nothing is lost)."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+
+    @property
+    def fault(self) -> BaseException | None:
+        return self._fault
+
+    def retrying(self, write: Callable[[], Any]) -> Any:
+        """`write()`, tried again while the store refuses for a reason that may pass, until the
+        limit; a StoreUnavailable past it, or at once for a full or read-only store."""
+        first: float | None = None
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                return write()
+            except Exception as ex:
+                kind = classify(ex)
+                if kind is None:
+                    raise
+                first = first if first is not None else time.monotonic()
+                left = self.limit_s - (time.monotonic() - first)
+                if kind not in TRANSIENT or left <= 0:
+                    raise StoreUnavailable(describe(kind, self.store, self.limit_s, ex)) from ex
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    # -- the thread
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._closed:
+                    self._wake.wait()
+                if not self._queue:  # closed, nothing left
+                    return
+                key, item = self._queue[0]
+                if key == "metrics" and len(self._queue) == 1 and not self._closed:
+                    self._wake.wait(FLUSH_EVERY_S)  # more epochs join this batch meanwhile
+                key, item = self._queue.popleft()
+                self._busy = True
+            try:
+                if key == "metrics":
+                    for start in range(0, len(item), BATCH):
+                        self.retrying(lambda b=item[start : start + BATCH]: self._write_metrics(b))
+                else:
+                    self.retrying(item)
+            except BaseException as ex:  # kept for the training's thread, which tells it
+                self._fault = ex
+                with self._wake:
+                    self._queue.clear()
+                    self._busy = False
+                return
+            with self._wake:
+                self._busy = False
+                self._wake.notify_all()
+
+    def _wait_step(self) -> bool:
+        """Wait a little while items are left; False once none is (or the writes stopped)."""
+        with self._wake:
+            if (not self._queue and not self._busy) or self._fault is not None:
+                return False
+            if self._thread is None or not self._thread.is_alive():
+                return False
+            self._wake.wait(WAIT_STEP_S)
+            return True
+
+    def _raise_fault(self) -> None:
+        if self._fault is not None:
+            raise self._fault
