@@ -32,6 +32,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
+from lstm_cli.errors import debugging
+
 # ---------------------------------------------------------------- imports
 
 
@@ -46,6 +48,12 @@ def quiet() -> None:
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.ERROR)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # "Retrying ..." while a server is away
+    if not debugging():
+        # MLflow logs every database error it raises again, traceback and SQL included
+        # (hundreds of lines when a store is full or locked): the error is told once, in one
+        # line; --debug shows them.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ is a `StoreUnavailable`, raised in the training's thread at its next write.
 from __future__ import annotations
 
 import errno
+import os
 import threading
 import time
 from collections import deque
@@ -34,7 +35,8 @@ TRANSIENT = ("unreachable", "locked")  # faults that may pass: retried until the
 # What a store's error says, by its message (SQLAlchemy's, sqlite3's, requests') or errno.
 _FAULTS = (
     ("full", ("disk is full", "no space left")),
-    ("read-only", ("readonly database", "read-only file system", "read only")),
+    ("read-only", ("readonly database", "read-only file system", "read only",
+                   "unable to open database file", "permission denied")),
     ("locked", ("database is locked", "database table is locked")),
     ("unreachable", ("connection refused", "failed to establish", "max retries exceeded",
                      "connection aborted", "remote end closed", "connectionerror", "timed out",
@@ -42,21 +44,29 @@ _FAULTS = (
                      "gateway timeout", "response code 50")),
 )  # fmt: skip
 _ERRNOS = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EROFS: "read-only",
-           errno.EACCES: "read-only", errno.ECONNREFUSED: "unreachable"}  # fmt: skip
+           errno.EACCES: "read-only", errno.EPERM: "read-only",
+           errno.ECONNREFUSED: "unreachable"}  # fmt: skip
 
 
 def classify(ex: BaseException) -> str | None:
     """What a store error is: 'full', 'read-only', 'locked' or 'unreachable'; None for another
     error (a bug, a bad value), which is not retried. Looks through the chained causes."""
+    found = _diagnose(ex)
+    return found[0] if found else None
+
+
+def _diagnose(ex: BaseException) -> tuple[str, str] | None:
+    """The fault's kind and the line of the error that says it."""
     seen: BaseException | None = ex
     while seen is not None:
         code = getattr(seen, "errno", None)
         if code in _ERRNOS:
-            return _ERRNOS[code]
-        text = f"{type(seen).__name__} {seen}".lower()
-        for kind, fragments in _FAULTS:
-            if any(f in text for f in fragments):
-                return kind
+            return _ERRNOS[code], f"{os.strerror(code)}"
+        for line in f"{type(seen).__name__}: {seen}".splitlines():
+            lower = line.lower()
+            for kind, fragments in _FAULTS:
+                if any(f in lower for f in fragments):
+                    return kind, line.strip()
         seen = seen.__cause__ or seen.__context__
     return None
 
@@ -67,14 +77,16 @@ def describe(kind: str, store: str, limit_s: float, ex: BaseException) -> str:
     limit = f"{limit_s / 60:g} minutes (tracking.outage_minutes)"
     what = {
         "full": (f"the tracking store {store} is full", "free some space"),
-        "read-only": (f"the tracking store {store} is read-only", "make it writable"),
+        "read-only": (f"the tracking store {store} cannot be written", "make it writable"),
         "locked": (f"the tracking store {store} stayed locked for {limit}",
                    "stop what holds it"),
         "unreachable": (f"the tracking server {store} was unreachable for {limit}",
                         "start it again"),
     }  # fmt: skip
     fault, todo = what[kind]
-    return f"{fault} ({first_line(ex)[:160]}): {todo}"
+    found = _diagnose(ex)
+    detail = found[1] if found else first_line(ex)
+    return f"{fault} ({mask(detail)[:160]}): {todo}"
 
 
 class Writer:
