@@ -46,6 +46,11 @@ def die():
 def wrapped(*args, **kwargs):
     if not eval(condition):
         return real(*args, **kwargs)
+    if kind == "raise":  # a failure there, not a death
+        raise RuntimeError("injected")
+    if kind == "sigint":  # Ctrl-C there
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
     if kind == "torn":  # the slot gets its new state but not its new meta, then it dies
         Path(args[2], "meta.json").unlink()
         real(*args, **kwargs)
@@ -118,10 +123,7 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize("point", list(POINTS), ids=list(POINTS))
 def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path, uninterrupted, point):
     uri = sqlite_uri(tmp_path)
-    killed = subprocess.run(
-        [sys.executable, "-c", HARNESS, POINTS[point], "train", *ARGS, f"tracking.uri={uri}"],
-        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    killed = _harness(tmp_path, POINTS[point], "train", *ARGS, f"tracking.uri={uri}")
     assert killed.returncode == -9, killed.stderr  # it died at the point, not before
     run_id = _only_run(uri).info.run_id
     listed = run_cli("runs", "--format", "json", "--tracking-uri", uri, cwd=tmp_path)
@@ -145,6 +147,39 @@ def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path, uninte
     assert run.outputs.model_outputs  # the record is complete: the model too
     names = {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
     assert {"learning_curves.png", "misclassified.png", "insight.json"} <= names
+
+
+def _harness(tmp_path, point: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", HARNESS, point, *args], cwd=tmp_path,
+                          env=cli_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [
+        ("raise lstm_cli.train Trainer.fit before True", 1),  # before its first new epoch
+        ("sigint lstm_cli.train trainer_for before True", 130),
+    ],
+    ids=["an error", "Ctrl-C"],
+)
+def test_a_resume_that_fails_before_its_first_epoch_changes_nothing(tmp_path, failure, code):
+    uri = sqlite_uri(tmp_path)
+    killed = _harness(tmp_path, POINTS["right after a checkpoint"], "train", *ARGS,
+                      f"tracking.uri={uri}")  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    client = MlflowClient(uri)
+    run_id = _only_run(uri).info.run_id
+    before = client.get_run(run_id)
+    failed = _harness(tmp_path, failure, "resume", run_id, "--tracking-uri", uri)
+    assert failed.returncode == code, failed.stderr
+    assert failed.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in failed.stderr
+    after = client.get_run(run_id)
+    assert (after.info.status, after.info.end_time) == (before.info.status, before.info.end_time)
+    assert after.data.tags == before.data.tags and after.data.metrics == before.data.metrics
+    resumed = run_cli("resume", run_id, "--tracking-uri", uri, cwd=tmp_path)  # then it goes on
+    assert resumed.returncode == 0, resumed.stderr
+    assert client.get_run(run_id).info.status == "FINISHED"
 
 
 def test_the_harness_points_are_real():
