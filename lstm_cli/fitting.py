@@ -115,6 +115,8 @@ def fit_and_log(
     run.open()  # a run reopened with no epoch left to train: only its record to finish
     if saver.enabled and saver.last_epoch != cfg.epochs:
         saver.save(trainer, cfg.epochs)  # `resume` with more epochs goes on from here
+    if signals.requested() is not None:  # asked for after the last epoch's end: stop here
+        raise Interrupted(signals.requested())
     summary = {
         **history[-1].as_dict(),
         "best_val_accuracy": max(h.val_accuracy for h in history),

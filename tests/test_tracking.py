@@ -190,6 +190,16 @@ def test_a_second_signal_does_not_wait_for_the_write():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_while_epochs_train_a_first_signal_asks_and_a_second_stops_at_once():
+    with signals.scope():
+        with pytest.raises(Interrupted) as stopped, signals.graceful():
+            signal.raise_signal(signal.SIGINT)
+            assert signals.requested() == signal.SIGINT  # the epoch ends, then a checkpoint
+            signal.raise_signal(signal.SIGINT)
+        assert stopped.value.signum == signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_another_handler_is_left_alone():
     def theirs(signum, frame):
         pass
