@@ -177,7 +177,7 @@ class Writer:
                     raise
                 first = first if first is not None else time.monotonic()
                 left = self.limit_s - (time.monotonic() - first)
-                if kind not in TRANSIENT or left <= 0:
+                if kind not in TRANSIENT or left <= 0 or self._closed:  # closed: abandoned
                     raise StoreUnavailable(describe(kind, self.store, self.limit_s, ex)) from ex
                 time.sleep(min(delay, left))
                 delay = min(delay * 2, RETRY_MAX_S)
