@@ -96,7 +96,7 @@ def import_tensorflow() -> None:
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
+def environment(values: dict[str, str]) -> Iterator[None]:
     """`values` in this process's environment for the block (what a child started meanwhile
     inherits), then each variable as it was (unset if it was)."""
     saved = {name: os.environ.get(name) for name in values}
@@ -209,7 +209,7 @@ def _start_fork_server(workers: int) -> None:
     if glob.glob("/dev/nvidia[0-9]*"):
         return
     multiprocessing.forkserver.set_forkserver_preload([FORK_SERVER_PRELOAD])
-    with _environment(LokyBackend()._prepare_worker_env(workers)):  # read as the server starts
+    with environment(LokyBackend()._prepare_worker_env(workers)):  # read as the server starts
         multiprocessing.forkserver.ensure_running()  # spawns it; its imports run meanwhile
     set_start_method("forkserver", force=True)
 
@@ -370,7 +370,7 @@ def quiet_slurm(note: Callable[[], None]) -> Iterator[None]:
             path = {"PATH": f"{shim}{os.pathsep}{os.environ.get('PATH', '')}"}
         logger.addFilter(once)
         try:
-            with _environment(path), contextlib.redirect_stderr(_WithoutSbatchErrors(sys.stderr)):
+            with environment(path), contextlib.redirect_stderr(_WithoutSbatchErrors(sys.stderr)):
                 yield
         finally:
             logger.removeFilter(once)

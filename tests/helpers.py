@@ -88,6 +88,30 @@ def assert_no_runs(uri: str) -> None:
         assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
 
 
+CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")  # per-epoch metrics
+
+
+def histories(uri: str, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    """Each per-epoch metric of a run as its (step, value) pairs, by step."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    return {
+        name: sorted((m.step, m.value) for m in client.get_metric_history(run_id, name))
+        for name in CURVES
+    }
+
+
+def latest_checkpoint(uri: str, run_id: str):
+    """The run's newest readable checkpoint (`lstm_cli.tracking.checkpoint.Checkpoint`)."""
+    import mlflow
+
+    from lstm_cli.tracking import checkpoint
+
+    mlflow.set_tracking_uri(uri)
+    return checkpoint.latest(run_id)
+
+
 REFERENCE_STEPS = ("h", "c", "i", "f", "o")  # what `numpy_lstm` keeps at every step
 
 

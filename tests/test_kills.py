@@ -17,7 +17,15 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import EXPERIMENT, cli_env, run_cli, sqlite_uri
+from tests.helpers import (
+    CURVES,
+    EXPERIMENT,
+    cli_env,
+    histories,
+    latest_checkpoint,
+    run_cli,
+    sqlite_uri,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault]
 
@@ -25,7 +33,6 @@ EPOCHS = 12
 # Small batches: epochs long enough (tens of ms) that the writer keeps up with every checkpoint.
 ARGS = (f"epochs={EPOCHS}", "hidden_size=8", "batch_size=16", "seed=3",
         "checkpoint.every_epochs=3", "checkpoint.every_seconds=0")  # fmt: skip
-CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 # Runs `lstm-digits ARGS` with one function wrapped: SIGKILL at its first call for which the
 # point's condition holds (see POINTS), before or after the call.
@@ -90,21 +97,8 @@ def _only_run(uri: str):
     return run
 
 
-def _histories(uri: str, run_id: str) -> dict[str, list[tuple[int, float]]]:
-    client = MlflowClient(uri)
-    return {
-        name: sorted((m.step, m.value) for m in client.get_metric_history(run_id, name))
-        for name in CURVES
-    }
-
-
 def _final_weights(uri: str, run_id: str) -> dict[str, np.ndarray]:
-    import mlflow
-
-    from lstm_cli.tracking import checkpoint
-
-    mlflow.set_tracking_uri(uri)
-    saved = checkpoint.latest(run_id)
+    saved = latest_checkpoint(uri, run_id)
     assert saved.epoch == EPOCHS
     return saved.arrays
 
@@ -117,7 +111,7 @@ def uninterrupted(tmp_path_factory):
     result = run_cli("train", *ARGS, f"tracking.uri={uri}", cwd=workdir)
     assert result.returncode == 0, result.stderr
     run_id = _only_run(uri).info.run_id
-    return _histories(uri, run_id), _final_weights(uri, run_id)
+    return histories(uri, run_id), _final_weights(uri, run_id)
 
 
 @pytest.mark.parametrize("point", list(POINTS), ids=list(POINTS))
@@ -135,7 +129,7 @@ def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path, uninte
         assert "cannot be read" in resumed.stderr
     run = MlflowClient(uri).get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["resumed"] == "1"
-    got, (want, weights) = _histories(uri, run_id), uninterrupted
+    got, (want, weights) = histories(uri, run_id), uninterrupted
     for name in CURVES:
         assert [step for step, _ in got[name]] == list(range(1, EPOCHS + 1))  # each step once
         np.testing.assert_allclose([v for _, v in got[name]], [v for _, v in want[name]],

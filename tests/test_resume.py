@@ -14,9 +14,12 @@ from mlflow.tracking import MlflowClient
 
 from tests.helpers import (
     CLI,
+    CURVES,
     EXPERIMENT,
     assert_one_line_error,
     cli_env,
+    histories,
+    latest_checkpoint,
     run_cli,
     sqlite_uri,
     stop,
@@ -25,7 +28,6 @@ from tests.helpers import (
 pytestmark = pytest.mark.slow
 
 TRAINING = ("hidden_size=8", "seed=2", "tracking.log_model=false", "checkpoint.every_seconds=0")
-CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 
 def _runs(uri: str) -> list:
@@ -40,23 +42,6 @@ def _runs(uri: str) -> list:
 def _only_run(uri: str):
     (run,) = _runs(uri)
     return run
-
-
-def _histories(uri: str, run_id: str) -> dict[str, list[tuple[int, float]]]:
-    client = MlflowClient(uri)
-    return {
-        name: sorted((m.step, m.value) for m in client.get_metric_history(run_id, name))
-        for name in CURVES
-    }
-
-
-def _final_state(uri: str, run_id: str) -> dict[str, np.ndarray]:
-    import mlflow
-
-    from lstm_cli.tracking import checkpoint
-
-    mlflow.set_tracking_uri(uri)
-    return checkpoint.latest(run_id).arrays
 
 
 def _train_until_stopped(tmp_path, uri: str, *args: str, after: int) -> str:
@@ -98,14 +83,14 @@ def test_a_stopped_run_resumed_equals_the_uninterrupted_one(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     run = MlflowClient(uri).get_run(run_id)
     assert run.info.status == "FINISHED" and run.info.run_id == run_id
-    got, want = _histories(uri, run_id), _histories(sqlite_uri(straight), expected.info.run_id)
+    got, want = histories(uri, run_id), histories(sqlite_uri(straight), expected.info.run_id)
     for name in CURVES:
         assert [step for step, _ in got[name]] == list(range(1, 301))  # no gap, no duplicate
         np.testing.assert_allclose([v for _, v in got[name]], [v for _, v in want[name]],
                                    atol=1e-6)  # fmt: skip
     final, reference = (
-        _final_state(uri, run_id),
-        _final_state(sqlite_uri(straight), expected.info.run_id),
+        latest_checkpoint(uri, run_id).arrays,
+        latest_checkpoint(sqlite_uri(straight), expected.info.run_id).arrays,
     )
     for name, value in reference.items():
         np.testing.assert_allclose(final[name], value, atol=1e-6)
@@ -132,7 +117,7 @@ def test_a_finished_run_goes_on_with_more_epochs(tmp_path):
     assert more.returncode == 0, more.stderr
     run = MlflowClient(uri).get_run(run_id)
     assert run.info.status == "FINISHED"
-    assert [s for s, _ in _histories(uri, run_id)["val_loss"]] == list(range(1, 31))
+    assert [s for s, _ in histories(uri, run_id)["val_loss"]] == list(range(1, 31))
     assert run.data.tags["resumed"] == "1" and run.data.tags["resume_overrides"] == "epochs=30"
 
 

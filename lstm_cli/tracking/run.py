@@ -34,7 +34,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
 
-from lstm_cli import signals
+from lstm_cli import process, signals
 from lstm_cli.errors import Interrupted, StoreUnavailable, UserError, one_line
 from lstm_cli.tracking import checkpoint
 from lstm_cli.tracking.writer import Writer
@@ -302,7 +302,7 @@ def start_run(
     store = get_tracking_uri()
     tags = {MLFLOW_SOURCE_NAME: SOURCE, MLFLOW_SOURCE_TYPE: "LOCAL", **tags, **process_tags()}
     run = None
-    with signals.scope(), _http_retries(), _ending(lambda: run):
+    with signals.scope(), process.environment(HTTP_RETRIES), _ending(lambda: run):
         with signals.deferred():  # a signal meanwhile is raised once the run can be ended
             if resume:
                 client = MlflowClient()
@@ -339,21 +339,6 @@ def _reopen(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
     client.log_batch(run_id, tags=_tags(tags), synchronous=True)
     if "error" in before.data.tags:
         client.delete_tag(run_id, "error")
-
-
-@contextmanager
-def _http_retries() -> Iterator[None]:
-    """MLflow's HTTP retries kept short while a run writes (see HTTP_RETRIES)."""
-    before = {k: os.environ.get(k) for k in HTTP_RETRIES}
-    os.environ.update(HTTP_RETRIES)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @contextmanager
