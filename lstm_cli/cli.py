@@ -242,6 +242,47 @@ def runs(
 
 
 @app.command()
+def compare(
+    refs: Annotated[
+        list[str] | None,  # optional here: too few runs is compare's one-line error
+        typer.Argument(
+            help="Two or more runs: run ids, unique prefixes of them, or `best`.",
+            metavar="RUN",
+            show_default=False,
+        ),
+    ] = None,
+    all_params: Annotated[
+        bool, typer.Option("--all", help="Every param, not only those that differ.")
+    ] = False,
+    output: Annotated[
+        str,
+        typer.Option("--format", help="table, json or csv (a row per run, full run ids)."),
+    ] = "table",
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Write the runs' learning curves (val accuracy and loss) to this PNG."),
+    ] = None,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = None,
+) -> None:
+    """Put two or more runs side by side: differing params, final metrics, status, duration.
+
+    A column per run; --all shows every param, --plot draws their learning curves.
+
+    \b
+    Examples:
+      lstm-digits compare 3f2a 9c1e
+      lstm-digits compare best 3f2a 9c1e --all
+      lstm-digits compare 3f2a 9c1e --plot curves.png
+      lstm-digits compare 3f2a 9c1e --format json | jq '.[].val_accuracy'
+    """
+    with _reading():
+        from lstm_cli import compare
+
+        compare.show(*_store(tracking_uri, experiment), refs or [], all_params, output, plot)
+
+
+@app.command()
 def evaluate(
     run_id: ModelRef, tracking_uri: TrackingUri = None, experiment: Experiment = None
 ) -> None:

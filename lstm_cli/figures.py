@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 _kept: dict[str, tuple[Hashable, Figure, Any]] = {}  # kind -> (layout key, figure, its parts)
 _SUBPLOT_PARAMS = ("left", "right", "bottom", "top", "wspace", "hspace")
@@ -161,6 +162,37 @@ def sweep_comparison(records: Sequence[dict], labels: dict[str, str]) -> Figure:
     if 0 < len(curve_ax.lines) <= 20:
         curve_ax.legend(fontsize="small", ncol=2)
     _tight(fig)
+    return fig
+
+
+LEGEND_CHARS = 64  # a run's legend entry is cut to this (names are overrides, some long)
+
+
+def compared_curves(
+    curves: Sequence[dict[str, Sequence[tuple[int, float]]]], labels: Sequence[str]
+) -> Figure:
+    """Runs' val accuracy (left) and val loss (right) per epoch, one line per run.
+
+    Args:
+        curves: per run, `val_accuracy` and `val_loss` as (epoch, value) pairs.
+        labels: per run, its legend entry (short id and name).
+    """
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for curve, label in zip(curves, labels, strict=True):
+        for ax, name in ((acc_ax, "val_accuracy"), (loss_ax, "val_loss")):
+            points = np.array(curve.get(name, ()), dtype=float).reshape(-1, 2)  # (epochs, 2)
+            ax.plot(points[:, 0], points[:, 1], "o-" if len(points) < 3 else "-", label=label)
+    acc_ax.set(ylim=(0.0, 1.0), xlabel="epoch", ylabel="val accuracy", title="Val accuracy")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="Val loss")
+    for ax in (acc_ax, loss_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
+    # Labels are long (a run's name is its overrides): one legend, below the panels.
+    handles, names = acc_ax.get_legend_handles_labels()
+    names = [n if len(n) <= LEGEND_CHARS else f"{n[: LEGEND_CHARS - 1]}…" for n in names]
+    fig.legend(handles, names, loc="lower center", ncol=min(2, len(names)), fontsize="small")
+    _tight(fig)
+    fig.subplots_adjust(bottom=0.14 + 0.05 * ((len(names) + 1) // 2))
     return fig
 
 

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from lstm_cli.console import console
+from lstm_cli.console import console, note
 from lstm_cli.data import PIXEL_MAX
 from lstm_cli.masking import mask
 
@@ -127,6 +127,12 @@ def runs_data(runs: list[Any], output: str, extra: str | None = None) -> None:
         row["duration_s"] = round((end_ms - r.start_ms) / 1000, 3)
         row["started"] = datetime.fromtimestamp(r.start_ms / 1000).isoformat(timespec="seconds")
         rows.append(row)
+    write_rows(rows, output)
+
+
+def write_rows(rows: list[dict[str, Any]], output: str) -> None:
+    """Flat rows of plain values on stdout: `json` (a list of objects) or `csv` (a header, a
+    row each; an empty cell for None)."""
     if output == "json":
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
@@ -136,6 +142,48 @@ def runs_data(runs: list[Any], output: str, extra: str | None = None) -> None:
     writer.writeheader()
     writer.writerows(rows)
     sys.stdout.write(out.getvalue())
+
+
+def comparison_table(comparison: Any) -> None:
+    """Runs side by side (compare.Comparison), a column each headed by its short id and name:
+    the params shown, then the final metrics (the best run's value in bold), status, duration."""
+    runs = comparison.runs
+    now_ms = int(datetime.now().timestamp() * 1000)
+    table = Table(title="Runs compared", header_style="bold")
+    table.add_column("", style="bold", no_wrap=True)
+    for r in runs:
+        table.add_column(f"{r.run_id[:8]}\n[dim]{escape(r.name)}[/]", justify="right",
+                         overflow="fold")  # fmt: skip
+    if comparison.params:
+        for name in comparison.params:
+            table.add_row(escape(name), *(escape(r.params.get(name, "")) for r in runs))
+    else:
+        table.add_row("[dim]params[/]", *(["[dim]all equal[/]"] * len(runs)))
+    table.add_section()
+    for name in comparison.metrics:
+        leader = comparison.leader(name)
+        cells = [_number(r.metrics.get(name)) for r in runs]
+        cells = [
+            f"[bold]{c}[/]" if r.run_id == leader else c for r, c in zip(runs, cells, strict=True)
+        ]
+        table.add_row(f"[cyan]{name}[/]", *cells)
+    table.add_section()
+    statuses = [f"[{STATUS_COLOURS.get(r.status, 'white')}]{r.shown_status}[/]" for r in runs]
+    table.add_row("status", *statuses)
+    table.add_row(
+        "duration", *(_duration(((r.end_ms or now_ms) - r.start_ms) / 1000) for r in runs)
+    )
+    console.print(table)
+    shown = "every param" if comparison.all_params else "the params that differ (--all: every one)"
+    console.print(f"{len(runs)} runs; {shown}; the best value of a metric in bold")
+
+
+def plot_written(path: Any, to_stderr: bool) -> None:
+    """Where the learning curves went (on stderr when stdout holds json or csv)."""
+    if to_stderr:
+        note(f"learning curves written to {path}")
+    else:
+        console.print(f"[bold]learning curves[/]  {escape(str(path))}", soft_wrap=True)
 
 
 def evaluation(result: Any, run_name: str) -> None:

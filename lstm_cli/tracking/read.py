@@ -222,10 +222,11 @@ def load_model(uri: str, model_uri: str) -> Any:
 
 
 def epoch_history(
-    run_id: str, names: tuple[str, ...]
+    run_id: str, names: tuple[str, ...], uri: str | None = None
 ) -> tuple[dict[int, dict[str, float]], dict[str, set[int]]]:
-    """The per-epoch values of metrics `names` in the store, by step, and each one's steps."""
-    client = MlflowClient()
+    """The per-epoch values of metrics `names` in the store `uri` (default: the current one),
+    by step, and each one's steps."""
+    client = reader(uri) if uri else MlflowClient()
     history: dict[int, dict[str, float]] = {}
     logged: dict[str, set[int]] = {}
     for name in names:
