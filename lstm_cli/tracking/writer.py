@@ -36,7 +36,8 @@ TRANSIENT = ("unreachable", "locked")  # faults that may pass: retried until the
 _FAULTS = (
     ("full", ("disk is full", "no space left")),
     ("read-only", ("readonly database", "read-only file system", "read only",
-                   "unable to open database file", "permission denied")),
+                   "unable to open database file", "permission denied",
+                   "disk i/o error")),  # SQLite's, when its disk turns read-only mid-write
     ("locked", ("database is locked", "database table is locked")),
     ("unreachable", ("connection refused", "failed to establish", "max retries exceeded",
                      "connection aborted", "remote end closed", "connectionerror", "timed out",
