@@ -207,7 +207,8 @@ def list_runs(
 
 
 def _held_out(run: RunRecord):
-    """The run's held-out split, rebuilt from its params, as raw 0..16 images (float32)."""
+    """The run's splits, rebuilt from its params, as raw 0..16 images (float32): its test split
+    (`x_test`) is the held-out one, whatever its validation split."""
     from lstm_cli.data import load_digits
 
     try:
@@ -222,12 +223,13 @@ def _held_out(run: RunRecord):
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The logged model's accuracy on its run's held-out split, against what the run logged."""
+    """The logged model's accuracy on its run's test split, against what the run logged."""
 
     run_id: str
     correct: int
     total: int
-    logged: float | None  # the run's val_accuracy metric
+    logged: float | None  # the run's test_accuracy metric
+    logged_name: str  # test_accuracy; val_accuracy for runs from before the test split
     matrix: np.ndarray  # (classes, classes) counts, true classes down
 
     @property
@@ -248,13 +250,16 @@ def evaluate(uri: str, experiment: str, ref: str) -> Evaluation:
     process.import_tensorflow()  # before the model loads it: mutes TensorFlow's start-up
     model = read.load_model(uri, model_uri)
     data = _held_out(run)
-    predicted = probabilities(model, data.x_val).argmax(axis=1)  # (n,)
+    predicted = probabilities(model, data.x_test).argmax(axis=1)  # (n,)
+    # Runs from before the test split measured val_accuracy on this same held-out split.
+    name = "test_accuracy" if "test_accuracy" in run.metrics else "val_accuracy"
     result = Evaluation(
         run_id=run.run_id,
-        correct=int((predicted == data.y_val).sum()),
-        total=len(data.y_val),
-        logged=run.metrics.get("val_accuracy"),
-        matrix=confusion_matrix(data.y_val, predicted, labels=range(data.num_classes)),
+        correct=int((predicted == data.y_test).sum()),
+        total=len(data.y_test),
+        logged=run.metrics.get(name),
+        logged_name=name,
+        matrix=confusion_matrix(data.y_test, predicted, labels=range(data.num_classes)),
     )
     views.evaluation(result, run.name)
     return result
@@ -268,17 +273,17 @@ def predict(
         raise UserError("give exactly one of --index (a held-out digit) or --image (a file)")
     run, model_uri = read.find_model(uri, experiment, ref)
     data = _held_out(run)
-    if index is not None and not 0 <= index < len(data.y_val):
+    if index is not None and not 0 <= index < len(data.y_test):
         raise UserError(
-            f"--index {index} is out of range: the held-out split of run {run.run_id[:8]} "
-            f"has {len(data.y_val)} digits (0..{len(data.y_val) - 1})"
+            f"--index {index} is out of range: the test split of run {run.run_id[:8]} "
+            f"has {len(data.y_test)} digits (0..{len(data.y_test) - 1})"
         )
     if image is not None:
         from lstm_cli.data import read_digit_image
 
-        digit, label, source = read_digit_image(image, data.x_val.shape[1:]), None, str(image)
+        digit, label, source = read_digit_image(image, data.x_test.shape[1:]), None, str(image)
     else:
-        digit, label, source = data.x_val[index], int(data.y_val[index]), f"held-out #{index}"
+        digit, label, source = data.x_test[index], int(data.y_test[index]), f"test #{index}"
     process.import_tensorflow()  # before the model loads it: mutes TensorFlow's start-up
     model = read.load_model(uri, model_uri)
     found = probabilities(model, digit[None])[0]  # (classes,)

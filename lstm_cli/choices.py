@@ -36,6 +36,13 @@ class Scaling(str, Enum):
     unit = "unit"  # divided by 16
 
 
+class Monitored(str, Enum):
+    """`early_stopping.metric`: the validation number early stopping watches."""
+
+    val_loss = "val_loss"  # lower is better
+    val_accuracy = "val_accuracy"  # higher is better
+
+
 def names(choice: type[Enum]) -> list[str]:
     """The allowed values as typed on the command line."""
     return [member.value for member in choice]

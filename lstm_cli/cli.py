@@ -286,9 +286,9 @@ def compare(
 def evaluate(
     run_id: ModelRef, tracking_uri: TrackingUri = None, experiment: Experiment = None
 ) -> None:
-    """Reload a run's model; recompute its held-out accuracy; show the confusion matrix.
+    """Reload a run's model; recompute its accuracy on the test split; show the confusion matrix.
 
-    Exits 1 if the accuracy differs from the val_accuracy the run logged.
+    Exits 1 if the accuracy differs from the test_accuracy the run logged.
 
     \b
     Examples:
@@ -300,7 +300,7 @@ def evaluate(
 
         result = browse.evaluate(*_store(tracking_uri, experiment), run_id)
         if not result.agrees:
-            console.error("the reloaded model's accuracy differs from the val_accuracy logged")
+            console.error("the reloaded model's accuracy differs from the test_accuracy logged")
             raise typer.Exit(EXIT_FAILED)
 
 
@@ -308,7 +308,7 @@ def evaluate(
 def predict(
     run_id: ModelRef,
     index: Annotated[
-        int | None, typer.Option(help="A digit of the run's held-out split, by position.")
+        int | None, typer.Option(help="A digit of the run's test split (held out), by position.")
     ] = None,
     image: Annotated[
         Path | None,

@@ -16,10 +16,9 @@ from lstm_cli.errors import UserError
 from lstm_cli.tracking import read
 from lstm_cli.tracking.read import RunRecord
 
-# The final metrics shown, in order. The val ones and test_accuracy are always shown (a run
-# without one has an empty cell); test_loss only when a run logged it.
+# The final metrics shown, in order: validation (what chose), then test (what is reported).
+# A run without one (from before the test split) has an empty cell.
 METRICS = ("val_loss", "val_accuracy", "best_val_accuracy", "test_accuracy", "test_loss")
-OPTIONAL = ("test_loss",)
 CURVES = ("val_accuracy", "val_loss")  # the per-epoch metrics `--plot` draws
 FORMATS = ("table", "json", "csv")  # `compare --format`
 
@@ -87,7 +86,7 @@ def resolve(uri: str, experiment: str, refs: list[str]) -> list[RunRecord]:
 def gather(runs: list[RunRecord], all_params: bool = False) -> Comparison:
     """The comparison of `runs`: the params that differ (every param with `all_params`)."""
     params = sorted({k for r in runs for k in r.params}) if all_params else differing(runs)
-    metrics = [m for m in METRICS if m not in OPTIONAL or any(m in r.metrics for r in runs)]
+    metrics = list(METRICS)
     return Comparison(runs=runs, params=params, metrics=metrics, all_params=all_params)
 
 

@@ -144,10 +144,12 @@ def _number(value: float) -> str:
 
 
 def show_sweep(rows: list[dict], groups: list[dict], parent_id: str, uri: str | None) -> None:
-    """The end of a sweep: every job by val accuracy (best starred), failures with their error."""
+    """The end of a sweep: every job by val accuracy (best starred; the validation split
+    chooses, the test split is reported beside it), failures with their error."""
     table = Table(title="Sweep results", header_style="bold")
     for name, justify in (("", "left"), ("job", "right"), ("overrides", "left"),
-                          ("status", "left"), ("val_accuracy", "right"), ("val_loss", "right"),
+                          ("status", "left"), ("val_accuracy", "right"),
+                          ("test_accuracy", "right"), ("val_loss", "right"),
                           ("run id", "left")):  # fmt: skip
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for i, r in enumerate(rows):
@@ -159,6 +161,7 @@ def show_sweep(rows: list[dict], groups: list[dict], parent_id: str, uri: str | 
             escape(r["overrides"]),
             f"[{colour}]{r['status']}[/]",
             _number(r["val_accuracy"]),
+            _number(r["test_accuracy"]),
             _number(r["val_loss"]),
             r["run_id"][:12],
         )

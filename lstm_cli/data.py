@@ -15,12 +15,20 @@ BLANK_BELOW = 16.0  # an image whose ink differs less than this (of 255) from it
 
 @dataclass(frozen=True)
 class Digits:
-    """A train/validation split; x is (n, rows, pixels) float32, y is (n,) int32 labels."""
+    """Train, validation and test splits; x is (n, rows, pixels) float32, y is (n,) int32.
+
+    The validation split serves every per-epoch number (and so every choice: early stopping,
+    pruning, `best`); the test split is held out and evaluated once, on the weights a run
+    keeps. Without a validation split (`val_size=0`, the article's two-way set-up) both are the
+    held-out split.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
 
     @property
     def input_size(self) -> int:
@@ -32,7 +40,12 @@ class Digits:
 
     @property
     def num_classes(self) -> int:
-        return int(max(self.y_train.max(), self.y_val.max())) + 1
+        return int(max(self.y_train.max(), self.y_val.max(), self.y_test.max())) + 1
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether the validation split is its own (not the held-out test split)."""
+        return self.x_val is not self.x_test
 
 
 def pixel_scale(scaling: str) -> float:
@@ -59,19 +72,32 @@ def _dataset() -> tuple[np.ndarray, np.ndarray]:
     return digits.images, digits.target
 
 
-def load_digits(test_size: float, split_seed: int, scaling: str) -> Digits:
-    """Load and split the digits as the article does (train_test_split, random_state=42)."""
+def load_digits(test_size: float, split_seed: int, scaling: str, val_size: float = 0.0) -> Digits:
+    """Load and split the digits: the test split as the article holds it out (train_test_split,
+    random_state=42), then a validation split of `val_size` of the whole, carved from the rest
+    with the same seed, stratified by label (0: none, the article's two-way set-up)."""
     from sklearn.model_selection import train_test_split
 
     images, target = _dataset()
-    x_train, x_val, y_train, y_val = train_test_split(
+    x_rest, x_test, y_rest, y_test = train_test_split(
         images, target, test_size=test_size, random_state=split_seed
     )
+    x_test, y_test = scale_pixels(x_test, scaling), y_test.astype(np.int32)
+    if val_size <= 0:
+        x_train, y_train, x_val, y_val = x_rest, y_rest, x_test, y_test
+    else:
+        x_train, x_val, y_train, y_val = train_test_split(
+            x_rest, y_rest, test_size=val_size / (1 - test_size), random_state=split_seed,
+            stratify=y_rest,
+        )  # fmt: skip
+        x_val, y_val = scale_pixels(x_val, scaling), y_val.astype(np.int32)
     return Digits(
         x_train=scale_pixels(x_train, scaling),
         y_train=y_train.astype(np.int32),
-        x_val=scale_pixels(x_val, scaling),
-        y_val=y_val.astype(np.int32),
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
     )
 
 

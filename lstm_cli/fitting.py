@@ -26,7 +26,8 @@ def load_data(cfg: DictConfig):
     """The config's digits split, scaled."""
     from lstm_cli.data import load_digits
 
-    return load_digits(cfg.data.test_size, cfg.data.split_seed, cfg.data.scaling.value)
+    d = cfg.data
+    return load_digits(d.test_size, d.split_seed, d.scaling.value, d.val_size)
 
 
 def model_spec(cfg: DictConfig, data: Any) -> dict[str, Any]:
@@ -65,36 +66,48 @@ def fit_and_log(
     splits, metrics, checkpoints, figures and the model (registered as `tracking.register` if
     set); return the final metrics."""
     process.import_tensorflow()  # before any op: thread settings still apply
+    from lstm_cli import train
     from lstm_cli.data import SOURCE, pixel_scale
     from lstm_cli.model import DigitsLSTM
-    from lstm_cli.train import EpochMetrics, TrainState, configure_threads, set_seed, trainer_for
 
     if cfg.tracking.get("system_metrics"):
         run.monitor_system()
-    in_force = configure_threads(threads)
+    in_force = train.configure_threads(threads)
     run.set_tags({"tf_threads": str(in_force or "default")})
-    set_seed(cfg.seed)
+    train.set_seed(cfg.seed)
     data = load_data(cfg)
     if reopening is None:
-        splits = {"training": ("digits-train", data.x_train, data.y_train),
-                  "validation": ("digits-val", data.x_val, data.y_val)}  # fmt: skip
+        splits = {"training": ("digits-train", data.x_train, data.y_train)}
+        if data.has_validation:
+            splits["validation"] = ("digits-val", data.x_val, data.y_val)
+        splits["testing"] = ("digits-test", data.x_test, data.y_test)
         run.log_datasets(splits, loader=SOURCE)
         run.mark_experiment()  # the UI opens it on training runs
     spec = model_spec(cfg, data)
-    trainer = trainer_for(DigitsLSTM(**spec["model"]).build(), cfg.learning_rate, cfg.batch_size,
-                          cfg.epochs, seed=cfg.seed, shuffle=cfg.data.shuffle)  # fmt: skip
+    built = DigitsLSTM(**spec["model"]).build()
+    trainer = train.trainer_for(built, cfg.learning_rate, cfg.batch_size, cfg.epochs,
+                                seed=cfg.seed, shuffle=cfg.data.shuffle)  # fmt: skip
     model = trainer.model  # a sweep's worker reuses its last model, with this one's weights
-    earlier: list[EpochMetrics] = []  # epochs before the checkpoint, from the store
+    earlier: list[train.EpochMetrics] = []  # epochs before the checkpoint, from the store
     logged: dict[str, set[int]] = {}  # the steps each metric has in the store already
     first = 1
+    es = cfg.early_stopping
+    stopping = None
+    if es.patience:
+        stopping = train.EarlyStopping(es.patience, es.metric.value, es.min_delta)
     if reopening is not None:
         saved = reopening.checkpoint
-        trainer.restore(TrainState.from_arrays(saved.epoch, saved.arrays,
+        trainer.restore(train.TrainState.from_arrays(saved.epoch, saved.arrays,
                                                saved.meta["beta_powers"]))  # fmt: skip
-        earlier = [EpochMetrics(epoch=k, **v) for k, v in enumerate(reopening.history, 1)]
+        if stopping is not None and "early_stopping" in saved.meta:
+            stopping.restore(saved.meta["early_stopping"], saved.arrays)
+        earlier = [train.EpochMetrics(epoch=k, **v) for k, v in enumerate(reopening.history, 1)]
         logged, first = reopening.logged, saved.epoch + 1
+    if stopping is not None and stopping.stopped_epoch:  # it had stopped early: no epoch left
+        first = cfg.epochs + 1
     saver = Saver(run, cfg.checkpoint.every_epochs, cfg.checkpoint.every_seconds,
-                  {"model": spec["model"], "data": split_digest(data)}, first - 1)  # fmt: skip
+                  {"model": spec["model"], "data": split_digest(data)}, first - 1,
+                  stopping)  # fmt: skip
     progress = nullcontext(lambda m: None) if quiet else console.epoch_progress(cfg.epochs)
     start = time.perf_counter()
     with progress as update, signals.graceful():
@@ -104,17 +117,20 @@ def fit_and_log(
             run.log_epoch({k: v for k, v in values.items() if m.epoch not in logged.get(k, ())},
                           m.epoch)  # fmt: skip
             update(m)
+            done = stopping is not None and stopping.update(m, model)
             saver.after_epoch(trainer, m.epoch)
             stop = signals.requested()  # Ctrl-C, SIGTERM, the scheduler's warning
             if stop is not None:
                 if saver.enabled and saver.last_epoch != m.epoch:
                     saver.save(trainer, m.epoch)
                 raise Interrupted(stop)
+            return done
 
         history = earlier + trainer.fit(data, on_epoch=on_epoch, first_epoch=first)
     run.open()  # a run reopened with no epoch left to train: only its record to finish
-    if saver.enabled and saver.last_epoch != cfg.epochs:
-        saver.save(trainer, cfg.epochs)  # `resume` with more epochs goes on from here
+    last = history[-1].epoch
+    if saver.enabled and saver.last_epoch != last:
+        saver.save(trainer, last)  # `resume` with more epochs goes on from here
     if signals.requested() is not None:  # asked for after the last epoch's end: stop here
         raise Interrupted(signals.requested())
     summary = {
@@ -122,6 +138,20 @@ def fit_and_log(
         "best_val_accuracy": max(h.val_accuracy for h in history),
         "train_seconds": time.perf_counter() - start,
     }
+    if stopping is not None and stopping.stopped_epoch and stopping.best_weights is not None:
+        # Keras's and MLflow's autolog's names; the kept epoch's values logged after the
+        # last, as MLflow's autolog does, so that a run's final numbers are its model's.
+        model.set_weights(stopping.best_weights)
+        kept = history[stopping.best_epoch - 1].as_dict()
+        run.log_epoch({k: v for k, v in kept.items() if last + 1 not in logged.get(k, ())},
+                      last + 1)  # fmt: skip
+        run.log_metrics({"stopped_epoch": stopping.stopped_epoch,
+                         "restored_epoch": stopping.best_epoch})  # fmt: skip
+        summary |= {**kept, "stopped_epoch": last, "restored_epoch": stopping.best_epoch}
+    # The test split, once, on the weights the run keeps: reported, never used to choose.
+    summary["test_loss"], summary["test_accuracy"] = train.evaluate(model, data.x_test,
+                                                                    data.y_test)  # fmt: skip
+    run.log_metrics({"test_loss": summary["test_loss"], "test_accuracy": summary["test_accuracy"]})
     _log_results(run, model, data, history)
     start = time.perf_counter()
     _log_insight(run, model, data)
@@ -130,7 +160,7 @@ def fit_and_log(
         {k: summary[k] for k in ("best_val_accuracy", "train_seconds", "insight_seconds")}
     )
     if cfg.tracking.log_model:
-        raw = data.x_val[:EXAMPLE_IMAGES] / pixel_scale(spec["scaling"])  # 0..16, as stored
+        raw = data.x_test[:EXAMPLE_IMAGES] / pixel_scale(spec["scaling"])  # 0..16, as stored
         run.log_model(model, spec["scaling"], raw)
     register = cfg.tracking.get("register")  # a model name, or None
     if register:
@@ -146,7 +176,10 @@ def split_digest(data: Any) -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for array in (data.x_train, data.y_train, data.x_val, data.y_val):
+    arrays = [data.x_train, data.y_train, data.x_val, data.y_val]
+    if data.has_validation:  # a two-way split digests as it did before the test split
+        arrays += [data.x_test, data.y_test]
+    for array in arrays:
         digest.update(array.tobytes())
     return digest.hexdigest()[:16]
 
@@ -160,9 +193,11 @@ class Saver:
     """
 
     def __init__(
-        self, run: Any, every_epochs: int, every_seconds: float, meta: dict, last_epoch: int = 0
-    ) -> None:
+        self, run: Any, every_epochs: int, every_seconds: float, meta: dict, last_epoch: int = 0,
+        stopping: Any = None,
+    ) -> None:  # fmt: skip
         self.run = run
+        self.stopping = stopping  # its state is part of the training's
         self.every_epochs = every_epochs
         self.every_seconds = every_seconds
         self.meta = meta
@@ -185,19 +220,22 @@ class Saver:
         state = trainer.state(epoch)
         meta = {**self.meta, "beta_powers": [float(b) for b in state.beta_powers]}
         arrays = {k: np.array(v, copy=True) for k, v in state.arrays().items()}  # not views
+        if self.stopping is not None:
+            meta["early_stopping"], best = self.stopping.state()
+            arrays |= best  # copies already
         self.run.save_checkpoint(epoch, arrays, meta)
         self.last_epoch, self.last_time = epoch, time.monotonic()
 
 
 def _log_results(run, model, data, history) -> None:
-    """The learning curves and the held-out confusion matrix (figure and counts)."""
+    """The learning curves and the test split's confusion matrix (figure and counts)."""
     from sklearn.metrics import confusion_matrix
 
     from lstm_cli import figures
     from lstm_cli.train import predict_proba
 
-    predicted = predict_proba(model, data.x_val).argmax(axis=1)  # (n,)
-    matrix = confusion_matrix(data.y_val, predicted, labels=range(data.num_classes))
+    predicted = predict_proba(model, data.x_test).argmax(axis=1)  # (n,)
+    matrix = confusion_matrix(data.y_test, predicted, labels=range(data.num_classes))
     for name, fig in (
         ("learning_curves.png", figures.learning_curves([h.as_dict() for h in history])),
         ("confusion_matrix.png", figures.confusion_matrix(matrix)),
@@ -209,11 +247,13 @@ def _log_results(run, model, data, history) -> None:
 
 
 def _log_insight(run, model, data) -> None:
-    """What the LSTM learned (see lstm_cli/insight.py): accuracy after k rows, gates, mistakes."""
+    """What the LSTM learned (see lstm_cli/insight.py), on the test split: accuracy after k
+    rows, gates, mistakes."""
     from lstm_cli import figures, insight
 
-    seen = insight.analyse(model, data.x_val, data.y_val)
-    run.log_steps("val_accuracy_by_rows", seen.accuracy_by_rows.tolist())  # step = rows read
+    x, y = data.x_test, data.y_test
+    seen = insight.analyse(model, x, y)
+    run.log_steps("test_accuracy_by_rows", seen.accuracy_by_rows.tolist())  # step = rows read
     run.log_dict(seen.as_dict(), "insight.json")
     wrong = seen.misclassified
     for name, fig in (
@@ -221,17 +261,12 @@ def _log_insight(run, model, data) -> None:
         (
             "gates.png",
             figures.gate_heatmaps(
-                data.x_val[seen.examples],
-                data.y_val[seen.examples],
-                seen.predicted[seen.examples],
-                seen.states,
+                x[seen.examples], y[seen.examples], seen.predicted[seen.examples], seen.states
             ),
         ),
         (
             "misclassified.png",
-            figures.misclassified(
-                data.x_val[wrong], data.y_val[wrong], seen.predicted[wrong], len(data.y_val)
-            ),
+            figures.misclassified(x[wrong], y[wrong], seen.predicted[wrong], len(y)),
         ),
     ):
         run.log_figure(fig, name)

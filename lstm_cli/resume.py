@@ -63,6 +63,8 @@ def _config(run: Any, overrides: list[str]) -> DictConfig:
     saved = OmegaConf.create(text)
     cfg = config.compose([])  # the schema's types, the packaged defaults for keys added since
     cfg.merge_with(OmegaConf.masked_copy(saved, [k for k in saved if k in cfg]))
+    if "val_size" not in saved.get("data", {}):  # trained before the validation split: two-way
+        cfg.data.val_size = 0.0
     for override in overrides:
         key, eq, value = override.partition("=")
         if not eq:
@@ -91,6 +93,12 @@ def plan(uri: str, experiment: str, ref: str, overrides: list[str]) -> tuple[Dic
         where = f"{run.tags.get(HOST_TAG, '?')} (pid {run.tags.get(PID_TAG, '?')})"
         raise UserError(f"run {run.run_id} is still running on {where}: stop it first")
     cfg = _config(run, overrides)
+    if run.status == "FINISHED" and "stopped_epoch" in run.metrics:
+        raise UserError(
+            f"run {run.run_id} stopped early at epoch {run.metrics['stopped_epoch']:.0f} "
+            "(early_stopping.patience): more epochs would not change it; train it again with "
+            "other settings"
+        )
     reopening = reopen(run.run_id, cfg, finished=run.status == "FINISHED")
     cfg.tracking.uri = uri  # the store it was found in (config.yaml keeps it masked)
     return cfg, reopening

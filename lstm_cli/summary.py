@@ -13,8 +13,9 @@ from collections import defaultdict
 from typing import Any
 
 IGNORED_FOR_GROUPING = ("seed", "tracking.uri")  # what may differ between repeats of a config
-COLUMNS = ("job", "overrides", "status", "val_accuracy", "val_loss", "train_accuracy",
-           "best_val_accuracy", "train_seconds", "run_id", "error")  # fmt: skip
+# Ranked by val_accuracy (the validation split chooses); test_accuracy is reported beside it.
+COLUMNS = ("job", "overrides", "status", "val_accuracy", "test_accuracy", "val_loss",
+           "train_accuracy", "best_val_accuracy", "train_seconds", "run_id", "error")  # fmt: skip
 
 
 def swept_keys(records: list[dict[str, Any]]) -> set[str]:
@@ -47,7 +48,7 @@ def results_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "job": r["job"],
             "overrides": label(r["overrides"], keys),
             "status": r["status"],
-            **{k: m.get(k, math.nan) for k in COLUMNS[3:8]},
+            **{k: m.get(k, math.nan) for k in COLUMNS[3:9]},
             "run_id": r["run_id"],
             "error": r["error"],
         })  # fmt: skip

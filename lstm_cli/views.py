@@ -19,7 +19,7 @@ from lstm_cli.data import PIXEL_MAX
 from lstm_cli.masking import mask
 
 KEY_PARAMS = ("hidden_size", "epochs", "batch_size", "learning_rate", "output_activation")
-KEY_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
+KEY_METRICS = ("val_accuracy", "test_accuracy", "val_loss", "train_accuracy", "train_loss")
 SHADES = " ░▒▓█"  # pixel 0 .. 16, each drawn two characters wide
 BAR_WIDTH = 40  # characters of a probability of 1
 STATUS_COLOURS = {"FINISHED": "green", "RUNNING": "yellow", "FAILED": "red", "KILLED": "red"}
@@ -207,9 +207,9 @@ def evaluation(result: Any, run_name: str) -> None:
     console.print(f"[bold]run[/]                   {result.run_id}  {escape(run_name)}")
     console.print(
         f"[bold]accuracy (reloaded)[/]   {result.accuracy:.4f}  "
-        f"({result.correct} of {result.total} held-out digits)"
+        f"({result.correct} of {result.total} test digits)"
     )
-    console.print(f"[bold]val_accuracy (logged)[/] {logged}  {verdict}")
+    console.print(f"[bold]{result.logged_name} (logged)[/] {logged}  {verdict}")
 
 
 def digit(image: np.ndarray) -> Text:

@@ -109,15 +109,15 @@ def test_every_run_logs_what_the_lstm_learned(trained_run):
     client = MlflowClient(trained_run.uri)
     run = client.get_run(trained_run.run_id)
     history = sorted(
-        client.get_metric_history(trained_run.run_id, "val_accuracy_by_rows"), key=lambda m: m.step
+        client.get_metric_history(trained_run.run_id, "test_accuracy_by_rows"), key=lambda m: m.step
     )
     assert [m.step for m in history] == list(range(1, 9))
-    assert history[-1].value == pytest.approx(run.data.metrics["val_accuracy"], abs=1e-6)
+    assert history[-1].value == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
     artifacts = {a.path for a in client.list_artifacts(trained_run.run_id)}
     assert {"accuracy_by_rows.png", "gates.png", "misclassified.png", "insight.json"} <= artifacts
     summary = json.loads(
         Path(client.download_artifacts(trained_run.run_id, "insight.json")).read_text()
     )
     assert summary["accuracy_by_rows"] == pytest.approx([m.value for m in history])
-    wrong = round((1 - run.data.metrics["val_accuracy"]) * 360)
+    wrong = round((1 - run.data.metrics["test_accuracy"]) * 360)
     assert len(summary["misclassified"]) == wrong

@@ -186,3 +186,37 @@ def test_the_harness_points_are_real():
         owner_name, _, attr = qualname.rpartition(".")
         module = importlib.import_module(module_name)
         assert hasattr(getattr(module, owner_name) if owner_name else module, attr), spec
+
+
+STOPPING = ("epochs=40", "hidden_size=8", "batch_size=16", "seed=3", "early_stopping.patience=2",
+            "early_stopping.min_delta=0.02", "checkpoint.every_epochs=3",
+            "checkpoint.every_seconds=0", "tracking.log_model=false")  # fmt: skip
+
+
+def test_a_run_that_stops_early_stops_at_the_same_epoch_once_resumed(tmp_path):
+    """The best weights and the patience count are in the checkpoint: killed between its best
+    epoch and its stop, the resumed run stops where the uninterrupted one did, with the same
+    kept weights (its test numbers)."""
+    straight, killed_dir = tmp_path / "straight", tmp_path / "killed"
+    straight.mkdir(), killed_dir.mkdir()
+    whole = run_cli("train", *STOPPING, f"tracking.uri={sqlite_uri(straight)}", cwd=straight)
+    assert whole.returncode == 0, whole.stderr
+    want = _only_run(sqlite_uri(straight))
+    stopped = int(want.data.metrics["stopped_epoch"])
+    assert 4 < stopped < 40, "the reference run must stop early for this test to mean anything"
+
+    uri = sqlite_uri(killed_dir)
+    point = f"call lstm_cli.tracking.run Run.log_epoch before args[2] == {stopped - 1}"
+    killed = _harness(killed_dir, point, "train", *STOPPING, f"tracking.uri={uri}")
+    assert killed.returncode == -9, killed.stderr
+    run_id = _only_run(uri).info.run_id
+    resumed = run_cli("resume", run_id, "--tracking-uri", uri, cwd=killed_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    got = MlflowClient(uri).get_run(run_id)
+    for name in ("stopped_epoch", "restored_epoch", "test_accuracy", "test_loss", "val_accuracy"):
+        assert got.data.metrics[name] == pytest.approx(want.data.metrics[name], abs=1e-6), name
+    mine, theirs = histories(uri, run_id), histories(sqlite_uri(straight), want.info.run_id)
+    for name in CURVES:  # steps 1..stopped, and the kept epoch's values at stopped + 1
+        assert [s for s, _ in mine[name]] == list(range(1, stopped + 2))
+        np.testing.assert_allclose([v for _, v in mine[name]], [v for _, v in theirs[name]],
+                                   atol=1e-6)  # fmt: skip

@@ -56,7 +56,7 @@ sys.meta_path.insert(0, NoLstmCli())
 def raw(defaults):
     """The trained run's held-out split, raw 0..16 pixels, float64 as sklearn's images."""
     data = held_out(defaults, scaling="raw")
-    return data.x_val.astype(np.float64), data.y_val
+    return data.x_test.astype(np.float64), data.y_test
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_the_model_loads_and_predicts_in_a_python_without_lstm_cli(
     assert result.stdout.strip().splitlines()[-1] == "[]"
     probabilities = np.load(tmp_path / "probabilities.npy")  # (n, classes)
     assert probabilities.shape == (len(raw[1]), 10)
-    logged = MlflowClient(trained_run.uri).get_run(trained_run.run_id).data.metrics["val_accuracy"]
+    logged = MlflowClient(trained_run.uri).get_run(trained_run.run_id).data.metrics["test_accuracy"]
     assert np.mean(probabilities.argmax(axis=1) == raw[1]) == pytest.approx(logged, abs=1e-6)
 
 
@@ -205,13 +205,17 @@ def metered_run(tmp_path_factory):
 def test_each_run_logs_its_splits_and_two_splits_differ(trained_run, metered_run):
     run = MlflowClient(trained_run.uri).get_run(trained_run.run_id)
     found = {d.tags[0].value: d.dataset for d in run.inputs.dataset_inputs}
-    assert sorted(found) == ["training", "validation"]
+    assert sorted(found) == ["testing", "training", "validation"]
     assert found["training"].name == "digits-train" and found["validation"].name == "digits-val"
+    assert found["testing"].name == "digits-test"
     assert found["training"].source_type == "python_loader"
-    assert json.loads(found["training"].profile)["features_shape"] == [1437, 8, 8]
+    assert json.loads(found["training"].profile)["features_shape"] == [1257, 8, 8]
+    assert json.loads(found["validation"].profile)["features_shape"] == [180, 8, 8]
+    assert json.loads(found["testing"].profile)["features_shape"] == [360, 8, 8]
     other = {d.tags[0].value: d.dataset.digest for d in metered_run.inputs.dataset_inputs}
     assert other["training"] != found["training"].digest  # data.split_seed=7
     assert other["validation"] != found["validation"].digest
+    assert other["testing"] != found["testing"].digest
 
 
 @slow

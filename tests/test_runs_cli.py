@@ -81,14 +81,15 @@ def test_runs_best_sorted_and_limited_names_the_best_run(trained_run):
 
 
 @slow
-def test_evaluate_reproduces_the_logged_val_accuracy(trained_run):
-    logged = MlflowClient(trained_run.uri).get_run(trained_run.run_id).data.metrics["val_accuracy"]
+def test_evaluate_reproduces_the_logged_test_accuracy(trained_run):
+    logged = MlflowClient(trained_run.uri).get_run(trained_run.run_id).data.metrics["test_accuracy"]
     prefix = trained_run.run_id[:6]  # a unique prefix works as the id
     result = run_cli("evaluate", prefix, "--tracking-uri", trained_run.uri, cwd=trained_run.workdir)
     assert result.returncode == 0, result.stderr
     reloaded = re.search(r"accuracy \(reloaded\)\s+([\d.]+)\s+\((\d+) of (\d+)", result.stdout)
     assert reloaded, result.stdout
     assert int(reloaded[2]) / int(reloaded[3]) == pytest.approx(logged, abs=1e-6)
+    assert "test_accuracy (logged)" in result.stdout
     assert "equal" in result.stdout and "true \\ pred" in result.stdout
     assert result.stderr == ""
 

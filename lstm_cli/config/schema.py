@@ -13,16 +13,24 @@ from enum import Enum
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from lstm_cli.choices import Cell, Init, OutputActivation, Scaling
+from lstm_cli.choices import Cell, Init, Monitored, OutputActivation, Scaling
 from lstm_cli.errors import UserError
 
 
 @dataclass
 class DataSchema:
     test_size: float = MISSING
+    val_size: float = MISSING
     split_seed: int = MISSING
     scaling: Scaling = MISSING
     shuffle: bool = MISSING
+
+
+@dataclass
+class EarlyStoppingSchema:
+    patience: int = MISSING
+    metric: Monitored = MISSING
+    min_delta: float = MISSING
 
 
 @dataclass
@@ -55,6 +63,7 @@ class Schema:
     seed: int = MISSING
     threads: int | None = MISSING
     data: DataSchema = field(default_factory=DataSchema)
+    early_stopping: EarlyStoppingSchema = field(default_factory=EarlyStoppingSchema)
     checkpoint: CheckpointSchema = field(default_factory=CheckpointSchema)
     tracking: TrackingSchema = field(default_factory=TrackingSchema)
 
@@ -75,6 +84,8 @@ _RANGES = [
     ("checkpoint.every_epochs", 0, "an integer >= 0 (0: no checkpoints)"),
     ("checkpoint.every_seconds", 0, "a number of seconds >= 0"),
     ("tracking.outage_minutes", 0, "a number of minutes >= 0"),
+    ("early_stopping.patience", 0, "an integer >= 0 (0: off)"),
+    ("early_stopping.min_delta", 0, "a number >= 0"),
 ]
 
 
@@ -88,6 +99,16 @@ def check(cfg: DictConfig) -> None:
         raise UserError(f"learning_rate={cfg.learning_rate} is invalid: it must be finite and > 0")
     if not 0 < cfg.data.test_size < 1:
         raise UserError(f"data.test_size={cfg.data.test_size} is invalid: it must be in (0, 1)")
+    if not 0 <= cfg.data.val_size < 1 - cfg.data.test_size:
+        raise UserError(
+            f"data.val_size={cfg.data.val_size} is invalid: it must be in [0, 1 - data.test_size) "
+            f"= [0, {1 - cfg.data.test_size:g}) (0: no validation split)"
+        )
+    if cfg.early_stopping.patience and not cfg.data.val_size:
+        raise UserError(
+            "early_stopping.patience needs a validation split to watch: data.val_size=0 would "
+            "choose on the test split; give data.val_size > 0"
+        )
     if not cfg.tracking.experiment:
         raise UserError("tracking.experiment is empty: give the MLflow experiment a name")
     if cfg.tracking.register and not cfg.tracking.log_model:
