@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
+import time
 
 import pytest
 import sqlalchemy.orm
@@ -12,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from lstm_cli import signals
 from lstm_cli.errors import Interrupted
-from lstm_cli.tracking import store
+from lstm_cli.tracking import checkpoint, store
 from lstm_cli.tracking.run import start_run
 from lstm_cli.tracking.sweep import start_parent
 from tests.helpers import sqlite_uri
@@ -248,3 +250,28 @@ def test_jobs_adding_the_same_dataset_at_once_both_link_it(tmp_path, monkeypatch
     ] * 2
     assert client.get_run(run.run_id).info.status == "FINISHED"
     client.set_terminated(other)
+
+
+def test_a_checkpoint_the_writer_drops_does_not_shift_the_slots(tmp_path, monkeypatch):
+    """A checkpoint overtaken before it was written is dropped: the next one written goes into
+    the slot the newest stored one is not in, never over the only good one."""
+    experiment_id = store.open_experiment(sqlite_uri(tmp_path), "one")
+    written, inside = [], threading.Event()
+    release = threading.Event()
+
+    def save(run_id, slot, epoch, arrays, meta):
+        if not written:
+            inside.set()
+            release.wait(10)  # a slow store: the next two are handed over meanwhile
+        written.append((slot, epoch))
+
+    monkeypatch.setattr(checkpoint, "save", save)
+    with start_run(experiment_id, "run", {}, {}) as run:
+        run.save_checkpoint(1, {}, {})
+        assert inside.wait(10)
+        run.save_checkpoint(2, {}, {})  # dropped: 3 overtakes it before it is written
+        run.save_checkpoint(3, {}, {})
+        time.sleep(0.1)
+        release.set()
+        run.flush()
+    assert written == [("a", 1), ("b", 3)]

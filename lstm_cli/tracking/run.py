@@ -98,7 +98,9 @@ class Run:
         self._monitor: Any = None  # MLflow's system-metrics thread, when asked for
         self._reopen: dict[str, str] | None = None  # a reopened run's tags, until `open`
         self._wants_monitor = False
-        self.slot = checkpoint.SLOTS[0]  # where the next checkpoint goes
+        # The slot of the newest checkpoint in the store: the next one goes into the other,
+        # chosen when it is written (the writer drops a checkpoint a newer one overtook).
+        self.stored_slot = checkpoint.SLOTS[1]
         self.has_checkpoint = False  # one is in the store: `lstm-digits resume` can go on
 
     @property
@@ -142,14 +144,13 @@ class Run:
     def save_checkpoint(self, epoch: int, arrays: dict[str, np.ndarray], meta: dict) -> None:
         """A checkpoint of `epoch`, sent in the background after the metrics before it."""
         self.open()
-        slot, run_id = self.slot, self.run_id
 
-        def save() -> None:
-            checkpoint.save(run_id, slot, epoch, arrays, meta)
-            self.has_checkpoint = True
+        def save() -> None:  # on the writer's thread, one at a time
+            slot = checkpoint.other(self.stored_slot)
+            checkpoint.save(self.run_id, slot, epoch, arrays, meta)
+            self.stored_slot, self.has_checkpoint = slot, True
 
         self._writer.put(save, "checkpoint")
-        self.slot = checkpoint.other(slot)
 
     def flush(self) -> None:
         """Wait until everything handed over is in the store."""
@@ -312,7 +313,7 @@ def start_run(
                 run = Run(resume, before.info.experiment_id, store, outage_s)
                 run._reopen = {**tags, counter: str(count)}
                 if slot:  # the one it goes on from stays untouched until a newer is saved
-                    run.slot, run.has_checkpoint = checkpoint.other(slot), True
+                    run.stored_slot, run.has_checkpoint = slot, True
             else:
                 if parent_run_id:
                     tags[PARENT_TAG] = parent_run_id
