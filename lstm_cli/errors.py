@@ -42,6 +42,7 @@ class Interrupted(KeyboardInterrupt):
     """
 
     run_id: str | None = None
+    at_once = False  # a second signal: the user will not wait for the store
 
     def __init__(self, signum: int = signal.SIGINT):
         super().__init__(signal.Signals(signum).name)

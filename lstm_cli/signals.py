@@ -53,7 +53,9 @@ class _State:
         self.stopped = signum
         if self.requested is not None:  # a stop was asked for already: the user will not wait
             self.pending = None
-            raise Interrupted(signum)
+            stop = Interrupted(signum)
+            stop.at_once = True
+            raise stop
         if self.graceful:
             self.requested = signum  # the training stops at its epoch's end, checkpointed
             return

@@ -138,6 +138,10 @@ def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path, uninte
     assert final.keys() == weights.keys()
     for name, value in weights.items():
         np.testing.assert_allclose(final[name], value, atol=1e-6)
+    client = MlflowClient(uri)
+    for name in run.data.metrics:  # every metric, the final ones too: one value per step
+        steps = [m.step for m in client.get_metric_history(run_id, name)]
+        assert len(steps) == len(set(steps)), (name, sorted(steps))
     assert run.outputs.model_outputs  # the record is complete: the model too
     names = {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
     assert {"learning_curves.png", "misclassified.png", "insight.json"} <= names

@@ -275,3 +275,25 @@ def test_a_checkpoint_the_writer_drops_does_not_shift_the_slots(tmp_path, monkey
         release.set()
         run.flush()
     assert written == [("a", 1), ("b", 3)]
+
+
+@pytest.mark.parametrize("when", ["inside the block", "at the run's end"])
+def test_a_writer_error_that_is_no_store_fault_still_ends_the_run(tmp_path, monkeypatch, when):
+    """Not a store's refusal (a bug, a proxy's 413): the run ends FAILED, never RUNNING."""
+    from lstm_cli.tracking.run import Run
+
+    experiment_id = store.open_experiment(sqlite_uri(tmp_path), "one")
+
+    def broken(self, metrics):
+        raise ValueError("a writer bug")
+
+    monkeypatch.setattr(Run, "_log_metrics_now", broken)
+    with (
+        pytest.raises(ValueError, match="a writer bug"),
+        start_run(experiment_id, "run", {}, {}) as run,
+    ):
+        run.log_epoch({"loss": 1.0}, 1)
+        if when == "inside the block":
+            run.flush()
+    ended = MlflowClient(sqlite_uri(tmp_path)).get_run(run.run_id)
+    assert ended.info.status == "FAILED" and "a writer bug" in ended.data.tags["error"]

@@ -144,3 +144,15 @@ def test_another_error_is_raised_as_it_is():
     writer.add_metrics([1])
     with pytest.raises(ValueError, match="a bug"):
         writer.drain()
+
+
+def test_epoch_metrics_reach_the_store_within_a_flush_without_a_checkpoint():
+    store = FakeStore()
+    writer = Writer("sqlite:///x.db", 60, store.metrics)
+    writer.add_metrics([1])
+    writer.add_metrics([2])  # joins the batch the writer is gathering
+    deadline = time.monotonic() + writes.FLUSH_EVERY_S + 2
+    while not store.log and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.log == [("metric", 1), ("metric", 2)]  # no drain, no checkpoint asked for it
+    writer.close()

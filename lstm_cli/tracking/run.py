@@ -37,7 +37,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_SOURCE_NAME, M
 from lstm_cli import process, signals
 from lstm_cli.errors import Interrupted, StoreUnavailable, UserError, one_line
 from lstm_cli.tracking import checkpoint
-from lstm_cli.tracking.writer import Writer
+from lstm_cli.tracking.writer import Writer, retrying
 
 PARENT_TAG = MLFLOW_PARENT_RUN_ID  # how MLflow links a child run to its parent (for searches)
 # MLflow's HTTP client retries a dead server for about 4 minutes, the caller blocked: our
@@ -97,6 +97,7 @@ class Run:
         self._writer = Writer(store, outage_s, self._log_metrics_now)
         self._monitor: Any = None  # MLflow's system-metrics thread, when asked for
         self._reopen: dict[str, str] | None = None  # a reopened run's tags, until `open`
+        self.reopened = False  # it goes on after a stop: a value may be in the store already
         self._wants_monitor = False
         # The slot of the newest checkpoint in the store: the next one goes into the other,
         # chosen when it is written (the writer drops a checkpoint a newer one overtook).
@@ -169,15 +170,28 @@ class Run:
         """A metric series with steps first_step, first_step + 1, ..."""
         now_ms = int(time.time() * 1000)
         metrics = [Metric(name, float(v), now_ms, first_step + k) for k, v in enumerate(values)]
-        self.open()
-        self._sync(lambda: self._log_metrics_now(metrics))
+        self._log_once(metrics)
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
         """Metrics without a step (final figures, timings)."""
         now_ms = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now_ms, 0) for k, v in metrics.items()]
+        self._log_once([Metric(k, float(v), now_ms, 0) for k, v in metrics.items()])
+
+    def _log_once(self, metrics: list[Metric]) -> None:
+        """Log `metrics`; in a reopened run, those whose step is in the store already are left
+        out (a stop during the final logging: its values are there), one value per step."""
         self.open()
-        self._sync(lambda: self._log_metrics_now(batch))
+
+        def log() -> None:
+            batch = metrics
+            if self.reopened:
+                stored = {(name, m.step) for name in {m.key for m in metrics}
+                          for m in self._client.get_metric_history(self.run_id, name)}  # fmt: skip
+                batch = [m for m in metrics if (m.key, m.step) not in stored]
+            if batch:
+                self._log_metrics_now(batch)
+
+        self._sync(log)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         if self._reopen is not None:  # written with the reopening's tags
@@ -256,12 +270,15 @@ class Run:
                 self._writer.close()
 
     def abandon(self, status: str, error: str) -> None:
-        """End the run after its store failed: one attempt at its status, no waiting."""
+        """End the run after its store failed (or a second signal): one attempt at its status
+        (first: an artifact store may be full while the database is not), then its error."""
         self._writer.close()
         if self.opened:
-            with signals.deferred(), contextlib.suppress(Exception):
-                self._set_error(error)
-                self._client.set_terminated(self.run_id, status)
+            with signals.deferred():
+                with contextlib.suppress(Exception):
+                    self._client.set_terminated(self.run_id, status)
+                with contextlib.suppress(Exception):
+                    self._set_error(error)
 
     def _set_error(self, error: str) -> None:
         self._client.set_tag(self.run_id, "error", error[:5000])
@@ -311,7 +328,7 @@ def start_run(
                 counter = REQUEUED_TAG if requeued else RESUMED_TAG
                 count = int(before.data.tags.get(counter, "0")) + 1
                 run = Run(resume, before.info.experiment_id, store, outage_s)
-                run._reopen = {**tags, counter: str(count)}
+                run._reopen, run.reopened = {**tags, counter: str(count)}, True
                 if slot:  # the one it goes on from stays untouched until a newer is saved
                     run.stored_slot, run.has_checkpoint = slot, True
             else:
@@ -319,11 +336,15 @@ def start_run(
                     tags[PARENT_TAG] = parent_run_id
                 client = MlflowClient()
                 tags = resolve_tags(tags)  # the user, as MLflow's start_run adds it
-                started = client.create_run(experiment_id, run_name=name, tags=tags)
+                started = retrying(  # a store full, locked or away: one line, as later
+                    lambda: client.create_run(experiment_id, run_name=name, tags=tags),
+                    store, outage_s,
+                )  # fmt: skip
                 run = Run(started.info.run_id, experiment_id, store, outage_s)
                 params = [Param(k, str(v)) for k, v in params.items()]
                 for first in range(0, len(params), 100):  # MLflow's limit per request
-                    client.log_batch(run.run_id, params=params[first : first + 100])
+                    batch = params[first : first + 100]
+                    run._sync(lambda b=batch: client.log_batch(run.run_id, params=b))
             if system_metrics or MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get():
                 run.monitor_system()
         yield run
@@ -345,7 +366,8 @@ def _reopen(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
 @contextmanager
 def _ending(current) -> Iterator[None]:
     """End the run `current()` names with a true status, whatever stops the block; a stop or
-    a store fault names the run, so that the user is told how to go on."""
+    a store fault names the run, so that the user is told how to go on. If the end itself
+    fails (the store, a second signal), the run is abandoned: one attempt at its status."""
     try:
         yield
     except StoreUnavailable as ex:
@@ -357,6 +379,9 @@ def _ending(current) -> Iterator[None]:
     except KeyboardInterrupt as ex:
         run = current()
         if run is not None:
+            if getattr(ex, "at_once", False):  # a second signal: no wait for the store
+                run.abandon("KILLED", one_line(ex))
+                raise
             try:
                 run.end("KILLED", one_line(ex))
             except (Exception, KeyboardInterrupt):  # a second signal, or the store failed
@@ -369,7 +394,7 @@ def _ending(current) -> Iterator[None]:
         if current() is not None:
             try:
                 current().end("FAILED", one_line(ex))
-            except StoreUnavailable:
+            except Exception:  # the store failed too (or the writer did): one attempt
                 current().abandon("FAILED", one_line(ex))
         raise
     else:
@@ -378,4 +403,7 @@ def _ending(current) -> Iterator[None]:
         except StoreUnavailable as ex:  # what is left could not be sent: resume sends it
             current().abandon("FAILED", one_line(ex))
             ex.run_id = ex.run_id or (current().run_id if current().has_checkpoint else None)
+            raise
+        except Exception as ex:  # the writer failed otherwise: never left RUNNING
+            current().abandon("FAILED", one_line(ex))
             raise

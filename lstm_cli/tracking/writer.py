@@ -90,6 +90,32 @@ def describe(kind: str, store: str, limit_s: float, ex: BaseException) -> str:
     return f"{fault} ({mask(detail)[:160]}): {todo}"
 
 
+def retrying(
+    write: Callable[[], Any],
+    store: str,
+    limit_s: float,
+    given_up: Callable[[], bool] = lambda: False,
+) -> Any:
+    """`write()`, tried again while `store` refuses for a reason that may pass, until `limit_s`
+    has passed (or `given_up()`); a StoreUnavailable then, or at once for a full or read-only
+    store. Another error is raised as it is."""
+    first: float | None = None
+    delay = RETRY_FIRST_S
+    while True:
+        try:
+            return write()
+        except Exception as ex:
+            kind = classify(ex)
+            if kind is None:
+                raise
+            first = first if first is not None else time.monotonic()
+            left = limit_s - (time.monotonic() - first)
+            if kind not in TRANSIENT or left <= 0 or given_up():
+                raise StoreUnavailable(describe(kind, store, limit_s, ex)) from ex
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, RETRY_MAX_S)
+
+
 class Writer:
     """The store writes of one run, in order, on a background thread (see the module).
 
@@ -119,6 +145,7 @@ class Writer:
                 self._queue[-1][1].extend(metrics)  # not taken yet: one batch
             else:
                 self._queue.append(("metrics", list(metrics)))
+                self._wake.notify()  # the writer gathers epochs for FLUSH_EVERY_S, then sends
             pending = sum(len(v) for k, v in self._queue if k == "metrics")
         self._start()
         while pending > MAX_PENDING_METRICS and self._wait_step():
@@ -165,23 +192,8 @@ class Writer:
         return self._fault
 
     def retrying(self, write: Callable[[], Any]) -> Any:
-        """`write()`, tried again while the store refuses for a reason that may pass, until the
-        limit; a StoreUnavailable past it, or at once for a full or read-only store."""
-        first: float | None = None
-        delay = RETRY_FIRST_S
-        while True:
-            try:
-                return write()
-            except Exception as ex:
-                kind = classify(ex)
-                if kind is None:
-                    raise
-                first = first if first is not None else time.monotonic()
-                left = self.limit_s - (time.monotonic() - first)
-                if kind not in TRANSIENT or left <= 0 or self._closed:  # closed: abandoned
-                    raise StoreUnavailable(describe(kind, self.store, self.limit_s, ex)) from ex
-                time.sleep(min(delay, left))
-                delay = min(delay * 2, RETRY_MAX_S)
+        """`write()` with the store's retries (see `retrying`); a closed writer stops trying."""
+        return retrying(write, self.store, self.limit_s, lambda: self._closed)
 
     # -- the thread
 
