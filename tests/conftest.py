@@ -6,6 +6,7 @@ Plain helpers (the console script, stores, ports, checks) are in tests/helpers.p
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,12 @@ from tests.helpers import (
 )
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# A background job of a non-interactive shell (`make test &`) starts with SIGINT ignored, and
+# an ignored signal stays ignored in every child: the CLI would not see the tests' Ctrl-C.
+# A handled one is reset to the default in a child, which Python then handles as Ctrl-C.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
