@@ -187,10 +187,6 @@ class Writer:
             self._closed = True
             self._wake.notify()
 
-    @property
-    def fault(self) -> BaseException | None:
-        return self._fault
-
     def retrying(self, write: Callable[[], Any]) -> Any:
         """`write()` with the store's retries (see `retrying`); a closed writer stops trying."""
         return retrying(write, self.store, self.limit_s, lambda: self._closed)
