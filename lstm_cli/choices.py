@@ -37,10 +37,18 @@ class Scaling(str, Enum):
 
 
 class Monitored(str, Enum):
-    """`early_stopping.metric`: the validation number early stopping watches."""
+    """`early_stopping.metric`, `prune.metric`: the validation number watched."""
 
     val_loss = "val_loss"  # lower is better
     val_accuracy = "val_accuracy"  # higher is better
+
+
+class Pruning(str, Enum):
+    """`prune.kind` (the `prune` config group): which sweep points stop early."""
+
+    none = "none"  # every point trains all its epochs
+    median = "median"  # worse than the median of the others at a rung: stop
+    asha = "asha"  # not in the top 1/reduction_factor at a rung: stop (successive halving)
 
 
 def names(choice: type[Enum]) -> list[str]:

@@ -154,12 +154,15 @@ def show_sweep(rows: list[dict], groups: list[dict], parent_id: str, uri: str | 
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for i, r in enumerate(rows):
         best = i == 0 and r["status"] == "FINISHED"
-        colour = "green" if r["status"] == "FINISHED" else "red"
+        colour = {"FINISHED": "green", "PRUNED": "yellow"}.get(r["status"], "red")
+        shown = r["status"]
+        if r.get("pruned_at_epoch"):
+            shown += f" @{r['pruned_at_epoch']}"
         table.add_row(
             "★" if best else "",
             str(r["job"]),
             escape(r["overrides"]),
-            f"[{colour}]{r['status']}[/]",
+            f"[{colour}]{shown}[/]",
             _number(r["val_accuracy"]),
             _number(r["test_accuracy"]),
             _number(r["val_loss"]),
@@ -174,8 +177,11 @@ def show_sweep(rows: list[dict], groups: list[dict], parent_id: str, uri: str | 
             spread = f"{g['val_accuracy_mean']:.4f} ± {g['val_accuracy_std']:.4f}"
             seeds.add_row(escape(g["config"]), g["seeds"], str(g["n"]), spread)
         console.print(seeds)
+    pruned = sum(r["status"] == "PRUNED" for r in rows)
+    if pruned:
+        console.print(f"{pruned} of {len(rows)} points pruned (@k: stopped after epoch k)")
     for r in rows:
-        if r["status"] != "FINISHED":
+        if r["status"] not in ("FINISHED", "PRUNED"):
             console.print(f"[red]job {r['job']} {r['status']}[/]: {escape(r['error'] or '?')}")
     console.print(f"[bold]parent run[/]    {parent_id}")
     console.print(f"[bold]tracking URI[/]  {uri}")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from lstm_cli import console, process, signals
+from lstm_cli import console, process, pruning, signals
 from lstm_cli.errors import Interrupted, UserError
 
 EXAMPLE_IMAGES = 2  # held-out digits logged as the model's input example (the UI shows it)
@@ -103,6 +103,7 @@ def fit_and_log(
             stopping.restore(saved.meta["early_stopping"], saved.arrays)
         earlier = [train.EpochMetrics(epoch=k, **v) for k, v in enumerate(reopening.history, 1)]
         logged, first = reopening.logged, saved.epoch + 1
+    pruner = _pruner(cfg, run)
     if stopping is not None and stopping.stopped_epoch:  # it had stopped early: no epoch left
         first = cfg.epochs + 1
     saver = Saver(run, cfg.checkpoint.every_epochs, cfg.checkpoint.every_seconds,
@@ -118,6 +119,8 @@ def fit_and_log(
                           m.epoch)  # fmt: skip
             update(m)
             done = stopping is not None and stopping.update(m, model)
+            if not done and pruner is not None:  # at a rung: against the sweep's other points
+                done = pruner.decide(m.epoch, getattr(m, pruner.metric))
             saver.after_epoch(trainer, m.epoch)
             stop = signals.requested()  # Ctrl-C, SIGTERM, the scheduler's warning
             if stop is not None:
@@ -129,7 +132,8 @@ def fit_and_log(
         history = earlier + trainer.fit(data, on_epoch=on_epoch, first_epoch=first)
     run.open()  # a run reopened with no epoch left to train: only its record to finish
     last = history[-1].epoch
-    if saver.enabled and saver.last_epoch != last:
+    pruned = pruner is not None and pruner.pruned_at is not None
+    if saver.enabled and saver.last_epoch != last and not pruned:
         saver.save(trainer, last)  # `resume` with more epochs goes on from here
     if signals.requested() is not None:  # asked for after the last epoch's end: stop here
         raise Interrupted(signals.requested())
@@ -138,6 +142,10 @@ def fit_and_log(
         "best_val_accuracy": max(h.val_accuracy for h in history),
         "train_seconds": time.perf_counter() - start,
     }
+    if pruned:  # a losing point: its metrics stay, no test split, figures or model
+        run.set_tags({pruning.TAG: str(last)})
+        run.log_metrics({k: summary[k] for k in ("best_val_accuracy", "train_seconds")})
+        return summary | {pruning.TAG: last}
     if stopping is not None and stopping.stopped_epoch and stopping.best_weights is not None:
         # Keras's and MLflow's autolog's names; the kept epoch's values logged after the
         # last, as MLflow's autolog does, so that a run's final numbers are its model's.
@@ -168,6 +176,24 @@ def fit_and_log(
         if not quiet:
             console.console.print(f"[bold]registered[/]    {registered}")
     return summary
+
+
+def _pruner(cfg: DictConfig, run: Any) -> pruning.Pruner | None:
+    """A sweep point's pruner (see `lstm_cli.pruning`), reading its sweep's runs; None when
+    nothing prunes it (prune=none, or not a sweep's point)."""
+    p, parent = cfg.prune, cfg.tracking.parent_run_id
+    if p.kind.value == pruning.NONE or not parent:
+        return None
+    from lstm_cli.tracking.sweep import rung_values
+
+    def read(key: str) -> tuple[float | None, list[float]]:
+        return rung_values(run.experiment_id, parent, run.run_id, key)
+
+    def record(key: str, value: float, epoch: int) -> None:
+        run.log_epoch({key: value}, epoch)
+
+    return pruning.Pruner(p.kind.value, p.metric.value, p.grace_epochs, p.reduction_factor,
+                          cfg.epochs, read, record)  # fmt: skip
 
 
 def split_digest(data: Any) -> str:

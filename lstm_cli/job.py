@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
-from lstm_cli import config, console, fitting, masking, presets, process, resume, signals
+from lstm_cli import config, console, fitting, masking, presets, process, pruning, resume, signals
 from lstm_cli.errors import Interrupted, debugging, one_line, traceback_text
 
 
@@ -121,6 +121,9 @@ def train(cfg: DictConfig, job: str | None) -> float:
     if job is None:
         how = _ui_command(uri, cfg.tracking.experiment, experiment_id, run_id)
         console.show_result(result, run_id, masking.mask(uri), masking.mask(how))
+    elif pruning.TAG in result:  # optuna gets its value at the epoch where it stopped
+        console.job_line(job, f"[yellow]pruned[/] at epoch {result[pruning.TAG]}  val_accuracy="
+                         f"{result['val_accuracy']:.4f} run {run_id}")  # fmt: skip
     else:
         console.job_line(job, f"done  val_accuracy={result['val_accuracy']:.4f} run {run_id}")
     return result["val_accuracy"]

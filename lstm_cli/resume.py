@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lstm_cli import config
 from lstm_cli.errors import UserError
+from lstm_cli.pruning import TAG
 
 # Keys a resume may change: how long, how fast, how often it saves, whether the model is logged.
 CHANGEABLE = ("epochs", "threads", "checkpoint.every_epochs", "checkpoint.every_seconds",
@@ -98,6 +99,11 @@ def plan(uri: str, experiment: str, ref: str, overrides: list[str]) -> tuple[Dic
             f"run {run.run_id} stopped early at epoch {run.metrics['stopped_epoch']:.0f} "
             "(early_stopping.patience): more epochs would not change it; train it again with "
             "other settings"
+        )
+    if run.status == "FINISHED" and TAG in run.tags:
+        raise UserError(
+            f"run {run.run_id} was pruned at epoch {run.tags[TAG]}: its sweep's other points "
+            "did better; train it again on its own to give it all its epochs"
         )
     reopening = reopen(run.run_id, cfg, finished=run.status == "FINISHED")
     cfg.tracking.uri = uri  # the store it was found in (config.yaml keeps it masked)

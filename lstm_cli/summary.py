@@ -12,10 +12,12 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
+PRUNED = "PRUNED"  # a job's status in the summaries when pruning stopped it (see `status`)
 IGNORED_FOR_GROUPING = ("seed", "tracking.uri")  # what may differ between repeats of a config
 # Ranked by val_accuracy (the validation split chooses); test_accuracy is reported beside it.
 COLUMNS = ("job", "overrides", "status", "val_accuracy", "test_accuracy", "val_loss",
-           "train_accuracy", "best_val_accuracy", "train_seconds", "run_id", "error")  # fmt: skip
+           "train_accuracy", "best_val_accuracy", "train_seconds", "pruned_at_epoch", "run_id",
+           "error")  # fmt: skip
 
 
 def swept_keys(records: list[dict[str, Any]]) -> set[str]:
@@ -38,8 +40,17 @@ def label(overrides: str, keep: set[str], drop: tuple[str, ...] = ()) -> str:
     return " ".join(kept) or "(defaults)"
 
 
+def status(record: dict[str, Any]) -> str:
+    """A job's status in a sweep: its run's, or PRUNED for a point pruning stopped (its run is
+    FINISHED, with the tag `pruned_at_epoch`)."""
+    if record["status"] == "FINISHED" and record.get("pruned_at_epoch"):
+        return PRUNED
+    return record["status"]
+
+
 def results_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per job, best val accuracy first, failed jobs last."""
+    """One row per job: the finished by val accuracy (best first), then the pruned (by their
+    val accuracy where they stopped), then the failed."""
     keys = swept_keys(records)
     rows = []
     for r in records:
@@ -47,14 +58,16 @@ def results_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append({
             "job": r["job"],
             "overrides": label(r["overrides"], keys),
-            "status": r["status"],
+            "status": status(r),
             **{k: m.get(k, math.nan) for k in COLUMNS[3:9]},
+            "pruned_at_epoch": r.get("pruned_at_epoch", ""),
             "run_id": r["run_id"],
             "error": r["error"],
         })  # fmt: skip
-    finished = [r for r in rows if r["status"] == "FINISHED"]
-    others = [r for r in rows if r["status"] != "FINISHED"]
-    return sorted(finished, key=lambda r: -r["val_accuracy"]) + others
+    ranked = []
+    for kind in ("FINISHED", PRUNED):
+        ranked += sorted((r for r in rows if r["status"] == kind), key=lambda r: -r["val_accuracy"])
+    return ranked + [r for r in rows if r["status"] not in ("FINISHED", PRUNED)]
 
 
 def seed_groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -65,7 +78,7 @@ def seed_groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keys = swept_keys(records)
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        if r["status"] == "FINISHED":
+        if status(r) == "FINISHED":  # a pruned point's numbers are not its config's
             key = tuple(
                 sorted((k, v) for k, v in r["params"].items() if k not in IGNORED_FOR_GROUPING)
             )

@@ -40,14 +40,16 @@ class Sweep:
         records = parent.children()
         rows = summary.results_table(records)
         finished = [r for r in rows if r["status"] == "FINISHED"]
-        failed = [r for r in rows if r["status"] != "FINISHED"]
+        pruned = [r for r in rows if r["status"] == summary.PRUNED]
+        failed = [r for r in rows if r["status"] not in ("FINISHED", summary.PRUNED)]
         texts = {
             "sweep_results.csv": summary.to_csv(rows),
             "sweep_results.md": summary.to_markdown(rows),
         }
         labels = {r["run_id"]: r["overrides"] for r in rows}
         figs = {"sweep_comparison.png": figures.sweep_comparison(records, labels)}
-        metrics = {"jobs": float(len(rows)), "failed_jobs": float(len(failed))}
+        metrics = {"jobs": float(len(rows)), "failed_jobs": float(len(failed)),
+                   "pruned_jobs": float(len(pruned))}  # fmt: skip
         tags = _sweep_dir(records)
         if finished:
             best = next(r for r in records if r["run_id"] == finished[0]["run_id"])

@@ -207,6 +207,11 @@ def preflight(argv: list[str]) -> Request:
     cfg = OmegaConf.masked_copy(base, [k for k in base if k != "hydra"])
     if not args.multirun:
         schema.check(cfg)
+        if cfg.prune.kind.value != "none":
+            raise UserError(
+                f"prune={cfg.prune.kind.value} compares the points of a sweep: add -m and sweep "
+                "some values (a single run has nothing to be compared with)"
+            )
     elif launcher.get("points_per_task", 1) < 1:
         raise UserError("hydra.launcher.points_per_task must be at least 1 (sweep points per job)")
     return Request(argv, cfg, args.overrides, args.multirun, launcher if args.multirun else None)

@@ -13,7 +13,7 @@ from enum import Enum
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from lstm_cli.choices import Cell, Init, Monitored, OutputActivation, Scaling
+from lstm_cli.choices import Cell, Init, Monitored, OutputActivation, Pruning, Scaling
 from lstm_cli.errors import UserError
 
 
@@ -31,6 +31,14 @@ class EarlyStoppingSchema:
     patience: int = MISSING
     metric: Monitored = MISSING
     min_delta: float = MISSING
+
+
+@dataclass
+class PruneSchema:
+    kind: Pruning = MISSING
+    metric: Monitored = MISSING
+    grace_epochs: int = MISSING
+    reduction_factor: int = MISSING
 
 
 @dataclass
@@ -64,6 +72,7 @@ class Schema:
     threads: int | None = MISSING
     data: DataSchema = field(default_factory=DataSchema)
     early_stopping: EarlyStoppingSchema = field(default_factory=EarlyStoppingSchema)
+    prune: PruneSchema = field(default_factory=PruneSchema)
     checkpoint: CheckpointSchema = field(default_factory=CheckpointSchema)
     tracking: TrackingSchema = field(default_factory=TrackingSchema)
 
@@ -86,6 +95,8 @@ _RANGES = [
     ("tracking.outage_minutes", 0, "a number of minutes >= 0"),
     ("early_stopping.patience", 0, "an integer >= 0 (0: off)"),
     ("early_stopping.min_delta", 0, "a number >= 0"),
+    ("prune.grace_epochs", 1, "a positive integer"),
+    ("prune.reduction_factor", 2, "an integer >= 2"),
 ]
 
 
@@ -108,6 +119,11 @@ def check(cfg: DictConfig) -> None:
         raise UserError(
             "early_stopping.patience needs a validation split to watch: data.val_size=0 would "
             "choose on the test split; give data.val_size > 0"
+        )
+    if cfg.prune.kind != Pruning.none and not cfg.data.val_size:
+        raise UserError(
+            f"prune={cfg.prune.kind.value} needs a validation split to compare the points on: "
+            "data.val_size=0 would choose on the test split; give data.val_size > 0"
         )
     if not cfg.tracking.experiment:
         raise UserError("tracking.experiment is empty: give the MLflow experiment a name")

@@ -18,12 +18,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lstm_cli.errors import UserError, first_line
+from lstm_cli.pruning import TAG as PRUNED_TAG
 from lstm_cli.tracking import registry
 from lstm_cli.tracking.model import MODEL_NAME
 from lstm_cli.tracking.run import PARENT_TAG
 from lstm_cli.tracking.store import NO_RUNS, reader
 from lstm_cli.tracking.sweep import SWEEP_TAG
 
+BEST_PAGE = 20  # `best`: runs read at a time (pruned points are skipped)
 PAGE = 1000  # runs per request when all of them are needed (a tracking server's page limit)
 NEWEST_FIRST = ["attributes.start_time DESC"]
 # Sweep parents log best_val_accuracy, never val_accuracy: this leaves them out.
@@ -46,9 +48,12 @@ class RunRecord:
 
     @property
     def shown_status(self) -> str:
-        """The status as `runs` shows it: RUNNING (lost) when its process died on this host."""
+        """The status as `runs` shows it: RUNNING (lost) when its process died on this host,
+        FINISHED (pruned @k) when pruning stopped it after epoch k."""
         from lstm_cli.tracking.run import process_alive
 
+        if self.status == "FINISHED" and PRUNED_TAG in self.tags:
+            return f"FINISHED (pruned @{self.tags[PRUNED_TAG]})"
         lost = self.status == "RUNNING" and not process_alive(self.tags)
         return f"{self.status} (lost)" if lost else self.status
 
@@ -138,18 +143,21 @@ def has_param(uri: str, experiment: str, key: str, parent_id: str | None = None)
 
 
 def best(uri: str, experiment: str, parent_id: str | None = None) -> RunRecord:
-    """The FINISHED run with the highest `val_accuracy` (the newest of equals)."""
+    """The FINISHED run with the highest `val_accuracy` (the newest of equals); a point that
+    pruning stopped is not one (its number is of fewer epochs, and it has no model)."""
     client = reader(uri)
     query = " and ".join(q for q in (FINISHED_WITH_ACCURACY, children_query(parent_id)) if q)
-    found = client.search_runs(
-        [_experiment_id(client, uri, experiment)],
-        query,
-        max_results=1,
-        order_by=["metrics.val_accuracy DESC", *NEWEST_FIRST],
-    )
-    if not found:
-        raise UserError(f"no finished run with a val_accuracy in experiment '{experiment}' yet")
-    return _record(found[0])
+    ids, order = [_experiment_id(client, uri, experiment)], ["metrics.val_accuracy DESC"]
+    token = None
+    while True:  # MLflow cannot search for a missing tag: the pruned are skipped here
+        page = client.search_runs(ids, query, max_results=BEST_PAGE,
+                                  order_by=[*order, *NEWEST_FIRST], page_token=token)  # fmt: skip
+        for run in page:
+            if PRUNED_TAG not in run.data.tags:
+                return _record(run)
+        token = page.token
+        if not token:
+            raise UserError(f"no finished run with a val_accuracy in experiment '{experiment}' yet")
 
 
 def find_run(uri: str, experiment: str, ref: str) -> RunRecord:

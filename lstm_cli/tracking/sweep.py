@@ -16,6 +16,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
 
 from lstm_cli import signals
 from lstm_cli.errors import one_line
+from lstm_cli.pruning import TAG as PRUNED_TAG
 from lstm_cli.tracking.run import FIGURE_SAVE, PARENT_TAG, SOURCE, mark_model_training
 
 SWEEP_TAG = "lstm_digits.sweep"  # "parent" on a sweep's parent run
@@ -75,6 +76,7 @@ class Parent:
                     "params": dict(run.data.params),
                     "metrics": dict(run.data.metrics),
                     "error": tags.get("error", ""),
+                    "pruned_at_epoch": tags.get(PRUNED_TAG, ""),
                     "output_dir": tags.get("output_dir", ""),
                     "curve": [m.value for m in sorted(history, key=lambda m: m.step)],
                 }
@@ -145,3 +147,25 @@ def find_child(parent_id: str, job: str) -> tuple[str, str, float | None] | None
         return None
     run = found[0]
     return run.info.run_id, run.info.status, run.data.metrics.get("val_accuracy")
+
+
+def rung_values(
+    experiment_id: str, parent_id: str, run_id: str, key: str
+) -> tuple[float | None, list[float]]:
+    """The metric `key` (a pruning rung's) of the runs of sweep `parent_id`, in one search:
+    (run `run_id`'s own value or None, the other runs' values)."""
+    found = MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'",
+        max_results=MAX_CHILDREN,
+    )
+    mine, others = None, []
+    for run in found:
+        value = run.data.metrics.get(key)
+        if value is None:
+            continue
+        if run.info.run_id == run_id:
+            mine = value
+        else:
+            others.append(value)
+    return mine, others
