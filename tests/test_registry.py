@@ -187,7 +187,7 @@ def test_best_and_prefixes_are_found_by_the_store(small_store, searches):
     assert read.best(uri, EXPERIMENT).run_id == ids[4]  # the parent's 0.9 is not val_accuracy
     assert read.best(uri, EXPERIMENT, parent_id).run_id == ids[1]
     assert read.find_run(uri, EXPERIMENT, ids[2][:12]).run_id == ids[2]
-    assert all(call["max_results"] <= 2 for call in searches), searches
+    assert all(call["max_results"] <= read.BEST_PAGE for call in searches), searches
     assert any("LIKE" in call["filter"] for call in searches)
 
 
@@ -200,3 +200,14 @@ def test_runs_sort_and_limit_in_the_store_params_as_numbers(small_store, searche
     assert [r.params["hidden_size"] for r in runs] == ["200", "100", "50"] and more
     runs, more = browse._selected(uri, EXPERIMENT, parent_id, "name", False, 5)
     assert [r.name for r in runs] == ["run0", "run1"] and not more
+
+
+def test_best_is_never_a_pruned_point(small_store):
+    uri, parent_id, ids = small_store
+    client = MlflowClient(uri)
+    pruned = client.create_run(client.get_run(ids[0]).info.experiment_id,
+                               tags={"mlflow.parentRunId": parent_id, "pruned_at_epoch": "10"})  # fmt: skip
+    client.log_metric(pruned.info.run_id, "val_accuracy", 0.99)  # at epoch 10, but it stopped
+    client.set_terminated(pruned.info.run_id, "FINISHED")
+    assert read.best(uri, EXPERIMENT).run_id == ids[4]
+    assert read.best(uri, EXPERIMENT, parent_id).run_id == ids[1]
