@@ -238,6 +238,28 @@ def test_packed_points_share_slurm_jobs_and_keep_a_run_each(clean, tmp_path):
     assert any("[job 0] done" in log and "[job 1] done" in log for log in logs)
 
 
+def test_packed_points_on_slurm_are_pruned_through_the_server(clean, tmp_path):
+    """Two SLURM jobs of two points each, side by side: each hopeless point (learning rate
+    3e-5, at chance) reaches its rung after its job's good point recorded its own there."""
+    uri = clean
+    before = {r.info.run_id for r in _runs(uri)}
+    grid = ("seed=1,2", "learning_rate=0.01,3e-05", "epochs=4", "hydra.launcher.cpus_per_task=1")
+    proc = _sweep(tmp_path, uri, *PACKED, *grid, "prune=asha", "prune.grace_epochs=2")
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stdout + stderr
+    assert len(_submitted_jobs(tmp_path)) == 2
+    parent, children = _children(uri, before)
+    hopeless = [c for c in children if c.data.params["learning_rate"] == "3e-05"]
+    assert [c.data.tags.get("pruned_at_epoch") for c in hopeless] == ["2", "2"]
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert "rung/2/val_accuracy" in hopeless[0].data.metrics
+    pruned = sum("pruned_at_epoch" in c.data.tags for c in children)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["pruned_jobs"] == pruned
+    assert "PRUNED @2" in stdout
+    logs = [p.read_text() for p in (tmp_path / "sweep" / ".submitit").rglob("*_log.out")]
+    assert sum(log.count("pruned at epoch 2") for log in logs) == pruned
+
+
 def test_a_cancelled_pack_ends_its_run_killed_and_starts_no_other(clean, tmp_path):
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}
