@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.control import Control
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.segment import ControlType
 from rich.table import Table
+from rich.text import Text
 
 PLAIN_EVERY = 10  # plain progress lines: every 10th of the epochs ...
 PLAIN_AT_LEAST_S = 30.0  # ... and at least this often
@@ -121,9 +124,35 @@ def accounting_note() -> None:
     )
 
 
+# Back to the start of the line the cursor is on, cleared (written to terminals only).
+_CLEAR_LINE = Control(ControlType.CARRIAGE_RETURN, (ControlType.ERASE_IN_LINE, 2))
+
+
 def job_line(job: str, text: str) -> None:
-    """One line per sweep job event, so parallel jobs never garble each other's output."""
-    console.print(f"[bold]\\[job {job}][/] {text}", soft_wrap=True)  # text may hold markup
+    """One line per sweep job event, so parallel jobs never garble each other's output.
+
+    On a terminal it first clears the line the cursor is on: a sweep's live line, which the
+    main process draws there (see `live_line`), then reappears below it at its next redraw.
+    Anywhere else the cursor is at the start of an empty line, and this changes nothing.
+    """
+    line = Text.from_markup(f"[bold]\\[job {job}][/] {text}")  # text may hold markup
+    console.print(_CLEAR_LINE, line, sep="", soft_wrap=True)
+
+
+@contextmanager
+def live_line() -> Iterator[Callable[[str], None]]:
+    """One line redrawn in place at the bottom of the terminal (a sweep's progress); yields
+    `show(text)`, which redraws it. What this process prints meanwhile (stdout and stderr)
+    appears above it; it stays printed as it was last shown. Cut to the terminal's width: a
+    line that wrapped could not be cleared by another process's `job_line`."""
+    from rich.live import Live
+
+    with Live(console=console, auto_refresh=False, transient=False) as live:
+
+        def show(text: str) -> None:
+            live.update(Text(text, no_wrap=True, overflow="ellipsis"), refresh=True)
+
+        yield show
 
 
 def show_result(metrics: dict[str, float], run_id: str, uri: str, ui_command: str) -> None:

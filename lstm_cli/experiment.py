@@ -1,11 +1,12 @@
 """`lstm-digits train`: a checked command line, handed to Hydra's real entry point.
 
     argv -> config.preflight -> [sweep.start: the parent run] -> hydra.main(TrainJob) -> jobs
-                                                              -> [Sweep.summarise]
+                                [watch.watching: a live line] -> [Sweep.summarise]
 
 `hydra.main` runs the jobs, so `-m`, `--cfg`, launchers and sweepers behave as in any Hydra
 app. Information flows one way: a job learns everything from its config (a sweep's parent run
-is `tracking.parent_run_id`); what jobs did is read back from the store.
+is `tracking.parent_run_id`), save whether a sweep's live line shows its start and end (its
+environment: see `watch`); what jobs did is read back from the store.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import sys
 from contextlib import nullcontext
 
-from lstm_cli import config, console, process
+from lstm_cli import config, console, process, watch
 from lstm_cli.errors import TrainingFailed, UserError
 from lstm_cli.job import TrainJob
 from lstm_cli.presets import CONF_DIR, CONFIG_NAME
@@ -26,6 +27,13 @@ def run(argv: list[str]) -> None:
     """Run `lstm-digits train ARGV`; raise what went wrong, as `cli` reports it."""
     process.quiet()
     request = config.preflight(argv)
+    # First, before any job or worker starts: on a terminal, the jobs leave their start and
+    # end to the sweep's live line.
+    with process.environment(watch.job_environment(request)):
+        _run(argv, request)
+
+
+def _run(argv: list[str], request: config.Request) -> None:
     if request.launcher is not None:  # first: the workers take seconds to start
         process.warm_up_workers(request.launcher)
     if request.cfg is None:  # Hydra prints help or the config; nothing is tracked
@@ -49,7 +57,10 @@ def run(argv: list[str]) -> None:
     if remote:
         _register_launcher()
     with sweep.start(uri, request.cfg.tracking.experiment, request.overrides) as running:
-        with process.quiet_slurm(console.accounting_note) if remote else nullcontext():
+        with (
+            watch.watching(request, uri, running.parent_id),
+            process.quiet_slurm(console.accounting_note) if remote else nullcontext(),
+        ):
             _launch([*argv, f"{config.PARENT_KEY}={running.parent_id}"], TrainJob())
         failed = running.summarise()
     if failed:

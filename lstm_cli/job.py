@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from lstm_cli import config, console, fitting, masking, presets, process, pruning, resume, signals
 from lstm_cli.errors import Interrupted, debugging, one_line, traceback_text
+from lstm_cli.watch import shows_jobs
 
 
 class TrainJob:
@@ -100,10 +101,12 @@ def train(cfg: DictConfig, job: str | None) -> float:
         console.show_config(params)
     else:
         tags["sweep_job"] = job
-        console.job_line(job, f"start {overrides or '(defaults)'}")
+        if not shows_jobs():  # else the sweep's live line shows its start and its end
+            console.job_line(job, f"start {overrides or '(defaults)'}")
     parent = cfg.tracking.parent_run_id
     # Progress: a single run's, and a scheduled job's in its own log file (.submitit/); jobs
-    # sharing this terminal (basic, joblib) print a line at their start and end only.
+    # sharing this terminal (basic, joblib) print a line at their start and end only (none
+    # while the sweep's live line shows them).
     quiet = job is not None and not os.environ.get("SUBMITIT_EXECUTOR")
     earlier = _requeued_run(parent, job)
     reopening = None
@@ -118,6 +121,8 @@ def train(cfg: DictConfig, job: str | None) -> float:
             reopening = resume.reopen(run_id, cfg, finished=False, requeued=True)
     new = (experiment_id, name, params, tags, parent)
     result, run_id = train_run(cfg, quiet, _threads(cfg), new=new, reopening=reopening)
+    if job is not None and shows_jobs():  # the sweep's live line counts it
+        return result["val_accuracy"]
     if job is None:
         how = _ui_command(uri, cfg.tracking.experiment, experiment_id, run_id)
         console.show_result(result, run_id, masking.mask(uri), masking.mask(how))

@@ -1,0 +1,323 @@
+"""A sweep's live line: counting, the line, the total Hydra will run (fast), and the CLI under a
+pseudo-terminal and a pipe (slow)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import select
+import signal
+import struct
+import subprocess
+import termios
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lstm_cli import config, watch
+from tests.helpers import CLI, cli_env, run_cli, sqlite_uri
+
+TINY = ("epochs=2", "tracking.log_model=false")  # jobs that train for real, in a second
+
+
+def child(status, overrides, val=None, pruned=False):
+    """A child run as `tracking.progress.Children.read` gives it."""
+    metrics = {} if val is None else {"val_accuracy": val}
+    return {"status": status, "pruned": pruned, "overrides": overrides, "metrics": metrics}
+
+
+CHILDREN = [
+    child("FINISHED", "hidden_size=25 learning_rate=0.001 epochs=5", 0.95),
+    child("FINISHED", "hidden_size=100 learning_rate=0.003 epochs=5", 0.9722),
+    child("FINISHED", "hidden_size=50 learning_rate=0.003 epochs=5", 0.99, pruned=True),
+    child("FAILED", "hidden_size=0 learning_rate=0.001 epochs=5"),
+    child("KILLED", "hidden_size=200 learning_rate=0.001 epochs=5", 0.5),
+    child("RUNNING", "hidden_size=25 learning_rate=0.003 epochs=5", 0.999),
+]
+
+
+# ---------------------------------------------------------------- counting and the line
+
+
+def test_children_are_counted_by_how_they_ended():
+    counts = watch.count(CHILDREN)
+    assert counts == watch.Counts(done=2, pruned=1, failed=2)
+    assert counts.ended == 5  # the running one is not
+    assert watch.count([]) == watch.Counts()
+
+
+def test_the_best_is_the_best_done_point_with_the_keys_that_differ():
+    # Neither the pruned point (0.99) nor the running one (0.999) counts; epochs is the same
+    # everywhere, so it is left out, as in the sweep's table.
+    assert watch.best(CHILDREN) == (0.9722, "hidden_size=100 learning_rate=0.003")
+    assert watch.best([child("RUNNING", "hidden_size=8"), child("FAILED", "hidden_size=0")]) is None
+
+
+def test_time_left_is_the_pace_so_far_over_the_points_left():
+    assert watch.time_left(190.0, ended=19, total=36) == pytest.approx(170.0)
+    assert watch.time_left(190.0, ended=0, total=36) is None  # nothing ended: no pace yet
+    assert watch.time_left(190.0, ended=19, total=None) is None
+    assert watch.time_left(190.0, ended=3, total=3) == 0.0
+
+
+def test_clock():
+    assert watch.clock(190.9) == "03:10"
+    assert watch.clock(3790) == "1:03:10"
+
+
+def test_the_line_says_what_ended_of_how_many_how_long_and_the_best():
+    counts = watch.Counts(done=12, pruned=5, failed=1)
+    top = (0.9722, "hidden_size=100 learning_rate=0.003")
+    assert watch.line(counts, 36, 190.0, top) == (
+        "sweep 12/36 done · 5 pruned · 1 failed · 03:10 elapsed · ~03:10 left · "
+        "best val 0.9722 hidden_size=100 learning_rate=0.003"
+    )
+    # No total known: what is done, and no time left.
+    assert watch.line(counts, None, 190.0, None) == (
+        "sweep 12 done · 5 pruned · 1 failed · 03:10 elapsed"
+    )
+    assert watch.line(watch.Counts(), 4, 1.0, None) == (
+        "sweep 0/4 done · 0 pruned · 0 failed · 00:01 elapsed"
+    )
+
+
+# ---------------------------------------------------------------- the total
+
+
+@pytest.mark.parametrize(
+    ("argv", "total"),
+    [
+        (["hidden_size=8,16", "seed=1,2,3"], 6),
+        (["hidden_size=8,16", "seed=range(1,4)"], 6),
+        (["seed=range(0,10,3)", "epochs=2"], 4),
+        (["hidden_size=8,16", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 2),
+        (["epochs=2"], 1),  # -m without a sweep: one job
+        (["hparams_search=optuna"], 20),  # the preset's n_trials
+        (["hparams_search=optuna", "hydra.sweeper.n_trials=7"], 7),
+        (["learning_rate=interval(0.001,0.01)"], None),  # the basic sweeper refuses it
+    ],
+)
+def test_the_total_is_what_hydra_will_launch(argv, total):
+    assert watch.total_points(config.preflight(["-m", *argv])) == total
+
+
+def test_the_total_counts_the_sweepers_params_then_the_command_line(tmp_path):
+    (tmp_path / "mine.yaml").write_text(
+        "defaults:\n  - config\n  - _self_\n"
+        "hydra:\n  sweeper:\n    params:\n      hidden_size: 8,16,32\n"
+    )
+    source = ["-m", "-cd", str(tmp_path), "-cn", "mine"]
+    assert watch.total_points(config.preflight([*source, "seed=1,2"])) == 6
+    # The command line's value for a key of params replaces it, as in Hydra's BasicSweeper.
+    assert watch.total_points(config.preflight([*source, "hidden_size=8,16", "seed=1,2"])) == 4
+
+
+def test_no_line_off_a_terminal_nor_in_a_job_scheduled_elsewhere(monkeypatch):
+    request = config.preflight(["-m", "hidden_size=8,16"])
+    assert not watch.is_live(request)  # pytest's stdout is not a terminal
+    assert watch.job_environment(request) == {}
+    monkeypatch.setenv(watch.LIVE_ENV, "1")
+    assert watch.shows_jobs()
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")  # the job logs to its own file
+    assert not watch.shows_jobs()
+
+
+# ---------------------------------------------------------------- the thread
+
+
+class FlakyStore:
+    """Children as a store would give them, failing on the reads asked for."""
+
+    def __init__(self, failing: set[int]) -> None:
+        self.reads = 0
+        self.failing = failing
+
+    def read(self) -> list[dict]:
+        self.reads += 1
+        if self.reads in self.failing:
+            raise ConnectionError("the store is away")
+        return CHILDREN[: self.reads]
+
+
+def test_a_failing_store_never_stops_the_line_and_the_stop_leaves_no_thread(monkeypatch):
+    monkeypatch.setattr(watch, "POLL_S", 0.01)
+    store = FlakyStore(failing={2, 3, 4})
+    shown: list[str] = []
+    line = watch.Watch(store.read, 6, shown.append)
+    line.start()
+    deadline = time.monotonic() + 10
+    while store.reads < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    line.stop(last_look=True)
+    assert "sweep-live-line" not in [t.name for t in threading.enumerate()]
+    assert shown[0].startswith("sweep 0/6 done · 0 pruned · 0 failed · 00:00 elapsed")
+    # While the store failed, the line kept what it knew: one point done, then more.
+    assert all(text.startswith("sweep 1/6 done") for text in shown[2:5])
+    assert shown[-1].startswith("sweep 2/6 done · 1 pruned · 2 failed")
+    count = len(shown)
+    time.sleep(0.05)
+    assert len(shown) == count  # nothing is drawn after the stop
+
+
+def test_a_stop_after_an_error_draws_nothing_more(monkeypatch):
+    monkeypatch.setattr(watch, "POLL_S", 60.0)
+    shown: list[str] = []
+    reads: list[int] = []
+    line = watch.Watch(lambda: reads.append(1) or [], None, shown.append)
+    line.start()
+    line.stop(last_look=False)  # Ctrl-C, an error: the store is not read again
+    assert shown == ["sweep 0 done · 0 pruned · 0 failed · 00:00 elapsed"] and reads == []
+    assert "sweep-live-line" not in [t.name for t in threading.enumerate()]
+
+
+# ---------------------------------------------------------------- end to end
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+COLUMNS = int(cli_env()["COLUMNS"])
+
+
+def visible_lines(raw: str) -> list[str]:
+    """What stays on the screen of a terminal that printed `raw`, line by line: what follows
+    each line's last carriage return (the live line redraws itself after one)."""
+    text = ANSI.sub("", raw).replace("\r\n", "\n")
+    return [line.rsplit("\r", 1)[-1] for line in text.split("\n")]
+
+
+def group_alive(pgid: int) -> list[int]:
+    """The processes of process group `pgid` still running (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def run_in_terminal(*args: str, cwd: Path, interrupt_on: str | None = None, timeout=300):
+    """`lstm-digits ARGS` with a pseudo-terminal as its stdin, stdout and stderr, `COLUMNS`
+    wide; with `interrupt_on`, Ctrl-C (SIGINT to its process group, as a terminal sends it)
+    once its output holds that text. Returns (exit code, everything it wrote)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, COLUMNS, 0, 0))
+    env = cli_env(TERM="xterm-256color")  # COLUMNS: cli_env's
+    proc = subprocess.Popen(
+        [CLI, *args], cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
+        start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: every writer has closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if interrupt_on and interrupt_on.encode() in out:
+                os.killpg(proc.pid, signal.SIGINT)
+                interrupt_on = None
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        os.close(master)
+        left, grace = group_alive(proc.pid), time.monotonic() + 10
+        while left and time.monotonic() < grace:  # still exiting: a moment
+            time.sleep(0.1)
+            left = group_alive(proc.pid)
+        if left:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not left, "a process of the sweep outlived it"
+    return code, out.decode(errors="replace")
+
+
+def final_live_line(raw: str) -> str:
+    lines = [line for line in visible_lines(raw) if line.startswith("sweep ") and "elapsed" in line]
+    assert lines, raw
+    return lines[-1]
+
+
+JOB_LINES = re.compile(r"\[job \d+\] (start|done|pruned)")
+
+
+@pytest.mark.slow
+def test_a_sweep_in_a_terminal_shows_one_live_line_instead_of_its_jobs_lines(tmp_path):
+    """Three points, two of them hopeless (tests/test_sweep_pruning.py: asha prunes them at
+    epoch 2), on the basic launcher: in this process, through the same console."""
+    uri = sqlite_uri(tmp_path)
+    code, raw = run_in_terminal(
+        "train", "-m", "learning_rate=0.01,3e-05,3e-05", "prune=asha", "prune.grace_epochs=2",
+        "epochs=4", "hidden_size=8", "tracking.log_model=false", f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 0, raw
+    assert "\r\x1b[2Ksweep 0/3 done" in raw  # redrawn in place
+    last = final_live_line(raw)
+    assert last.startswith("sweep 1/3 done · 2 pruned · 0 failed · "), last
+    assert re.search(r"~00:00 left · best val 0\.\d{4} learning_rate=0\.01$", last), last
+    assert not JOB_LINES.search(raw), raw
+    screen = visible_lines(raw)
+    assert sum(line == last for line in screen) == 1  # the final state, printed once
+    assert screen.index(last) < next(i for i, s in enumerate(screen) if "Sweep results" in s)
+    assert "\x1b[?25h" in raw[raw.rindex("elapsed") :]  # the cursor shown again
+
+
+@pytest.mark.slow
+def test_joblib_workers_leave_their_lines_to_the_live_line_but_a_failure(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    code, raw = run_in_terminal(
+        "train", "-m", "hidden_size=8,0,16", *TINY, "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2", f"tracking.uri={uri}", cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 1, raw
+    last = final_live_line(raw)
+    assert last.startswith("sweep 2/3 done · 0 pruned · 1 failed · "), last
+    assert not JOB_LINES.search(raw), raw
+    screen = visible_lines(raw)
+    failed = [line for line in screen if line.startswith("[job 1] FAILED")]
+    assert len(failed) == 1 and "hidden_size=0 is invalid" in failed[0], raw
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_live_line_then_the_sweep(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    code, raw = run_in_terminal(
+        "train", "-m", "hidden_size=8,16", "epochs=200", "tracking.log_model=false",
+        f"tracking.uri={uri}", cwd=tmp_path, interrupt_on="00:04 elapsed",
+    )  # fmt: skip
+    assert code == 130, raw
+    screen = visible_lines(raw)
+    last = final_live_line(raw)
+    assert last.startswith("sweep 0/2 done"), last
+    after = screen[screen.index(last) + 1 :]
+    assert [line for line in after if line.strip()] == [
+        "error: interrupted: a run already started is marked KILLED, its metrics kept"
+    ], raw
+    assert "Traceback" not in raw and "\x1b[?25h" in raw[raw.rindex("elapsed") :]
+
+
+@pytest.mark.slow
+def test_a_piped_sweep_prints_its_jobs_lines_and_no_live_line(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    result = run_cli(
+        "train", "-m", "hidden_size=8,16", *TINY, "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2", f"tracking.uri={uri}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "elapsed" not in result.stdout and "\x1b" not in result.stdout
+    for job in ("0", "1"):
+        assert f"[job {job}] start " in result.stdout
+        assert re.search(rf"\[job {job}\] done  val_accuracy=", result.stdout)
