@@ -18,6 +18,7 @@ FAILED and KILLED are failed; RUNNING is under way. The best val is the best don
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import time
@@ -102,28 +103,27 @@ def line(counts: Counts, total: int | None, elapsed: float, top: tuple[float, st
 
 
 def total_points(request: Request) -> int | None:
-    """How many points the sweep of `request` will run: the basic
-    sweeper's grid, as Hydra expands it (its `hydra.sweeper.params`, then the command line);
-    optuna's `n_trials`; None for any other sweeper, or if it cannot be known.
-
-    Private: the composed config's `hydra` node, reached through the launcher's node
-    (OmegaConf's `_get_parent`: composing it again took 0.19 s of the sweep's start), and
-    Hydra's `BasicSweeper.split_arguments`, which expands the grid as the sweeper will.
-    """
+    """How many points the sweep of `request` will run: the basic sweeper's grid, expanded as
+    Hydra does (its `hydra.sweeper.params`, then the command line, a later value of a key
+    replacing an earlier one; the product of the values' counts); optuna's `n_trials`; None
+    for any other sweeper, or if it cannot be known (an interval, a glob)."""
     try:
-        sweeper = request.launcher._get_parent().sweeper
+        sweeper = request.sweeper
         target = str(sweeper.get("_target_", ""))
         if target.endswith("OptunaSweeper"):
             return int(sweeper.n_trials)
         if not target.endswith("BasicSweeper"):
             return None
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
-        parsed = OverridesParser.create().parse_overrides([*params, *request.overrides])
-        (points,) = BasicSweeper.split_arguments(parsed, None)
-        return len(points)
+        counts: dict[str, int] = {}
+        for o in OverridesParser.create().parse_overrides([*params, *request.overrides]):
+            if o.is_sweep_override() and not o.is_discrete_sweep():
+                return None
+            swept = o.is_sweep_override()
+            counts[o.get_key_element()] = len(list(o.sweep_string_iterator())) if swept else 1
+        return math.prod(counts.values())
     except Exception:  # a sweep Hydra expands only with its config loader (glob), or refuses
         return None
 

@@ -205,8 +205,8 @@ def test_runs_sort_and_limit_in_the_store_params_as_numbers(small_store, searche
 def test_best_is_never_a_pruned_point(small_store):
     uri, parent_id, ids = small_store
     client = MlflowClient(uri)
-    pruned = client.create_run(client.get_run(ids[0]).info.experiment_id,
-                               tags={"mlflow.parentRunId": parent_id, "pruned_at_epoch": "10"})  # fmt: skip
+    tags = {"mlflow.parentRunId": parent_id, "pruned_at_epoch": "10"}
+    pruned = client.create_run(client.get_run(ids[0]).info.experiment_id, tags=tags)
     client.log_metric(pruned.info.run_id, "val_accuracy", 0.99)  # at epoch 10, but it stopped
     client.set_terminated(pruned.info.run_id, "FINISHED")
     assert read.best(uri, EXPERIMENT).run_id == ids[4]

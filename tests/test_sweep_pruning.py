@@ -84,12 +84,13 @@ def test_optuna_gets_a_pruned_points_value_at_the_epoch_where_it_stopped(tmp_pat
     uri = sqlite_uri(tmp_path)
     result = run_cli(
         "train", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=4",
-        "hydra.sweeper.direction=minimize", "hydra.sweeper.sampler.seed=2", f"learning_rate=choice({GOOD},{HOPELESS})",
+        "hydra.sweeper.direction=minimize", "hydra.sweeper.sampler.seed=2",
+        f"learning_rate=choice({GOOD},{HOPELESS})",
         "batch_size=100", "output_activation=tanh", *PRUNE, "prune=asha",
         f"tracking.uri={uri}", "hydra.sweep.dir=sweep", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    parent, children = sweep_runs(uri)
+    _, children = sweep_runs(uri)
     assert len(children) == 4
     rates = [c.data.params["learning_rate"] for c in children]
     assert rates == [GOOD, GOOD, GOOD, HOPELESS]

@@ -161,6 +161,7 @@ class Request:
         overrides: the overrides as typed.
         multirun: whether a sweep will run.
         launcher: the sweep's launcher settings (hydra.launcher), if a sweep runs.
+        sweeper: the sweep's sweeper settings (hydra.sweeper), if a sweep runs.
     """
 
     argv: list[str]
@@ -168,6 +169,7 @@ class Request:
     overrides: list[str] = field(default_factory=list)
     multirun: bool = False
     launcher: DictConfig | None = None
+    sweeper: DictConfig | None = None
 
 
 def preflight(argv: list[str]) -> Request:
@@ -214,7 +216,9 @@ def preflight(argv: list[str]) -> Request:
             )
     elif launcher.get("points_per_task", 1) < 1:
         raise UserError("hydra.launcher.points_per_task must be at least 1 (sweep points per job)")
-    return Request(argv, cfg, args.overrides, args.multirun, launcher if args.multirun else None)
+    if not args.multirun:
+        return Request(argv, cfg, args.overrides)
+    return Request(argv, cfg, args.overrides, True, launcher, base.hydra.sweeper)
 
 
 def job_overrides(task_overrides: list[str]) -> list[str]:
