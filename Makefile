@@ -47,7 +47,7 @@ format: $(STAMP) ## Format the code (ruff)
 bench: $(STAMP) ## Time this project's training loop against keras.layers.LSTM
 	$(BIN)/python bench/bench_train.py $(ARGS)
 
-bench-sweep: $(STAMP) ## A 16-job sweep's training share and fixed cost per job; a 4-job sweep on 1 vs 2 workers
+bench-sweep: $(STAMP) ## A 36-point grid with prune=none, median, asha: epochs, wall time, best val and its test (ARGS="--part both": throughput)
 	$(BIN)/python bench/bench_sweep.py $(ARGS)
 
 bench-article: $(STAMP) ## A default run end to end vs the seed article's TF1 script (bench/article.py)
