@@ -252,7 +252,7 @@ def test_packed_points_on_slurm_are_pruned_through_the_server(clean, tmp_path):
     hopeless = [c for c in children if c.data.params["learning_rate"] == "3e-05"]
     assert [c.data.tags.get("pruned_at_epoch") for c in hopeless] == ["2", "2"]
     assert all(c.info.status == "FINISHED" for c in children)
-    assert "rung/2/val_accuracy" in hopeless[0].data.metrics
+    assert "rung/2/val_loss" in hopeless[0].data.metrics
     pruned = sum("pruned_at_epoch" in c.data.tags for c in children)
     assert parent.info.status == "FINISHED" and parent.data.metrics["pruned_jobs"] == pruned
     assert "PRUNED @2" in stdout

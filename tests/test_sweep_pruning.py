@@ -24,9 +24,9 @@ def check_pruned(uri: str, child, epoch: int = 2) -> None:
     client = MlflowClient(uri)
     assert child.info.status == "FINISHED"
     assert child.data.tags["pruned_at_epoch"] == str(epoch)
-    history = client.get_metric_history(child.info.run_id, "val_accuracy")
+    history = client.get_metric_history(child.info.run_id, "val_loss")  # prune.metric's
     assert sorted(m.step for m in history) == list(range(1, epoch + 1))
-    assert child.data.metrics[f"rung/{epoch}/val_accuracy"] == history[-1].value
+    assert child.data.metrics[f"rung/{epoch}/val_loss"] == history[-1].value
     assert "test_accuracy" not in child.data.metrics  # the test split is for the kept models
     names = {a.path for a in client.list_artifacts(child.info.run_id)}
     assert names == {"config.yaml"}  # no figures, no model, no checkpoint
