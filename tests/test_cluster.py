@@ -99,6 +99,7 @@ def test_a_slurm_grid_sweep_lands_in_the_postgresql_backed_server(clean, tmp_pat
     assert parent.info.status == "FINISHED"
     assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
     assert {c.data.params["hidden_size"] for c in children} == {"8", "16"}
+    assert all({"val_accuracy", "test_accuracy"} <= set(c.data.metrics) for c in children)
     assert parent.info.artifact_uri.startswith("mlflow-artifacts:")  # served by the server
     table = Path(MlflowClient(uri).download_artifacts(parent.info.run_id, "sweep_results.csv"))
     assert all(c.info.run_id in table.read_text() for c in children)

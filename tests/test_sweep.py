@@ -113,6 +113,8 @@ def test_joblib_on_a_fresh_store_with_a_failing_job(tmp_path):
     assert "hidden_size=0 is invalid" in children[1].data.tags["error"]
     assert len({c.data.tags["output_dir"] for c in children}) == 3  # no collisions
     assert {c.data.tags["tf_threads"] for c in children if c.info.status == "FINISHED"} == {"1"}
+    for child in (children[0], children[2]):  # chosen on validation, reported on test
+        assert {"val_accuracy", "test_accuracy", "test_loss"} <= set(child.data.metrics)
 
 
 def test_ctrl_c_while_joblib_workers_warm_up_is_one_line_and_kills_the_sweep(tmp_path):
