@@ -131,3 +131,16 @@ def _own_names(tree: ast.AST) -> set[str]:
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)
     return names
+
+
+def test_every_config_folder_is_packaged():
+    """A non-editable install carries conf/ as lstm_cli.conf, one package per folder, each
+    listed in pyproject.toml: a folder left out composes in a checkout and fails installed."""
+    import tomllib
+
+    root = PACKAGE.parent
+    setup = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {p.parent for p in (root / "conf").rglob("*.yaml")}
+    names = {".".join(("lstm_cli.conf", *f.relative_to(root / "conf").parts)) for f in folders}
+    assert names <= set(setup["packages"])
+    assert names <= set(setup["package-data"])
