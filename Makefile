@@ -11,15 +11,28 @@ ARGS ?=
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The versions every install gets (`make lock` refreshes it).
+LOCK := constraints.txt
+EXTRAS := dev,optuna,postgres
+
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@# A .venv made before TensorFlow came as one distribution: tensorflow-cpu writes the same module.
 	$(BIN)/python -m pip uninstall --quiet --yes tensorflow-cpu 2>/dev/null || true
-	$(BIN)/python -m pip install --quiet -e '.[dev,optuna,postgres]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the package with its dev, optuna and postgres extras
+install: $(STAMP) ## Create .venv and install the package with its dev, optuna and postgres extras, at the locked versions
+
+lock: ## Refresh constraints.txt: resolve pyproject.toml's ranges afresh in a temporary venv, then `make test`
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	{ echo "# The versions \`make install\` installs (pip -c). Made by \`make lock\` on Python $$(.lock-venv/bin/python -c 'import platform; print(platform.python_version())'), $$(date -u +%Y-%m-%d)."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable; } > $(LOCK)
+	rm -rf .lock-venv
 
 train: $(STAMP) ## Run the default experiment (extra overrides: make train ARGS="hidden_size=100")
 	$(BIN)/lstm-digits train $(ARGS)
@@ -71,4 +84,4 @@ cluster-status: ## Show which services of the local cluster are running
 clean: ## Remove outputs/ and caches (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache
 
-.PHONY: help install train test browser-deps test-fast lint format bench bench-sweep bench-article bench-versions ui cluster-up cluster-down cluster-status clean
+.PHONY: help install lock train test browser-deps test-fast lint format bench bench-sweep bench-article bench-versions ui cluster-up cluster-down cluster-status clean

@@ -144,3 +144,32 @@ def test_every_config_folder_is_packaged():
     names = {".".join(("lstm_cli.conf", *f.relative_to(root / "conf").parts)) for f in folders}
     assert names <= set(setup["packages"])
     assert names <= set(setup["package-data"])
+
+
+def test_the_environment_is_the_lock():
+    """`make install` installs at constraints.txt's versions: the suite runs against the lock,
+    and pyproject.toml's ranges admit every locked version of our direct dependencies."""
+    import re
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import Requirement
+
+    root = PACKAGE.parent
+    locked = {}
+    for line in (root / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, pinned = line.partition("==")
+            locked[re.sub(r"[-_.]+", "-", name).lower()] = pinned
+    assert len(locked) > 50
+    for name, pinned in locked.items():
+        try:
+            assert version(name) == pinned, name
+        except PackageNotFoundError:  # an extra's package this environment did not install
+            pass
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    for text in [*project["dependencies"], *extras["dev"], *extras["optuna"], *extras["postgres"]]:
+        requirement = Requirement(text)
+        name = re.sub(r"[-_.]+", "-", requirement.name).lower()
+        assert requirement.specifier.contains(locked[name]), (text, locked[name])
