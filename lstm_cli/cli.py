@@ -6,16 +6,24 @@ TensorFlow, MLflow and Hydra are imported inside the commands, so `--help` answe
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand
 
 from lstm_cli import console, presets, process, signals
-from lstm_cli.errors import DEBUG_ENV, Interrupted, UserError, debugging, one_line, traceback_text
+from lstm_cli.cli_shared import (
+    EXIT_FAILED,
+    Experiment,
+    ModelRef,
+    RunId,
+    TrackingUri,
+    fail,
+    reading,
+    store,
+)
+from lstm_cli.errors import DEBUG_ENV
 
 app = typer.Typer(
     name="lstm-digits",
@@ -23,30 +31,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-EXIT_FAILED = 1  # training or a sweep job failed
-EXIT_USAGE = 2  # the user asked for something invalid
-EXIT_SIGNAL = 128  # + the signal's number: 130 on Ctrl-C, 143 on SIGTERM, as a shell reports
-
-
-def _fail(ex: BaseException) -> NoReturn:
-    """Tell `ex` in one line (then its traceback, with --debug) and exit with its code."""
-    if isinstance(ex, KeyboardInterrupt):
-        signum = ex.signum if isinstance(ex, Interrupted) else Interrupted().signum
-        what = "interrupted" if signum == Interrupted().signum else one_line(ex)
-        run_id = getattr(ex, "run_id", None)  # the run it stopped, if that one can go on
-        if run_id:
-            console.error(f"{what}: run {run_id} is KILLED with a checkpoint of its last epoch; "
-                          f"go on with: lstm-digits resume {run_id}")  # fmt: skip
-        else:
-            console.error(f"{what}: a run already started is marked KILLED, its metrics kept")
-        code = EXIT_SIGNAL + signum
-    else:
-        console.error(one_line(ex))
-        code = EXIT_USAGE if isinstance(ex, UserError | OSError) else EXIT_FAILED
-    if debugging():
-        console.errors.print(traceback_text(ex), markup=False, highlight=False, end="")
-    raise typer.Exit(code)
 
 
 def _print_version(value: bool) -> None:
@@ -106,7 +90,8 @@ def train(ctx: typer.Context) -> None:
       lstm-digits train experiment=keras
       lstm-digits train -cd my_configs experiment=mine
     Keys: hidden_size epochs batch_size learning_rate output_activation cell init seed
-    threads data.* tracking.uri tracking.experiment (defaults: conf/config.yaml).
+    threads data.* early_stopping.* prune.* checkpoint.* tracking.* (their defaults:
+    `lstm-digits train --cfg job`).
     """
     from lstm_cli import experiment
 
@@ -114,68 +99,7 @@ def train(ctx: typer.Context) -> None:
         with signals.scope():  # SIGTERM, as Ctrl-C, ends the runs it interrupts
             experiment.run(list(ctx.args))
     except (Exception, KeyboardInterrupt) as ex:  # every error ends in one line
-        _fail(ex)
-
-
-# ---------------------------------------------------------------- reading runs back
-
-TrackingUri = Annotated[
-    str | None,
-    typer.Option(
-        "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/outputs/mlflow.db)",
-        show_default=False,
-    ),
-]
-Experiment = Annotated[
-    str | None,
-    typer.Option(
-        "--experiment",
-        help="MLflow experiment (default: tracking.experiment in conf/config.yaml)",
-        show_default=False,
-    ),
-]
-RunId = Annotated[
-    str,
-    typer.Argument(
-        help="A run id, a unique prefix of one, or `best` (highest val_accuracy).", metavar="RUN"
-    ),
-]
-ModelRef = Annotated[
-    str,
-    typer.Argument(
-        help="A run id, a unique prefix of one, `best` (highest val_accuracy), or a registered "
-        "model: models:/NAME/VERSION or models:/NAME@ALIAS.",
-        metavar="MODEL",
-    ),
-]
-
-
-def _store(tracking_uri: str | None, experiment: str | None) -> tuple[str, str]:
-    """The tracking URI and experiment name, with the defaults `train` uses."""
-    process.import_tracking()  # MLflow, out of the collector's way
-    from lstm_cli.tracking.store import resolve_uri
-
-    if experiment is None:
-        experiment = str(presets.default("tracking.experiment"))
-    return resolve_uri(tracking_uri), experiment
-
-
-@contextmanager
-def _reading() -> Iterator[None]:
-    """Every error of a reading command ends in one line; Ctrl-C (or SIGTERM) just stops."""
-    process.quiet()
-    try:
-        with signals.scope():
-            yield
-    except typer.Exit:
-        raise
-    except KeyboardInterrupt as ex:
-        console.error("interrupted")
-        signum = ex.signum if isinstance(ex, Interrupted) else Interrupted().signum
-        raise typer.Exit(EXIT_SIGNAL + signum) from None
-    except Exception as ex:
-        _fail(ex)
+        fail(ex)
 
 
 @app.command()
@@ -194,10 +118,10 @@ def ui(
       lstm-digits ui
       lstm-digits ui --port 5001 --host 127.0.0.1
     """
-    with _reading():
+    with reading():
         from lstm_cli import browse
 
-        browse.serve_ui(*_store(tracking_uri, experiment), host=host, port=port)
+        browse.serve_ui(*store(tracking_uri, experiment), host=host, port=port)
 
 
 @app.command()
@@ -234,10 +158,10 @@ def runs(
       lstm-digits runs --format json | jq '.[0].run_id'
       lstm-digits runs --sweep 3f2a --format ids
     """
-    with _reading():
+    with reading():
         from lstm_cli import browse
 
-        uri, name = _store(tracking_uri, experiment)
+        uri, name = store(tracking_uri, experiment)
         browse.list_runs(uri, name, sweep, sort, ascending, limit, best, output)
 
 
@@ -276,10 +200,10 @@ def compare(
       lstm-digits compare 3f2a 9c1e --plot curves.png
       lstm-digits compare 3f2a 9c1e --format json | jq '.[].val_accuracy'
     """
-    with _reading():
+    with reading():
         from lstm_cli import compare
 
-        compare.show(*_store(tracking_uri, experiment), refs or [], all_params, output, plot)
+        compare.show(*store(tracking_uri, experiment), refs or [], all_params, output, plot)
 
 
 @app.command()
@@ -295,10 +219,10 @@ def evaluate(
       lstm-digits evaluate best
       lstm-digits evaluate models:/digits@champion
     """
-    with _reading():
+    with reading():
         from lstm_cli import browse
 
-        result = browse.evaluate(*_store(tracking_uri, experiment), run_id)
+        result = browse.evaluate(*store(tracking_uri, experiment), run_id)
         if not result.agrees:
             console.error("the reloaded model's accuracy differs from the test_accuracy logged")
             raise typer.Exit(EXIT_FAILED)
@@ -325,10 +249,10 @@ def predict(
       lstm-digits predict 3f2a --image my_digit.png
       lstm-digits predict models:/digits/2 --index 17
     """
-    with _reading():
+    with reading():
         from lstm_cli import browse
 
-        browse.predict(*_store(tracking_uri, experiment), run_id, index, image)
+        browse.predict(*store(tracking_uri, experiment), run_id, index, image)
 
 
 @app.command()
@@ -351,10 +275,10 @@ def register(
       lstm-digits predict models:/digits@champion --index 17
       lstm-digits train tracking.register=digits    (registers at the end of the run)
     """
-    with _reading():
+    with reading():
         from lstm_cli import browse
 
-        browse.register(*_store(tracking_uri, experiment), run_id, name, alias)
+        browse.register(*store(tracking_uri, experiment), run_id, name, alias)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -378,9 +302,9 @@ def resume(
     process.quiet()
     try:
         with signals.scope():  # SIGTERM, as Ctrl-C, ends the run again, KILLED
-            experiments.resume(*_store(tracking_uri, experiment), run_id, list(ctx.args))
+            experiments.resume(*store(tracking_uri, experiment), run_id, list(ctx.args))
     except (Exception, KeyboardInterrupt) as ex:
-        _fail(ex)
+        fail(ex)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import os
 import sys
 from contextlib import nullcontext
 
-from lstm_cli import config, console, process, watch
+from lstm_cli import config, console, process, slurm_output, watch
 from lstm_cli.errors import TrainingFailed, UserError
 from lstm_cli.job import TrainJob
 from lstm_cli.presets import CONF_DIR, CONFIG_NAME
@@ -59,7 +59,7 @@ def _run(argv: list[str], request: config.Request) -> None:
     with sweep.start(uri, request.cfg.tracking.experiment, request.overrides) as running:
         with (
             watch.watching(request, uri, running.parent_id),
-            process.quiet_slurm(console.accounting_note) if remote else nullcontext(),
+            slurm_output.quiet_slurm(console.accounting_note) if remote else nullcontext(),
         ):
             _launch([*argv, f"{config.PARENT_KEY}={running.parent_id}"], TrainJob())
         failed = running.summarise()

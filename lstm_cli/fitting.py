@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
 
 from lstm_cli import console, process, pruning, signals
-from lstm_cli.errors import Interrupted, UserError
+from lstm_cli.early_stopping import EarlyStopping
+from lstm_cli.errors import Interrupted
 
 EXAMPLE_IMAGES = 2  # held-out digits logged as the model's input example (the UI shows it)
 
@@ -48,17 +50,6 @@ def model_spec(cfg: DictConfig, data: Any) -> dict[str, Any]:
     }
 
 
-def check_resumable(saved: Any, spec: dict[str, Any], data: Any, run_id: str) -> None:
-    """Refuse a checkpoint of another model or of another data split (one line)."""
-    if saved.meta.get("model") != spec["model"]:
-        raise UserError(f"run {run_id}'s checkpoint holds another model than its config")
-    if saved.meta.get("data") != split_digest(data):
-        raise UserError(
-            f"run {run_id}'s data split is not the one it trained on (another scikit-learn, "
-            "another scaling?): it cannot resume"
-        )
-
-
 def fit_and_log(
     cfg: DictConfig, run: Any, quiet: bool, threads: int | None, reopening: Any = None
 ) -> dict[str, float]:
@@ -66,8 +57,57 @@ def fit_and_log(
     splits, metrics, checkpoints, figures and the model (registered as `tracking.register` if
     set); return the final metrics."""
     process.import_tensorflow()  # before any op: thread settings still apply
+    training = _set_up(cfg, run, threads, reopening)
+    start = time.perf_counter()
+    history = _epochs(cfg, run, quiet, training)
+    run.open()  # a run reopened with no epoch left to train: only its record to finish
+    last = history[-1].epoch
+    pruned = training.pruner is not None and training.pruner.pruned_at is not None
+    saver = training.saver
+    if saver.enabled and saver.last_epoch != last and not pruned:
+        saver.save(training.trainer, last)  # `resume` with more epochs goes on from here
+    if signals.requested() is not None:  # asked for after the last epoch's end: stop here
+        raise Interrupted(signals.requested())
+    summary = {
+        **history[-1].as_dict(),
+        "best_val_accuracy": max(h.val_accuracy for h in history),
+        "train_seconds": time.perf_counter() - start,
+    }
+    if pruned:  # a losing point: its metrics stay, no test split, figures or model
+        run.set_tags({pruning.TAG: str(last)})
+        run.log_metrics({k: summary[k] for k in ("best_val_accuracy", "train_seconds")})
+        return summary | {pruning.TAG: last}
+    summary |= _keep_best(run, training, history)
+    _report(cfg, run, quiet, training, history, summary)
+    return summary
+
+
+@dataclass
+class _Training:
+    """A run's training once set up: what its epochs need, and what its end logs.
+
+    Attributes:
+        earlier: the epochs before the checkpoint it goes on from, read from the store.
+        logged: the steps each per-epoch metric has in the store already.
+        first: the first epoch to train.
+    """
+
+    data: Any
+    spec: dict[str, Any]
+    trainer: Any  # train.Trainer; a sweep's worker reuses its last one
+    stopping: EarlyStopping | None
+    pruner: pruning.Pruner | None
+    saver: Saver
+    earlier: list[Any]
+    logged: dict[str, set[int]]
+    first: int
+
+
+def _set_up(cfg: DictConfig, run: Any, threads: int | None, reopening: Any) -> _Training:
+    """Threads, seed, data (logged as the run's datasets if new), model, trainer, early
+    stopping, pruning and checkpoints; restored from `reopening`'s checkpoint if given."""
     from lstm_cli import train
-    from lstm_cli.data import SOURCE, pixel_scale
+    from lstm_cli.data import SOURCE
     from lstm_cli.model import DigitsLSTM
 
     if cfg.tracking.get("system_metrics"):
@@ -87,76 +127,78 @@ def fit_and_log(
     built = DigitsLSTM(**spec["model"]).build()
     trainer = train.trainer_for(built, cfg.learning_rate, cfg.batch_size, cfg.epochs,
                                 seed=cfg.seed, shuffle=cfg.data.shuffle)  # fmt: skip
-    model = trainer.model  # a sweep's worker reuses its last model, with this one's weights
-    earlier: list[train.EpochMetrics] = []  # epochs before the checkpoint, from the store
-    logged: dict[str, set[int]] = {}  # the steps each metric has in the store already
-    first = 1
+    earlier, logged, first = [], {}, 1
     es = cfg.early_stopping
-    stopping = None
-    if es.patience:
-        stopping = train.EarlyStopping(es.patience, es.metric.value, es.min_delta)
+    stopping = EarlyStopping(es.patience, es.metric.value, es.min_delta) if es.patience else None
     if reopening is not None:
         saved = reopening.checkpoint
         trainer.restore(train.TrainState.from_arrays(saved.epoch, saved.arrays,
-                                               saved.meta["beta_powers"]))  # fmt: skip
+                                                     saved.meta["beta_powers"]))  # fmt: skip
         if stopping is not None and "early_stopping" in saved.meta:
             stopping.restore(saved.meta["early_stopping"], saved.arrays)
         earlier = [train.EpochMetrics(epoch=k, **v) for k, v in enumerate(reopening.history, 1)]
         logged, first = reopening.logged, saved.epoch + 1
-    pruner = _pruner(cfg, run)
     if stopping is not None and stopping.stopped_epoch:  # it had stopped early: no epoch left
         first = cfg.epochs + 1
     saver = Saver(run, cfg.checkpoint.every_epochs, cfg.checkpoint.every_seconds,
                   {"model": spec["model"], "data": split_digest(data)}, first - 1,
                   stopping)  # fmt: skip
+    return _Training(data, spec, trainer, stopping, _pruner(cfg, run), saver, earlier, logged,
+                     first)  # fmt: skip
+
+
+def _epochs(cfg: DictConfig, run: Any, quiet: bool, t: _Training) -> list[Any]:
+    """Train the epochs left, logging each; the whole history (the stored epochs first). A
+    first Ctrl-C or SIGTERM stops at an epoch's end, with a checkpoint."""
     progress = nullcontext(lambda m: None) if quiet else console.epoch_progress(cfg.epochs)
-    start = time.perf_counter()
     with progress as update, signals.graceful():
 
         def on_epoch(m):
             values = m.as_dict()  # a replayed epoch: only what the store lacks
-            run.log_epoch({k: v for k, v in values.items() if m.epoch not in logged.get(k, ())},
+            run.log_epoch({k: v for k, v in values.items() if m.epoch not in t.logged.get(k, ())},
                           m.epoch)  # fmt: skip
             update(m)
-            done = stopping is not None and stopping.update(m, model)
-            if not done and pruner is not None:  # at a rung: against the sweep's other points
-                done = pruner.decide(m.epoch, getattr(m, pruner.metric))
-            saver.after_epoch(trainer, m.epoch)
+            done = t.stopping is not None and t.stopping.update(m, t.trainer.model)
+            if not done and t.pruner is not None:  # at a rung: against the sweep's other points
+                done = t.pruner.decide(m.epoch, getattr(m, t.pruner.metric))
+            t.saver.after_epoch(t.trainer, m.epoch)
             stop = signals.requested()  # Ctrl-C, SIGTERM, the scheduler's warning
             if stop is not None:
-                if saver.enabled and saver.last_epoch != m.epoch:
-                    saver.save(trainer, m.epoch)
+                if t.saver.enabled and t.saver.last_epoch != m.epoch:
+                    t.saver.save(t.trainer, m.epoch)
                 raise Interrupted(stop)
             return done
 
-        history = earlier + trainer.fit(data, on_epoch=on_epoch, first_epoch=first)
-    run.open()  # a run reopened with no epoch left to train: only its record to finish
-    last = history[-1].epoch
-    pruned = pruner is not None and pruner.pruned_at is not None
-    if saver.enabled and saver.last_epoch != last and not pruned:
-        saver.save(trainer, last)  # `resume` with more epochs goes on from here
-    if signals.requested() is not None:  # asked for after the last epoch's end: stop here
-        raise Interrupted(signals.requested())
-    summary = {
-        **history[-1].as_dict(),
-        "best_val_accuracy": max(h.val_accuracy for h in history),
-        "train_seconds": time.perf_counter() - start,
-    }
-    if pruned:  # a losing point: its metrics stay, no test split, figures or model
-        run.set_tags({pruning.TAG: str(last)})
-        run.log_metrics({k: summary[k] for k in ("best_val_accuracy", "train_seconds")})
-        return summary | {pruning.TAG: last}
-    if stopping is not None and stopping.stopped_epoch and stopping.best_weights is not None:
-        # Keras's and MLflow's autolog's names; the kept epoch's values logged after the
-        # last, as MLflow's autolog does, so that a run's final numbers are its model's.
-        model.set_weights(stopping.best_weights)
-        kept = history[stopping.best_epoch - 1].as_dict()
-        run.log_epoch({k: v for k, v in kept.items() if last + 1 not in logged.get(k, ())},
-                      last + 1)  # fmt: skip
-        run.log_metrics({"stopped_epoch": stopping.stopped_epoch,
-                         "restored_epoch": stopping.best_epoch})  # fmt: skip
-        summary |= {**kept, "stopped_epoch": last, "restored_epoch": stopping.best_epoch}
-    # The test split, once, on the weights the run keeps: reported, never used to choose.
+        return t.earlier + t.trainer.fit(t.data, on_epoch=on_epoch, first_epoch=t.first)
+
+
+def _keep_best(run: Any, t: _Training, history: list[Any]) -> dict[str, float]:
+    """After early stopping: the best epoch's weights back in the model, its values logged
+    after the last epoch (as MLflow's autolog does, so that a run's final numbers are its
+    model's), with Keras's names `stopped_epoch` and `restored_epoch`; the final metrics
+    that change. Nothing otherwise."""
+    stopping, last = t.stopping, history[-1].epoch
+    if stopping is None or not stopping.stopped_epoch or stopping.best_weights is None:
+        return {}
+    t.trainer.model.set_weights(stopping.best_weights)
+    kept = history[stopping.best_epoch - 1].as_dict()
+    run.log_epoch({k: v for k, v in kept.items() if last + 1 not in t.logged.get(k, ())},
+                  last + 1)  # fmt: skip
+    run.log_metrics({"stopped_epoch": stopping.stopped_epoch,
+                     "restored_epoch": stopping.best_epoch})  # fmt: skip
+    return {**kept, "stopped_epoch": last, "restored_epoch": stopping.best_epoch}
+
+
+def _report(
+    cfg: DictConfig, run: Any, quiet: bool, t: _Training, history: list[Any], summary: dict
+) -> None:
+    """What a kept model's run records at its end: the test split's numbers (once, on the
+    weights it keeps: reported, never used to choose), the figures, what the LSTM learned,
+    the model and its registration; `summary` gets the test numbers and the insight's cost."""
+    from lstm_cli import train
+    from lstm_cli.data import pixel_scale
+
+    model, data = t.trainer.model, t.data
     summary["test_loss"], summary["test_accuracy"] = train.evaluate(model, data.x_test,
                                                                     data.y_test)  # fmt: skip
     run.log_metrics({"test_loss": summary["test_loss"], "test_accuracy": summary["test_accuracy"]})
@@ -168,14 +210,13 @@ def fit_and_log(
         {k: summary[k] for k in ("best_val_accuracy", "train_seconds", "insight_seconds")}
     )
     if cfg.tracking.log_model:
-        raw = data.x_test[:EXAMPLE_IMAGES] / pixel_scale(spec["scaling"])  # 0..16, as stored
-        run.log_model(model, spec["scaling"], raw)
+        raw = data.x_test[:EXAMPLE_IMAGES] / pixel_scale(t.spec["scaling"])  # 0..16, as stored
+        run.log_model(model, t.spec["scaling"], raw)
     register = cfg.tracking.get("register")  # a model name, or None
     if register:
         registered = run.register_model(register)
         if not quiet:
             console.console.print(f"[bold]registered[/]    {registered}")
-    return summary
 
 
 def _pruner(cfg: DictConfig, run: Any) -> pruning.Pruner | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 CONFIG_NAME = "config"
 # Groups a user picks with GROUP=OPTION, and Hydra's launchers (hydra/launcher=OPTION).
-GROUPS = ("experiment", "hparams_search", "hydra/launcher")
+GROUPS = ("experiment", "hparams_search", "prune", "hydra/launcher")
 HYDRA_LAUNCHERS = ("basic",)  # Hydra's own, beside our files and the plugins'
 PLUGIN_LAUNCHERS = {
     "hydra_joblib_launcher": ("joblib",),
@@ -111,4 +111,6 @@ CHOICE_KEYS = {  # config keys whose values are the enums of lstm_cli.choices
     "init": "Init",
     "output_activation": "OutputActivation",
     "data.scaling": "Scaling",
+    "early_stopping.metric": "Monitored",
+    "prune.metric": "Monitored",
 }

@@ -87,7 +87,7 @@ def plan(uri: str, experiment: str, ref: str, overrides: list[str]) -> tuple[Dic
     """`lstm-digits resume`: the run to go on with, its config and where from, all checked; a
     UserError otherwise (nothing written)."""
     from lstm_cli.tracking import read
-    from lstm_cli.tracking.run import HOST_TAG, PID_TAG, process_alive
+    from lstm_cli.tracking.owner import HOST_TAG, PID_TAG, process_alive
 
     run = read.find_run(uri, experiment, ref)
     if run.status == "RUNNING" and process_alive(run.tags):
@@ -113,7 +113,7 @@ def plan(uri: str, experiment: str, ref: str, overrides: list[str]) -> tuple[Dic
 def reopen(run_id: str, cfg: DictConfig, finished: bool, requeued: bool = False) -> Reopening:
     """Where run `run_id` goes on from under `cfg`, checked; a UserError if it cannot (a
     NoCheckpoint if it has none at all)."""
-    from lstm_cli.fitting import check_resumable, load_data, model_spec
+    from lstm_cli.fitting import load_data, model_spec
     from lstm_cli.tracking import checkpoint, read
 
     slots = checkpoint.slots(run_id)
@@ -153,10 +153,23 @@ def reopen(run_id: str, cfg: DictConfig, finished: bool, requeued: bool = False)
             f"give more, e.g. `lstm-digits resume {run_id[:8]} epochs={saved.epoch * 2}`"
         )
     data = load_data(cfg)
-    check_resumable(saved, model_spec(cfg, data), data, run_id)
+    _check_resumable(saved, model_spec(cfg, data), data, run_id)
     note = None
     if problems:
         note = (f"the newest checkpoint cannot be read ({'; '.join(problems)}): going on from "
                 f"the one of epoch {saved.epoch} (slot {saved.slot})")  # fmt: skip
     past = [history[k] for k in range(1, saved.epoch + 1)]
     return Reopening(run_id, saved, past, logged, requeued, note)
+
+
+def _check_resumable(saved: Any, spec: dict[str, Any], data: Any, run_id: str) -> None:
+    """Refuse a checkpoint of another model or of another data split (one line)."""
+    from lstm_cli.fitting import split_digest
+
+    if saved.meta.get("model") != spec["model"]:
+        raise UserError(f"run {run_id}'s checkpoint holds another model than its config")
+    if saved.meta.get("data") != split_digest(data):
+        raise UserError(
+            f"run {run_id}'s data split is not the one it trained on (another scikit-learn, "
+            "another scaling?): it cannot resume"
+        )

@@ -325,55 +325,6 @@ def trainer_for(
     return trainer
 
 
-class EarlyStopping:
-    """Stop when the watched validation number has not improved by more than `min_delta` for
-    `patience` epochs, and keep the best epoch's weights (Keras's EarlyStopping with
-    restore_best_weights). Plain state, saved with every checkpoint: a resumed run stops
-    where the uninterrupted one would.
-    """
-
-    def __init__(self, patience: int, metric: str, min_delta: float) -> None:
-        self.patience = patience
-        self.metric = metric  # val_loss (lower is better) or val_accuracy (higher)
-        self.min_delta = min_delta
-        self.best = math.inf if metric == "val_loss" else -math.inf
-        self.best_epoch = 0
-        self.wait = 0  # epochs since the best
-        self.best_weights: dict[str, np.ndarray] | None = None
-        self.stopped_epoch = 0
-
-    def update(self, metrics: EpochMetrics, model: DigitsLSTM) -> bool:
-        """After an epoch: whether to stop now."""
-        value = getattr(metrics, self.metric)
-        if self.metric == "val_loss":
-            better = value < self.best - self.min_delta
-        else:
-            better = value > self.best + self.min_delta
-        if better:
-            self.best, self.best_epoch, self.wait = value, metrics.epoch, 0
-            self.best_weights = {k: np.array(v, copy=True) for k, v in model.get_weights().items()}
-            return False
-        self.wait += 1
-        if self.wait >= self.patience:
-            self.stopped_epoch = metrics.epoch
-            return True
-        return False
-
-    def state(self) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-        """What a checkpoint keeps: the numbers, and the best weights by `best.` names."""
-        numbers = {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                   "stopped_epoch": self.stopped_epoch}  # fmt: skip
-        return numbers, {f"best.{k}": v for k, v in (self.best_weights or {}).items()}
-
-    def restore(self, numbers: dict[str, float], arrays: dict[str, np.ndarray]) -> None:
-        """Go on from what `state` gave."""
-        self.best, self.wait = float(numbers["best"]), int(numbers["wait"])
-        self.best_epoch = int(numbers["best_epoch"])
-        self.stopped_epoch = int(numbers.get("stopped_epoch", 0))
-        weights = {k.removeprefix("best."): v for k, v in arrays.items() if k.startswith("best.")}
-        self.best_weights = weights or None
-
-
 def evaluate(model: DigitsLSTM, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Loss and accuracy of `model` on images x (n, steps, input) with labels y (n,)."""
     loss, correct = loss_and_correct(model(tf.constant(x, tf.float32)), tf.constant(y))

@@ -4,6 +4,7 @@ library APIs stay in `process`."""
 from __future__ import annotations
 
 import ast
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -150,9 +151,9 @@ def test_the_environment_is_the_lock():
     """`make install` installs at constraints.txt's versions: the suite runs against the lock,
     and pyproject.toml's ranges admit every locked version of our direct dependencies."""
     import re
-    import tomllib
     from importlib.metadata import PackageNotFoundError, version
 
+    import tomllib
     from packaging.requirements import Requirement
 
     root = PACKAGE.parent
@@ -163,13 +164,27 @@ def test_the_environment_is_the_lock():
             locked[re.sub(r"[-_.]+", "-", name).lower()] = pinned
     assert len(locked) > 50
     for name, pinned in locked.items():
-        try:
+        with contextlib.suppress(PackageNotFoundError):  # an extra's package not installed here
             assert version(name) == pinned, name
-        except PackageNotFoundError:  # an extra's package this environment did not install
-            pass
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     for text in [*project["dependencies"], *extras["dev"], *extras["optuna"], *extras["postgres"]]:
         requirement = Requirement(text)
         name = re.sub(r"[-_.]+", "-", requirement.name).lower()
         assert requirement.specifier.contains(locked[name]), (text, locked[name])
+
+
+def test_modules_and_functions_stay_small():
+    """No module over 350 lines, no function over 60 (the package and its Hydra plugin)."""
+    roots = [PACKAGE, PACKAGE.parent / "hydra_plugins"]
+    too_long = []
+    for path in sorted(p for root in roots for p in root.rglob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > 350:
+            too_long.append(f"{path.name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > 60:
+                    too_long.append(f"{path.name}: {node.name} has {length} lines")
+    assert too_long == []

@@ -83,7 +83,7 @@ def _epochs(values, metric="val_loss"):
 
 
 def test_early_stopping_stops_after_patience_and_keeps_the_best_weights():
-    from lstm_cli.train import EarlyStopping
+    from lstm_cli.early_stopping import EarlyStopping
 
     stopping, model = EarlyStopping(patience=2, metric="val_loss", min_delta=0.0), _Model()
     stops = []
@@ -98,7 +98,7 @@ def test_early_stopping_stops_after_patience_and_keeps_the_best_weights():
 
 
 def test_min_delta_and_accuracy_direction():
-    from lstm_cli.train import EarlyStopping
+    from lstm_cli.early_stopping import EarlyStopping
 
     stopping, model = EarlyStopping(patience=1, metric="val_accuracy", min_delta=0.01), _Model()
     results = [stopping.update(m, model) for m in _epochs([0.5, 0.6, 0.605], "val_accuracy")]
@@ -107,7 +107,7 @@ def test_min_delta_and_accuracy_direction():
 
 
 def test_early_stopping_goes_on_from_its_saved_state():
-    from lstm_cli.train import EarlyStopping
+    from lstm_cli.early_stopping import EarlyStopping
 
     values = [1.0, 0.8, 0.9, 0.85, 0.95, 0.7]
     whole, model = EarlyStopping(3, "val_loss", 0.0), _Model()

@@ -50,7 +50,7 @@ class RunRecord:
     def shown_status(self) -> str:
         """The status as `runs` shows it: RUNNING (lost) when its process died on this host,
         FINISHED (pruned @k) when pruning stopped it after epoch k."""
-        from lstm_cli.tracking.run import process_alive
+        from lstm_cli.tracking.owner import process_alive
 
         if self.status == "FINISHED" and PRUNED_TAG in self.tags:
             return f"FINISHED (pruned @{self.tags[PRUNED_TAG]})"

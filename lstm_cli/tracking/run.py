@@ -20,8 +20,6 @@ write: a resume that fails before it has trained an epoch leaves the run as it w
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,8 +33,10 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
 
 from lstm_cli import process, signals
-from lstm_cli.errors import Interrupted, StoreUnavailable, UserError, one_line
+from lstm_cli.errors import UserError
 from lstm_cli.tracking import checkpoint
+from lstm_cli.tracking.ending import ending
+from lstm_cli.tracking.owner import process_tags
 from lstm_cli.tracking.writer import Writer, retrying
 
 PARENT_TAG = MLFLOW_PARENT_RUN_ID  # how MLflow links a child run to its parent (for searches)
@@ -52,30 +52,6 @@ KIND = "custom_model_development"  # training runs, not GenAI traces
 # Figures as PNG at zlib level 1: the same pixels as matplotlib's default (level 6), files
 # about 15 % larger, and encoding takes 0.085 s instead of 0.24 s for a run's five figures.
 FIGURE_SAVE = {"pil_kwargs": {"compress_level": 1}}
-
-
-HOST_TAG, PID_TAG = "lstm_digits.host", "lstm_digits.pid"  # where a run's process runs
-
-
-def process_tags() -> dict[str, str]:
-    """Tags naming the process that runs a run, so that `resume` and `runs` can tell whether
-    it is alive."""
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
-
-
-def process_alive(tags: dict[str, str]) -> bool:
-    """Whether the process a run's `tags` name still runs (on this host; on another: unknown,
-    so taken as alive)."""
-    host, pid = tags.get(HOST_TAG), tags.get(PID_TAG)
-    if host != socket.gethostname() or not (pid or "").isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def mark_model_training(experiment_id: str) -> None:
@@ -320,7 +296,7 @@ def start_run(
     store = get_tracking_uri()
     tags = {MLFLOW_SOURCE_NAME: SOURCE, MLFLOW_SOURCE_TYPE: "LOCAL", **tags, **process_tags()}
     run = None
-    with signals.scope(), process.environment(HTTP_RETRIES), _ending(lambda: run):
+    with signals.scope(), process.environment(HTTP_RETRIES), ending(lambda: run):
         with signals.deferred():  # a signal meanwhile is raised once the run can be ended
             if resume:
                 client = MlflowClient()
@@ -361,49 +337,3 @@ def _reopen(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
     client.log_batch(run_id, tags=_tags(tags), synchronous=True)
     if "error" in before.data.tags:
         client.delete_tag(run_id, "error")
-
-
-@contextmanager
-def _ending(current) -> Iterator[None]:
-    """End the run `current()` names with a true status, whatever stops the block; a stop or
-    a store fault names the run, so that the user is told how to go on. If the end itself
-    fails (the store, a second signal), the run is abandoned: one attempt at its status."""
-    try:
-        yield
-    except StoreUnavailable as ex:
-        run = current()
-        if run is not None:
-            run.abandon("FAILED", one_line(ex))
-            ex.run_id = ex.run_id or (run.run_id if run.has_checkpoint else None)
-        raise
-    except KeyboardInterrupt as ex:
-        run = current()
-        if run is not None:
-            if getattr(ex, "at_once", False):  # a second signal: no wait for the store
-                run.abandon("KILLED", one_line(ex))
-                raise
-            try:
-                run.end("KILLED", one_line(ex))
-            except (Exception, KeyboardInterrupt):  # a second signal, or the store failed
-                run.abandon("KILLED", one_line(ex))
-                raise ex from None
-            if isinstance(ex, Interrupted) and run.has_checkpoint and run.opened:
-                ex.run_id = ex.run_id or run.run_id
-        raise
-    except BaseException as ex:
-        if current() is not None:
-            try:
-                current().end("FAILED", one_line(ex))
-            except Exception:  # the store failed too (or the writer did): one attempt
-                current().abandon("FAILED", one_line(ex))
-        raise
-    else:
-        try:
-            current().end("FINISHED")
-        except StoreUnavailable as ex:  # what is left could not be sent: resume sends it
-            current().abandon("FAILED", one_line(ex))
-            ex.run_id = ex.run_id or (current().run_id if current().has_checkpoint else None)
-            raise
-        except Exception as ex:  # the writer failed otherwise: never left RUNNING
-            current().abandon("FAILED", one_line(ex))
-            raise

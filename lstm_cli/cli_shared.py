@@ -1,0 +1,96 @@
+"""What the commands of `lstm-digits` share: how each ends (exit codes, one-line errors) and
+the options and arguments of the commands that read runs back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, NoReturn
+
+import typer
+
+from lstm_cli import console, presets, process, signals
+from lstm_cli.errors import Interrupted, UserError, debugging, one_line, traceback_text
+
+EXIT_FAILED = 1  # training or a sweep job failed
+EXIT_USAGE = 2  # the user asked for something invalid
+EXIT_SIGNAL = 128  # + the signal's number: 130 on Ctrl-C, 143 on SIGTERM, as a shell reports
+
+
+def fail(ex: BaseException) -> NoReturn:
+    """Tell `ex` in one line (then its traceback, with --debug) and exit with its code."""
+    if isinstance(ex, KeyboardInterrupt):
+        signum = ex.signum if isinstance(ex, Interrupted) else Interrupted().signum
+        what = "interrupted" if signum == Interrupted().signum else one_line(ex)
+        run_id = getattr(ex, "run_id", None)  # the run it stopped, if that one can go on
+        if run_id:
+            console.error(f"{what}: run {run_id} is KILLED with a checkpoint of its last epoch; "
+                          f"go on with: lstm-digits resume {run_id}")  # fmt: skip
+        else:
+            console.error(f"{what}: a run already started is marked KILLED, its metrics kept")
+        code = EXIT_SIGNAL + signum
+    else:
+        console.error(one_line(ex))
+        code = EXIT_USAGE if isinstance(ex, UserError | OSError) else EXIT_FAILED
+    if debugging():
+        console.errors.print(traceback_text(ex), markup=False, highlight=False, end="")
+    raise typer.Exit(code)
+
+
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/outputs/mlflow.db)",
+        show_default=False,
+    ),
+]
+Experiment = Annotated[
+    str | None,
+    typer.Option(
+        "--experiment",
+        help="MLflow experiment (default: tracking.experiment in conf/config.yaml)",
+        show_default=False,
+    ),
+]
+RunId = Annotated[
+    str,
+    typer.Argument(
+        help="A run id, a unique prefix of one, or `best` (highest val_accuracy).", metavar="RUN"
+    ),
+]
+ModelRef = Annotated[
+    str,
+    typer.Argument(
+        help="A run id, a unique prefix of one, `best` (highest val_accuracy), or a registered "
+        "model: models:/NAME/VERSION or models:/NAME@ALIAS.",
+        metavar="MODEL",
+    ),
+]
+
+
+def store(tracking_uri: str | None, experiment: str | None) -> tuple[str, str]:
+    """The tracking URI and experiment name, with the defaults `train` uses."""
+    process.import_tracking()  # MLflow, out of the collector's way
+    from lstm_cli.tracking.store import resolve_uri
+
+    if experiment is None:
+        experiment = str(presets.default("tracking.experiment"))
+    return resolve_uri(tracking_uri), experiment
+
+
+@contextmanager
+def reading() -> Iterator[None]:
+    """Every error of a reading command ends in one line; Ctrl-C (or SIGTERM) just stops."""
+    process.quiet()
+    try:
+        with signals.scope():
+            yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt as ex:
+        console.error("interrupted")
+        signum = ex.signum if isinstance(ex, Interrupted) else Interrupted().signum
+        raise typer.Exit(EXIT_SIGNAL + signum) from None
+    except Exception as ex:
+        fail(ex)

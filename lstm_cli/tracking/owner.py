@@ -1,0 +1,30 @@
+"""Which process runs a run: the host and pid tags every run gets, so that `resume` and `runs`
+can tell a run whose process died (RUNNING (lost)) from one still training."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+HOST_TAG, PID_TAG = "lstm_digits.host", "lstm_digits.pid"  # where a run's process runs
+
+
+def process_tags() -> dict[str, str]:
+    """Tags naming the process that runs a run, so that `resume` and `runs` can tell whether
+    it is alive."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def process_alive(tags: dict[str, str]) -> bool:
+    """Whether the process a run's `tags` name still runs (on this host; on another: unknown,
+    so taken as alive)."""
+    host, pid = tags.get(HOST_TAG), tags.get(PID_TAG)
+    if host != socket.gethostname() or not (pid or "").isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
