@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,3 +104,31 @@ def ui_server(trained_run: TrainedRun) -> UiServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    root: Path  # its database and artifacts
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1 (free port, SQLite backend, served artifacts)."""
+    root = tmp_path_factory.mktemp("server")
+    port = free_port()
+    mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
+    proc = subprocess.Popen(
+        [mlflow_cli, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", sqlite_uri(root),
+         "--artifacts-destination", str(root / "artifacts")],
+        cwd=root, env=cli_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield Server(url, root)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -6,6 +6,7 @@ Fixtures live in conftest.py; test modules import plain helpers from here only.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -181,3 +182,23 @@ def numpy_lstm(x, W, B, cell: str) -> dict:
         for name, value in zip(REFERENCE_STEPS, (h, c, i, f, o), strict=True):
             kept[name].append(value)
     return {name: np.stack(values) for name, values in kept.items()}  # each (steps, batch, hid)
+
+
+def sweep_runs(uri: str) -> tuple[object, list]:
+    """The one parent run in the store and its children (by job number)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("lstm_digits.sweep") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == len(runs) - 1  # every job is a child of the parent
+    return parent, sorted(children, key=lambda r: int(r.data.tags["sweep_job"]))
+
+
+def printed_probabilities(stdout: str) -> np.ndarray:
+    """The class probabilities `lstm-digits predict` printed, in class order."""
+    rows = re.findall(r"^\s+(\d)\s+(0\.\d{4}|1\.0000)", stdout, re.MULTILINE)
+    assert [int(k) for k, _ in rows] == list(range(10)), stdout
+    return np.array([float(p) for _, p in rows])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import urllib.request
@@ -27,6 +26,7 @@ from tests.helpers import (
     cli_env,
     free_port,
     held_out,
+    printed_probabilities,
     run_cli,
     sqlite_uri,
     wait_healthy,
@@ -70,13 +70,6 @@ def without_lstm_cli(tmp_path_factory, trained_run) -> dict[str, str]:
         MLFLOW_TRACKING_URI=trained_run.uri,
         PATH=f"{scripts}{os.pathsep}{os.environ['PATH']}",
     )
-
-
-def printed_probabilities(stdout: str) -> np.ndarray:
-    """The class probabilities `lstm-digits predict` printed, in class order."""
-    rows = re.findall(r"^\s+(\d)\s+(0\.\d{4}|1\.0000)", stdout, re.MULTILINE)
-    assert [int(k) for k, _ in rows] == list(range(10)), stdout
-    return np.array([float(p) for _, p in rows])
 
 
 # ---------------------------------------------------------------- a model that stands alone

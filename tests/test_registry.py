@@ -14,9 +14,14 @@ from mlflow.tracking import MlflowClient
 from lstm_cli import browse
 from lstm_cli.tracking import read, store
 from lstm_cli.tracking.run import PARENT_TAG, start_run
-from tests.helpers import EXPERIMENT, assert_one_line_error, free_port, run_cli, sqlite_uri
-from tests.test_mlflow_native import printed_probabilities
-from tests.test_sweep import mlflow_server  # noqa: F401 - the real `mlflow server` fixture
+from tests.helpers import (
+    EXPERIMENT,
+    assert_one_line_error,
+    free_port,
+    printed_probabilities,
+    run_cli,
+    sqlite_uri,
+)
 
 slow = pytest.mark.slow
 
@@ -128,7 +133,7 @@ def test_train_registers_its_model_at_the_end(defaults, tmp_path):
 
 
 @slow
-def test_register_and_predict_through_a_tracking_server(tmp_path, mlflow_server):  # noqa: F811
+def test_register_and_predict_through_a_tracking_server(tmp_path, mlflow_server):
     url = mlflow_server.url
     trained = run_cli("train", "epochs=2", "hidden_size=8", f"tracking.uri={url}", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr

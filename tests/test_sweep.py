@@ -8,9 +8,7 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,27 +22,15 @@ from tests.helpers import (
     alive,
     cli_env,
     descendant_pids,
-    free_port,
     run_cli,
     sqlite_uri,
     stop,
-    wait_healthy,
+    sweep_runs,
 )
 
 pytestmark = pytest.mark.slow
 
 TINY = ("epochs=2", "tracking.log_model=false")  # jobs that train for real, in a second
-
-
-def sweep_runs(uri: str) -> tuple[object, list]:
-    """The one parent run in the store and its children (by job number)."""
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    runs = client.search_runs([experiment.experiment_id])
-    (parent,) = [r for r in runs if r.data.tags.get("lstm_digits.sweep") == "parent"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == len(runs) - 1  # every job is a child of the parent
-    return parent, sorted(children, key=lambda r: int(r.data.tags["sweep_job"]))
 
 
 def artifact_text(uri: str, run_id: str, path: str) -> str:
@@ -191,34 +177,6 @@ def test_submitit_local_launcher(tmp_path):
     assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
     assert parent.info.status == "FINISHED"
     assert any((tmp_path / "sweep" / ".submitit").iterdir())  # jobs went through submitit
-
-
-@dataclass(frozen=True)
-class Server:
-    url: str
-    root: Path  # its database and artifacts
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` on 127.0.0.1 (free port, SQLite backend, served artifacts)."""
-    root = tmp_path_factory.mktemp("server")
-    port = free_port()
-    mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
-    proc = subprocess.Popen(
-        [mlflow_cli, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", sqlite_uri(root),
-         "--artifacts-destination", str(root / "artifacts")],
-        cwd=root, env=cli_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
-        yield Server(url, root)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_sweep_against_a_tracking_server(tmp_path, mlflow_server):

@@ -9,8 +9,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import run_cli, sqlite_uri
-from tests.test_sweep import sweep_runs
+from tests.helpers import run_cli, sqlite_uri, sweep_runs
 
 pytestmark = pytest.mark.slow
 
