@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import CLI, EXPERIMENT, cli_env
+from tests.helpers import CLI, EXPERIMENT, cli_env, final_live_line, run_in_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = ROOT / "cluster" / "cluster.sh"
@@ -259,6 +259,20 @@ def test_packed_points_on_slurm_are_pruned_through_the_server(clean, tmp_path):
     assert "PRUNED @2" in stdout
     logs = [p.read_text() for p in (tmp_path / "sweep" / ".submitit").rglob("*_log.out")]
     assert sum(log.count("pruned at epoch 2") for log in logs) == pruned
+
+
+def test_a_slurm_sweep_in_a_terminal_shows_its_live_line(clean, tmp_path):
+    """The main process reads the server while SLURM runs the jobs; their lines go to their
+    own logs, so the terminal shows the live line and the table."""
+    uri = clean
+    code, raw = run_in_terminal(
+        "train", "-m", "hydra/launcher=slurm", f"tracking.uri={uri}", "hydra.sweep.dir=sweep",
+        "hidden_size=8,16", "epochs=2", "tracking.log_model=false", cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert code == 0, raw
+    last = final_live_line(raw)
+    assert last.startswith("sweep 2/2 done · 0 pruned · 0 failed · "), last
+    assert "best val 0." in last and "Sweep results" in raw
 
 
 def test_a_cancelled_pack_ends_its_run_killed_and_starts_no_other(clean, tmp_path):

@@ -3,23 +3,14 @@ pseudo-terminal and a pipe (slow)."""
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
 import re
-import select
-import signal
-import struct
-import subprocess
-import termios
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from lstm_cli import config, watch
-from tests.helpers import CLI, cli_env, run_cli, sqlite_uri
+from tests.helpers import final_live_line, run_cli, run_in_terminal, sqlite_uri, visible_lines
 
 TINY = ("epochs=2", "tracking.log_model=false")  # jobs that train for real, in a second
 
@@ -175,80 +166,6 @@ def test_a_stop_after_an_error_draws_nothing_more(monkeypatch):
 
 
 # ---------------------------------------------------------------- end to end
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-COLUMNS = int(cli_env()["COLUMNS"])
-
-
-def visible_lines(raw: str) -> list[str]:
-    """What stays on the screen of a terminal that printed `raw`, line by line: what follows
-    each line's last carriage return (the live line redraws itself after one)."""
-    text = ANSI.sub("", raw).replace("\r\n", "\n")
-    return [line.rsplit("\r", 1)[-1] for line in text.split("\n")]
-
-
-def group_alive(pgid: int) -> list[int]:
-    """The processes of process group `pgid` still running (Linux /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
-
-
-def run_in_terminal(*args: str, cwd: Path, interrupt_on: str | None = None, timeout=300):
-    """`lstm-digits ARGS` with a pseudo-terminal as its stdin, stdout and stderr, `COLUMNS`
-    wide; with `interrupt_on`, Ctrl-C (SIGINT to its process group, as a terminal sends it)
-    once its output holds that text. Returns (exit code, everything it wrote)."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, COLUMNS, 0, 0))
-    env = cli_env(TERM="xterm-256color")  # COLUMNS: cli_env's
-    proc = subprocess.Popen(
-        [CLI, *args], cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
-        start_new_session=True,
-    )  # fmt: skip
-    os.close(slave)
-    out = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1.0)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: every writer has closed the terminal
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            if interrupt_on and interrupt_on.encode() in out:
-                os.killpg(proc.pid, signal.SIGINT)
-                interrupt_on = None
-        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        os.close(master)
-        left, grace = group_alive(proc.pid), time.monotonic() + 10
-        while left and time.monotonic() < grace:  # still exiting: a moment
-            time.sleep(0.1)
-            left = group_alive(proc.pid)
-        if left:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert not left, "a process of the sweep outlived it"
-    return code, out.decode(errors="replace")
-
-
-def final_live_line(raw: str) -> str:
-    lines = [line for line in visible_lines(raw) if line.startswith("sweep ") and "elapsed" in line]
-    assert lines, raw
-    return lines[-1]
-
 
 JOB_LINES = re.compile(r"\[job \d+\] (start|done|pruned)")
 
