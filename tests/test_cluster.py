@@ -275,6 +275,26 @@ def test_a_slurm_sweep_in_a_terminal_shows_its_live_line(clean, tmp_path):
     assert "best val 0." in last and "Sweep results" in raw
 
 
+def test_a_long_sweep_command_names_its_runs_within_postgresqls_limit(clean):
+    """PostgreSQL refuses a run name over 250 characters (SQLite keeps it): a sweep of many
+    overrides failed there before it started. Names are cut to fit."""
+    from lstm_cli.tracking import store
+    from lstm_cli.tracking.run import MAX_NAME, start_run
+    from lstm_cli.tracking.sweep import start_parent
+
+    uri = clean
+    experiment_id = store.open_experiment(uri, EXPERIMENT)
+    long = "sweep " + " ".join(f"key_{k}=1,2,3" for k in range(40))
+    with start_parent(experiment_id, long, {}) as parent:
+        with start_run(experiment_id, long, {}, {}, parent.run_id) as run:  # noqa: SIM117
+            pass  # the child needs the parent's id
+    client = MlflowClient(uri)
+    for run_id in (parent.run_id, run.run_id):
+        found = client.get_run(run_id)
+        assert found.info.status == "FINISHED"
+        assert len(found.info.run_name) == MAX_NAME and found.info.run_name.endswith("…")
+
+
 def test_a_cancelled_pack_ends_its_run_killed_and_starts_no_other(clean, tmp_path):
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}

@@ -54,6 +54,15 @@ KIND = "custom_model_development"  # training runs, not GenAI traces
 FIGURE_SAVE = {"pil_kwargs": {"compress_level": 1}}
 
 
+MAX_NAME = 250  # characters of a run name: MLflow's column; PostgreSQL refuses a longer one
+
+
+def run_name(text: str) -> str:
+    """`text` as a run name the store takes: cut to MAX_NAME characters (SQLite keeps a longer
+    one, PostgreSQL and MySQL refuse the run)."""
+    return text if len(text) <= MAX_NAME else text[: MAX_NAME - 1] + "…"
+
+
 def mark_model_training(experiment_id: str) -> None:
     """Mark the experiment as model training, unless someone said what it is for: the UI's own
     guesses (`no_inferred_type`, `..._inferred`, written on a first visit) are replaced."""
@@ -313,7 +322,7 @@ def start_run(
                 client = MlflowClient()
                 tags = resolve_tags(tags)  # the user, as MLflow's start_run adds it
                 started = retrying(  # a store full, locked or away: one line, as later
-                    lambda: client.create_run(experiment_id, run_name=name, tags=tags),
+                    lambda: client.create_run(experiment_id, run_name=run_name(name), tags=tags),
                     store, outage_s,
                 )  # fmt: skip
                 run = Run(started.info.run_id, experiment_id, store, outage_s)

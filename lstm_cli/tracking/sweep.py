@@ -17,7 +17,13 @@ from mlflow.utils.mlflow_tags import MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
 from lstm_cli import signals
 from lstm_cli.errors import one_line
 from lstm_cli.pruning import TAG as PRUNED_TAG
-from lstm_cli.tracking.run import FIGURE_SAVE, PARENT_TAG, SOURCE, mark_model_training
+from lstm_cli.tracking.run import (
+    FIGURE_SAVE,
+    PARENT_TAG,
+    SOURCE,
+    mark_model_training,
+    run_name,
+)
 
 SWEEP_TAG = "lstm_digits.sweep"  # "parent" on a sweep's parent run
 MAX_CHILDREN = 10000
@@ -114,7 +120,9 @@ def start_parent(experiment_id: str, name: str, tags: dict[str, str]) -> Iterato
             with signals.deferred():
                 source = {MLFLOW_SOURCE_NAME: f"{SOURCE} -m", MLFLOW_SOURCE_TYPE: "LOCAL"}
                 run = MlflowClient().create_run(
-                    experiment_id, run_name=name, tags={**source, **tags, SWEEP_TAG: "parent"}
+                    experiment_id,
+                    run_name=run_name(name),
+                    tags={**source, **tags, SWEEP_TAG: "parent"},
                 )
                 parent = Parent(run.info.run_id)
                 mark_model_training(experiment_id)
