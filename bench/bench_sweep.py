@@ -3,6 +3,7 @@ workers and packing buy.
 
     make bench-sweep                                    # pruning (bench/bench_pruning.py)
     make bench-sweep ARGS="--part both"                 # throughput and ratio, 3 runs of each
+    make bench-sweep ARGS="--part memory"               # a worker's RSS over 120 jobs
     make cluster-up && make bench-sweep ARGS="--part packing --repeats 1"   # SLURM packing
     python bench/bench_sweep.py --part throughput --base 19aa81b   # before/after, interleaved
     python bench/bench_sweep.py --part ratio --grid hidden_size=75 seed=1,2,3,4
@@ -224,11 +225,13 @@ def packing_part(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["pruning", "throughput", "ratio", "both", "packing"],
+    parser.add_argument("--part", choices=["pruning", "memory", "throughput", "ratio", "both",
+                                           "packing"],
                         default="pruning", help="packing, and pruning on slurm, need "
                         "`make cluster-up`; both: throughput and ratio")  # fmt: skip
     parser.add_argument("--launcher", choices=["joblib", "slurm"], default="joblib",
                         help="pruning's launcher (default: 2 joblib workers)")  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=120, help="memory: jobs (default 120)")
     parser.add_argument("--points-per-task", type=int, default=16, help="packing (default 16)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each variant (default 3)")
     parser.add_argument("--base", help="throughput: also from this earlier commit, interleaved")
@@ -243,6 +246,10 @@ def main() -> None:
         figures["ratio"] = ratio_part(args)
     if args.part == "packing":
         figures["packing"] = packing_part(args)
+    if args.part == "memory":
+        from bench_memory import memory_part
+
+        figures["memory"] = memory_part(args, command, ROOT, console)
     if args.part == "pruning":
         from bench_pruning import pruning_part
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from lstm_cli import worker_cache
 
 PIXEL_MAX = 16.0  # the dataset's pixels are integers 0..16
 SOURCE = "sklearn.datasets.load_digits"  # where the images come from (shipped with scikit-learn)
@@ -60,16 +61,19 @@ def scale_pixels(images: np.ndarray, scaling: str) -> np.ndarray:
     return np.asarray(images, dtype=np.float32) * np.float32(pixel_scale(scaling))
 
 
-@functools.cache
 def _dataset() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's images (1797, 8, 8) 0..16 and labels (1797,), read once per process (a
-    sweep worker's later jobs save 0.03 s each). Read-only: a split copies what it takes."""
+    sweep worker's later jobs save 0.03 s each: see `worker_cache`). Read-only: a split
+    copies what it takes."""
     from sklearn import datasets
 
+    kept = worker_cache.get("digits")
+    if kept is not None:
+        return kept
     digits = datasets.load_digits()
     digits.images.flags.writeable = False
     digits.target.flags.writeable = False
-    return digits.images, digits.target
+    return worker_cache.put("digits", (digits.images, digits.target))
 
 
 def load_digits(test_size: float, split_seed: int, scaling: str, val_size: float = 0.0) -> Digits:

@@ -20,33 +20,29 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-_kept: dict[str, tuple[Hashable, Figure, Any]] = {}  # kind -> (layout key, figure, its parts)
+from lstm_cli import worker_cache
+
 _SUBPLOT_PARAMS = ("left", "right", "bottom", "top", "wspace", "hspace")
 
 
 def _kept_figure(kind: str, key: Hashable, make: Callable[[], tuple[Figure, Any]]):
     """The figure of `kind` kept in this process and its parts (axes, artists to refill),
     made by `make` if there is none or its layout `key` differs (the old one is closed)."""
-    entry = _kept.get(kind)
-    if entry is None or entry[0] != key:
-        if entry is not None:
-            plt.close(entry[1])
-        fig, parts = make()
-        entry = _kept[kind] = (key, fig, parts)
-    return entry[1], entry[2]
+    entry = worker_cache.get(f"figure:{kind}", key)
+    if entry is None:
+        entry = worker_cache.put(f"figure:{kind}", make(), key, close=lambda e: plt.close(e[0]))
+    return entry
 
 
 def close(fig: Figure) -> None:
     """Done with `fig`: closed, unless it is kept for the next run."""
-    if not any(fig is kept for _, kept, _ in _kept.values()):
+    if not any(fig is kept for kept, _ in worker_cache.kept("figure:")):
         plt.close(fig)
 
 
 def close_kept() -> None:
     """Close the kept figures: the next run makes new ones."""
-    for _, fig, _ in _kept.values():
-        plt.close(fig)
-    _kept.clear()
+    worker_cache.reset("figure:")
 
 
 def _tight(fig: Figure) -> None:

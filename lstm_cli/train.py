@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import tensorflow as tf
 
+from lstm_cli import worker_cache
 from lstm_cli.data import Digits
 from lstm_cli.errors import TrainingFailed
 from lstm_cli.model import DigitsLSTM
@@ -301,9 +302,6 @@ class Trainer:
         return train_epoch
 
 
-_last: tuple[tuple, Trainer] | None = None  # this process's last Trainer, by what its graph holds
-
-
 def trainer_for(
     model: DigitsLSTM, learning_rate: float, batch_size: int, epochs: int, *, seed: int,
     shuffle: bool,
@@ -311,18 +309,17 @@ def trainer_for(
     """A Trainer for the new `model`, as `Trainer(...)` gives. In a process whose last Trainer
     was for the same architecture and settings (a sweep's jobs in one worker), that one, reset
     to `model`'s initial weights and `seed`: its traced epoch is reused (tracing is 0.5 s of a
-    2.5 s default training). Train `trainer.model` (which holds `model`'s weights), not `model`."""
-    global _last
+    2.5 s default training; see `worker_cache`). Train `trainer.model` (which holds `model`'s
+    weights), not `model`."""
     key = (model.input_size, model.num_classes, model.hidden_size, model.cell.cell,
            model.output_activation, model.init, learning_rate, batch_size, shuffle)  # fmt: skip
-    if _last is not None and _last[0] == key:
-        trainer = _last[1]
+    trainer = worker_cache.get("trainer", key)
+    if trainer is not None:
         trainer.reset(model.get_weights(), seed)
         trainer.epochs = epochs
         return trainer
     trainer = Trainer(model, learning_rate, batch_size, epochs, seed=seed, shuffle=shuffle)
-    _last = (key, trainer)
-    return trainer
+    return worker_cache.put("trainer", trainer, key)
 
 
 def evaluate(model: DigitsLSTM, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

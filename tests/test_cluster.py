@@ -285,9 +285,11 @@ def test_a_long_sweep_command_names_its_runs_within_postgresqls_limit(clean):
     uri = clean
     experiment_id = store.open_experiment(uri, EXPERIMENT)
     long = "sweep " + " ".join(f"key_{k}=1,2,3" for k in range(40))
-    with start_parent(experiment_id, long, {}) as parent:
-        with start_run(experiment_id, long, {}, {}, parent.run_id) as run:  # noqa: SIM117
-            pass  # the child needs the parent's id
+    with (
+        start_parent(experiment_id, long, {}) as parent,
+        start_run(experiment_id, long, {}, {}, parent.run_id) as run,
+    ):
+        pass
     client = MlflowClient(uri)
     for run_id in (parent.run_id, run.run_id):
         found = client.get_run(run_id)

@@ -20,14 +20,11 @@ import numpy as np
 from mlflow.models import ModelSignature
 from mlflow.types.schema import Schema, TensorSpec
 
-from lstm_cli import process
+from lstm_cli import process, worker_cache
 
 MODEL_NAME = "model"  # the model's name in its run: runs:/<id>/model
 INPUT_DTYPE = np.float64  # as sklearn's digits.images; MLflow enforces a tensor's dtype exactly
 OUTPUT_DTYPE = np.float32
-
-
-_served: dict[str, Any] = {}  # the last served module, with its model, scaling and steps
 
 
 def serving_function(model: Any, scaling: str, steps: int) -> Any:
@@ -36,14 +33,12 @@ def serving_function(model: Any, scaling: str, steps: int) -> Any:
 
     The same module again for the same `model` object, scaling and steps (a sweep worker's
     next job trains the same model, reset: see `train.trainer_for`): saving it then traces
-    nothing new, 0.07 s of every later logged model. It reads the variables' values when saved.
+    nothing new, 0.07 s of every later logged model (see `worker_cache`). It reads the
+    variables' values when saved.
     """
-    if (
-        _served
-        and _served["model"] is model
-        and (_served["scaling"], _served["steps"]) == (scaling, steps)
-    ):
-        return _served["module"]
+    kept = worker_cache.get("served", (scaling, steps))
+    if kept is not None and kept[0] is model:
+        return kept[1]
     import tensorflow as tf
 
     from lstm_cli.data import pixel_scale
@@ -58,7 +53,7 @@ def serving_function(model: Any, scaling: str, steps: int) -> Any:
     served = tf.Module(name="digits_lstm")
     served.model = model  # tracked: its weights are saved with the function
     served.__call__ = probabilities
-    _served.update(model=model, scaling=scaling, steps=steps, module=served)
+    worker_cache.put("served", (model, served), (scaling, steps))
     return served
 
 
