@@ -297,6 +297,20 @@ def test_a_long_sweep_command_names_its_runs_within_postgresqls_limit(clean):
         assert len(found.info.run_name) == MAX_NAME and found.info.run_name.endswith("…")
 
 
+def test_early_stopping_on_slurm_keeps_each_points_best_epoch(clean, tmp_path):
+    """min_delta=10: no epoch improves enough, every point stops after its second."""
+    uri = clean
+    before = {r.info.run_id for r in _runs(uri)}
+    proc = _sweep(tmp_path, uri, *PACKED, "seed=1,2", "epochs=6", "early_stopping.patience=1",
+                  "early_stopping.min_delta=10", "hydra.launcher.cpus_per_task=1")  # fmt: skip
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stdout + stderr
+    _, children = _children(uri, before)
+    assert [c.data.metrics.get("stopped_epoch") for c in children] == [2, 2]
+    assert [c.data.metrics.get("restored_epoch") for c in children] == [1, 1]
+    assert all("test_accuracy" in c.data.metrics for c in children)
+
+
 def test_a_cancelled_pack_ends_its_run_killed_and_starts_no_other(clean, tmp_path):
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}

@@ -93,8 +93,28 @@ def test_optuna_gets_a_pruned_points_value_at_the_epoch_where_it_stopped(tmp_pat
     assert len(children) == 4
     rates = [c.data.params["learning_rate"] for c in children]
     assert rates == [GOOD, GOOD, GOOD, HOPELESS]
+    assert all("test_accuracy" in c.data.metrics for c in children[:3])  # the kept models
     check_pruned(uri, children[3])
     optimum = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
     value = children[3].data.metrics["val_accuracy"]  # after epoch 2, where it stopped
     assert optimum["best_value"] == pytest.approx(value, abs=1e-7)
     assert optimum["best_params"]["learning_rate"] == float(HOPELESS)
+
+
+def test_early_stopping_in_a_joblib_sweep_keeps_each_points_best_epoch(tmp_path):
+    """No improvement can beat min_delta=10: every point stops after its second epoch and
+    keeps its first epoch's weights, in workers as in a single run."""
+    uri = sqlite_uri(tmp_path)
+    result = run_cli(
+        "train", "-m", "seed=1,2", "epochs=6", "hidden_size=8", "tracking.log_model=false",
+        "early_stopping.patience=1", "early_stopping.min_delta=10", "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2", f"tracking.uri={uri}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    parent, children = sweep_runs(uri)
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.metrics["stopped_epoch"] == 2
+        assert child.data.metrics["restored_epoch"] == 1
+        assert "test_accuracy" in child.data.metrics  # on the kept (epoch 1) weights
+    assert parent.data.metrics["pruned_jobs"] == 0
