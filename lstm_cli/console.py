@@ -22,6 +22,8 @@ from rich.segment import ControlType
 from rich.table import Table
 from rich.text import Text
 
+from lstm_cli.summary import PRUNED
+
 PLAIN_EVERY = 10  # plain progress lines: every 10th of the epochs ...
 PLAIN_AT_LEAST_S = 30.0  # ... and at least this often
 PIPED_WIDTH = 1000  # not a terminal: lines as wide as their data, tables not cut to 80
@@ -183,7 +185,7 @@ def show_sweep(rows: list[dict], groups: list[dict], parent_id: str, uri: str | 
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for i, r in enumerate(rows):
         best = i == 0 and r["status"] == "FINISHED"
-        colour = {"FINISHED": "green", "PRUNED": "yellow"}.get(r["status"], "red")
+        colour = {"FINISHED": "green", PRUNED: "yellow"}.get(r["status"], "red")
         shown = r["status"]
         if r.get("pruned_at_epoch"):
             shown += f" @{r['pruned_at_epoch']}"
@@ -206,11 +208,11 @@ def show_sweep(rows: list[dict], groups: list[dict], parent_id: str, uri: str | 
             spread = f"{g['val_accuracy_mean']:.4f} ± {g['val_accuracy_std']:.4f}"
             seeds.add_row(escape(g["config"]), g["seeds"], str(g["n"]), spread)
         console.print(seeds)
-    pruned = sum(r["status"] == "PRUNED" for r in rows)
+    pruned = sum(r["status"] == PRUNED for r in rows)
     if pruned:
         console.print(f"{pruned} of {len(rows)} points pruned (@k: stopped after epoch k)")
     for r in rows:
-        if r["status"] not in ("FINISHED", "PRUNED"):
+        if r["status"] not in ("FINISHED", PRUNED):
             console.print(f"[red]job {r['job']} {r['status']}[/]: {escape(r['error'] or '?')}")
     console.print(f"[bold]parent run[/]    {parent_id}")
     console.print(f"[bold]tracking URI[/]  {uri}")

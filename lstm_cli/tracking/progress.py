@@ -12,8 +12,7 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 
 from lstm_cli.pruning import TAG as PRUNED_TAG
-from lstm_cli.tracking.run import PARENT_TAG
-from lstm_cli.tracking.sweep import MAX_CHILDREN
+from lstm_cli.tracking.sweep import search_children
 
 
 class Children:
@@ -30,11 +29,7 @@ class Children:
         client = MlflowClient(self.uri)
         if self._experiment_id is None:
             self._experiment_id = client.get_run(self.parent_id).info.experiment_id
-        runs = client.search_runs(
-            [self._experiment_id],
-            filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_id}'",
-            max_results=MAX_CHILDREN,
-        )
+        runs = search_children(client, self._experiment_id, self.parent_id)
         return [
             {
                 "status": run.info.status,

@@ -29,6 +29,12 @@ SWEEP_TAG = "lstm_digits.sweep"  # "parent" on a sweep's parent run
 MAX_CHILDREN = 10000
 
 
+def search_children(client: MlflowClient, experiment_id: str, parent_id: str) -> list[Any]:
+    """Every child run of sweep `parent_id` in `experiment_id`, in one search."""
+    query = f"tags.`{PARENT_TAG}` = '{parent_id}'"
+    return list(client.search_runs([experiment_id], query, max_results=MAX_CHILDREN))
+
+
 class Parent:
     """A sweep's parent run (see `start_parent`)."""
 
@@ -58,13 +64,7 @@ class Parent:
 
     def _children(self) -> list[Any]:
         parent = self._client.get_run(self.run_id)
-        return list(
-            self._client.search_runs(
-                [parent.info.experiment_id],
-                filter_string=f"tags.`{PARENT_TAG}` = '{self.run_id}'",
-                max_results=MAX_CHILDREN,
-            )
-        )
+        return search_children(self._client, parent.info.experiment_id, self.run_id)
 
     def children(self, curve: str = "val_accuracy") -> list[dict[str, Any]]:
         """The jobs as plain dicts, by job number: ids, status, overrides, params, final
@@ -162,13 +162,8 @@ def rung_values(
 ) -> tuple[float | None, list[float]]:
     """The metric `key` (a pruning rung's) of the runs of sweep `parent_id`, in one search:
     (run `run_id`'s own value or None, the other runs' values)."""
-    found = MlflowClient().search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'",
-        max_results=MAX_CHILDREN,
-    )
     mine, others = None, []
-    for run in found:
+    for run in search_children(MlflowClient(), experiment_id, parent_id):
         value = run.data.metrics.get(key)
         if value is None:
             continue
