@@ -83,8 +83,8 @@ def timing(start: float, epoch_ends: list[float], steps: int, val_accuracy: floa
 
 def time_ours(data, cfg: dict, epochs: int, jit_compile: bool = False, on_epoch=None) -> Timing:
     """`Trainer.fit` on `DigitsLSTM` with the defaults; `on_epoch(epoch, seconds)` if given."""
+    from lstm_cli.loop import Trainer, set_seed
     from lstm_cli.model import DigitsLSTM
-    from lstm_cli.train import Trainer, set_seed
 
     set_seed(cfg["seed"])
     model = DigitsLSTM(
@@ -179,7 +179,7 @@ def verdict(ok: bool) -> str:
 def compare(args: argparse.Namespace) -> None:
     """Ours against Keras in this process; print the table and the targets."""
     from lstm_cli.data import load_digits
-    from lstm_cli.train import configure_threads, default_threads
+    from lstm_cli.loop import configure_threads, default_threads
 
     cfg = defaults()
     # As `lstm-digits train` does; the process-wide setting applies to the Keras baseline too.
@@ -245,7 +245,7 @@ def run_variant(name: str, epochs: int | None) -> None:
     import tensorflow as tf
 
     from lstm_cli.data import load_digits
-    from lstm_cli.train import configure_threads, default_threads
+    from lstm_cli.loop import configure_threads, default_threads
 
     jit, intra, inter = VARIANTS[name]
     cfg = defaults()

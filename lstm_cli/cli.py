@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from lstm_cli import console, presets, process, signals
+from lstm_cli import config_files, console, process, signals
 from lstm_cli.cli_shared import (
     EXIT_FAILED,
     Experiment,
@@ -69,14 +69,14 @@ class TrainCommand(TyperCommand):
     def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
         from click.shell_completion import CompletionItem
 
-        found = [CompletionItem(v) for v in presets.complete(incomplete)]
+        found = [CompletionItem(v) for v in config_files.complete(incomplete)]
         return found + super().shell_complete(ctx, incomplete)
 
 
 @app.command(
     cls=TrainCommand,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    epilog="Config groups (GROUP=OPTION):\n\n" + presets.listing().replace("\n", "\n\n"),
+    epilog="Config groups (GROUP=OPTION):\n\n" + config_files.listing().replace("\n", "\n\n"),
 )
 def train(ctx: typer.Context) -> None:
     """Train the LSTM once, or sweep with -m. Arguments are Hydra overrides and flags.
@@ -93,11 +93,11 @@ def train(ctx: typer.Context) -> None:
     threads data.* early_stopping.* prune.* checkpoint.* tracking.* (their defaults:
     `lstm-digits train --cfg job`).
     """
-    from lstm_cli import experiment
+    from lstm_cli import job
 
     try:
         with signals.scope():  # SIGTERM, as Ctrl-C, ends the runs it interrupts
-            experiment.run(list(ctx.args))
+            job.launch(list(ctx.args))
     except (Exception, KeyboardInterrupt) as ex:  # every error ends in one line
         fail(ex)
 
@@ -297,12 +297,12 @@ def resume(
       lstm-digits resume 3f2a
       lstm-digits resume best epochs=300
     """
-    from lstm_cli import experiment as experiments
+    from lstm_cli import training
 
     process.quiet()
     try:
         with signals.scope():  # SIGTERM, as Ctrl-C, ends the run again, KILLED
-            experiments.resume(*store(tracking_uri, experiment), run_id, list(ctx.args))
+            training.resume_run(*store(tracking_uri, experiment), run_id, list(ctx.args))
     except (Exception, KeyboardInterrupt) as ex:
         fail(ex)
 

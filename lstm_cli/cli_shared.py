@@ -9,7 +9,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from lstm_cli import console, presets, process, signals
+from lstm_cli import config_files, console, process, signals
 from lstm_cli.errors import Interrupted, UserError, debugging, one_line, traceback_text
 
 EXIT_FAILED = 1  # training or a sweep job failed
@@ -75,7 +75,7 @@ def store(tracking_uri: str | None, experiment: str | None) -> tuple[str, str]:
     from lstm_cli.tracking.store import resolve_uri
 
     if experiment is None:
-        experiment = str(presets.default("tracking.experiment"))
+        experiment = str(config_files.default("tracking.experiment"))
     return resolve_uri(tracking_uri), experiment
 
 

@@ -105,6 +105,12 @@ def load_digits(test_size: float, split_seed: int, scaling: str, val_size: float
     )
 
 
+def split_for(d) -> Digits:
+    """The split the config's `data` keys describe (test_size, split_seed, scaling,
+    val_size), scaled."""
+    return load_digits(d.test_size, d.split_seed, d.scaling.value, d.val_size)
+
+
 def read_digit_image(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     """Any image file as a digit of the dataset: `shape` (rows, pixels) float32, 0..16.
 

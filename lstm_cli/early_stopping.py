@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from lstm_cli.loop import EpochMetrics
     from lstm_cli.model import DigitsLSTM
-    from lstm_cli.train import EpochMetrics
 
 
 class EarlyStopping:

@@ -1,9 +1,16 @@
-"""One training job as Hydra runs it: config -> data -> model -> training -> an MLflow run.
+"""`lstm-digits train` as a Hydra app: the checked command line, `hydra.main`, and the task
+each job runs.
 
-`TrainJob` is the task function handed to `hydra.main` (by `experiment`). A job learns all it
-needs from its config (a sweep's parent run is `tracking.parent_run_id`) and Hydra's
-`HydraConfig` (its number, output directory and launcher), so it runs the same in this
-process, a joblib worker or a SLURM job.
+    argv -> config.preflight -> [sweep.start: the parent run] -> hydra.main(Task) -> jobs
+                                [watch.watching: a live line] -> [Sweep.summarise]
+    a job: Task(cfg) -> run_job: the run's name, params and tags -> training.train_run
+
+`hydra.main` runs the jobs, so `-m`, `--cfg`, launchers and sweepers behave as in any Hydra
+app. A job learns all it needs from its config (a sweep's parent run is
+`tracking.parent_run_id`) and Hydra's `HydraConfig` (its number, output directory and
+launcher), so it runs the same in this process, a joblib worker or a SLURM job; save whether
+a sweep's live line shows its start and end (its environment: see `watch`). What jobs did is
+read back from the store.
 """
 
 from __future__ import annotations
@@ -11,24 +18,145 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-from pathlib import Path
+import sys
+from contextlib import nullcontext
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.markup import escape
 
-from lstm_cli import config, console, fitting, masking, presets, process, pruning, resume, signals
-from lstm_cli.errors import Interrupted, debugging, one_line, traceback_text
-from lstm_cli.watch import shows_jobs
+from lstm_cli import (
+    config,
+    config_files,
+    console,
+    masking,
+    process,
+    pruning,
+    resume,
+    signals,
+    slurm_output,
+    training,
+    watch,
+)
+from lstm_cli.config_files import CONF_DIR, CONFIG_NAME
+from lstm_cli.errors import (
+    Interrupted,
+    TrainingFailed,
+    UserError,
+    debugging,
+    one_line,
+    traceback_text,
+)
+
+PROGRAM = "lstm-digits train"
 
 
-class TrainJob:
+def launch(argv: list[str]) -> None:
+    """Run `lstm-digits train ARGV`; raise what went wrong, as `cli` reports it."""
+    process.quiet()
+    request = config.preflight(argv)
+    # First, before any job or worker starts: on a terminal, the jobs leave their start and
+    # end to the sweep's live line.
+    with process.environment(watch.job_environment(request)):
+        _run(argv, request)
+
+
+def _run(argv: list[str], request: config.Request) -> None:
+    if request.launcher is not None:  # first: the workers take seconds to start
+        process.warm_up_workers(request.launcher)
+    if request.cfg is None:  # Hydra prints help or the config; nothing is tracked
+        _launch(argv, Task())
+        return
+    process.import_tracking()
+    from lstm_cli.tracking import store
+
+    uri = store.resolve_uri(request.cfg.tracking.uri)
+    if not request.multirun:
+        store.check_store(uri)  # before Hydra makes an output directory
+        job = Task()
+        _launch(argv, job)
+        if job.error is not None:
+            raise job.error
+        return
+    _check_shared_store(request, uri)
+    from lstm_cli import sweep
+
+    remote = _is_remote(request.launcher)
+    if remote:
+        _register_launcher()
+    with sweep.start(uri, request.cfg.tracking.experiment, request.overrides) as running:
+        with (
+            watch.watching(request, uri, running.parent_id),
+            slurm_output.quiet_slurm(console.accounting_note) if remote else nullcontext(),
+        ):
+            _launch([*argv, f"{config.PARENT_KEY}={running.parent_id}"], Task())
+        failed = running.summarise()
+    if failed:
+        jobs = ", ".join(failed)
+        raise TrainingFailed(f"{len(failed)} sweep job(s) failed (job {jobs}): see above")
+
+
+REMOTE_LAUNCHERS = ("SlurmLauncher",)  # launchers whose jobs may run on other machines
+
+
+def _is_remote(launcher) -> bool:
+    return str(launcher.get("_target_", "")).endswith(REMOTE_LAUNCHERS)
+
+
+def _register_launcher() -> None:
+    """Make our SLURM launcher known to Hydra, which finds plugins by scanning the
+    `hydra_plugins` folders: an editable install's folder is not one it can scan."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.lstm_digits.launcher import PackedSlurmLauncher
+
+    Plugins.instance().register(PackedSlurmLauncher)
+
+
+def _check_shared_store(request: config.Request, uri: str) -> None:
+    """Jobs on other machines cannot share a SQLite file on this one (or only through a shared
+    file system, where SQLite's locks do not hold): refuse, unless the user says the cluster
+    is this machine."""
+    from lstm_cli.tracking.store import sqlite_path
+
+    if (
+        _is_remote(request.launcher)
+        and sqlite_path(uri)
+        and not request.cfg.tracking.sqlite_on_cluster
+    ):
+        raise UserError(
+            f"a SLURM sweep cannot track to the SQLite store {uri} on this machine: give "
+            "tracking.uri=http(s)://<tracking server> (make cluster-up starts one), or "
+            "tracking.sqlite_on_cluster=true on a single-node cluster"
+        )
+
+
+def _launch(argv: list[str], task: Task) -> None:
+    """`hydra.main` over `argv` with `task` as the task function."""
+    import hydra
+
+    # hydra.main reads its command line from sys.argv: the one channel Hydra forces on us.
+    sys.argv = [PROGRAM, *argv]
+    # Hydra's own errors (a launcher failing, an unwritable output directory) then raise
+    # rather than print a traceback and exit 1: the CLI tells them in one line.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    main = hydra.main(config_path=str(CONF_DIR), config_name=CONFIG_NAME, version_base="1.3")
+    try:
+        main(task)()
+    except Exception as ex:
+        if type(ex).__name__ != "FailedJobError" or "sbatch: error" not in str(ex):
+            raise
+        # submitit's message is sbatch's stderr: its first line says what SLURM refused.
+        refusal = str(ex).strip().splitlines()[0].removeprefix("sbatch: error: ")
+        raise UserError(f"SLURM refused the sweep's jobs: {refusal}") from None
+
+
+class Task:
     """The Hydra task: train once; return the final val accuracy (a sweeper's objective).
 
-    A single run's error is kept in `error` (for `experiment` to raise) rather than raised:
+    A single run's error is kept in `error` (for `launch` to raise) rather than raised:
     Hydra would print its own report. A sweep job's error is printed and recorded in its run
     (the sweep's summary reads it back from the store, wherever the job ran), and the sweep
     goes on. Ctrl-C and SIGTERM go through.
@@ -44,7 +172,7 @@ class TrainJob:
         requeue = signals.previous(warning) if warning else None  # submitit's
         try:
             with signals.scope(force=stop, requests=(warning,) if warning else ()):
-                return train(cfg, job=job)
+                return run_job(cfg, job=job)
         except KeyboardInterrupt as ex:
             if job is None or not stop:  # Ctrl-C in this process stops the whole sweep
                 raise
@@ -79,17 +207,18 @@ def scheduler_signals() -> tuple[tuple[int, ...], int | None]:
     return (signal.SIGTERM,), signal.Signals[f"SIG{JobEnvironment.USR_SIG}"]
 
 
-def train(cfg: DictConfig, job: str | None) -> float:
+def run_job(cfg: DictConfig, job: str | None) -> float:
     """Train and track one configuration; `job` is the sweep job number (None: a single run)."""
     process.import_tracking()  # MLflow, out of the collector's way
     from lstm_cli.tracking import store
+    from lstm_cli.tracking.owner import git_commit
 
     hc = HydraConfig.get()
     uri = store.resolve_uri(cfg.tracking.uri)
     experiment_id = store.open_experiment(uri, cfg.tracking.experiment)
     params = {k: masking.masked(v) for k, v in config.flatten(cfg).items()}
     overrides = masking.mask(" ".join(config.job_overrides(list(hc.overrides.task))))
-    commit = _git_commit()
+    commit = git_commit()
     tags = {
         "overrides": overrides,
         "git_commit": commit,
@@ -101,7 +230,7 @@ def train(cfg: DictConfig, job: str | None) -> float:
         console.show_config(params)
     else:
         tags["sweep_job"] = job
-        if not shows_jobs():  # else the sweep's live line shows its start and its end
+        if not watch.shows_jobs():  # else the sweep's live line shows its start and its end
             console.job_line(job, f"start {overrides or '(defaults)'}")
     parent = cfg.tracking.parent_run_id
     # Progress: a single run's, and a scheduled job's in its own log file (.submitit/); jobs
@@ -120,8 +249,8 @@ def train(cfg: DictConfig, job: str | None) -> float:
         with contextlib.suppress(resume.NoCheckpoint):  # none: it starts anew, in a new run
             reopening = resume.reopen(run_id, cfg, finished=False, requeued=True)
     new = (experiment_id, name, params, tags, parent)
-    result, run_id = train_run(cfg, quiet, _threads(cfg), new=new, reopening=reopening)
-    if job is not None and shows_jobs():  # the sweep's live line counts it
+    result, run_id = training.train_run(cfg, quiet, _threads(cfg), new=new, reopening=reopening)
+    if job is not None and watch.shows_jobs():  # the sweep's live line counts it
         return result["val_accuracy"]
     if job is None:
         how = _ui_command(uri, cfg.tracking.experiment, experiment_id, run_id)
@@ -134,35 +263,6 @@ def train(cfg: DictConfig, job: str | None) -> float:
     return result["val_accuracy"]
 
 
-def train_run(
-    cfg: DictConfig,
-    quiet: bool,
-    threads: int | None,
-    new: tuple[str, str, dict, dict, str | None] | None = None,
-    reopening: resume.Reopening | None = None,
-    tags: dict[str, str] | None = None,
-) -> tuple[dict[str, float], str]:
-    """Open a run and train it: the one path of every training. `reopening` (a stopped run,
-    checked by `resume.reopen`) goes on in its run; else a new run from `new` (experiment id,
-    name, params, tags, parent run); `tags` are added to a reopened run's. Returns the final
-    metrics and the run's id."""
-    from lstm_cli.tracking import run as tracked
-
-    outage_s = 60 * cfg.tracking.outage_minutes
-    if reopening is not None:
-        if reopening.note:
-            console.note(reopening.note)
-        reopened = {"resume": reopening.run_id, "slot": reopening.checkpoint.slot,
-                    "requeued": reopening.requeued}  # fmt: skip
-        with tracked.start_run("", "", {}, tags or {}, outage_s=outage_s, **reopened) as run:
-            return fitting.fit_and_log(cfg, run, quiet, threads, reopening), run.run_id
-    experiment_id, name, params, tags, parent = new
-    with tracked.start_run(experiment_id, name, params, tags, parent, outage_s=outage_s) as run:
-        config.check(cfg)
-        run.log_text(masking.mask(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
-        return fitting.fit_and_log(cfg, run, quiet, threads), run.run_id
-
-
 def _requeued_run(parent: str | None, job: str | None) -> tuple[str, str, float | None] | None:
     """In a job SLURM requeued, its run from the attempt before, as (run id, status,
     val_accuracy); None in any other job, or if that attempt made no run."""
@@ -171,40 +271,6 @@ def _requeued_run(parent: str | None, job: str | None) -> tuple[str, str, float 
     from lstm_cli.tracking.sweep import find_child
 
     return find_child(parent, job)
-
-
-def resume_run(cfg: DictConfig, reopening: resume.Reopening, overrides: list[str]) -> None:
-    """`lstm-digits resume`: go on with a stopped run (checked by `resume.plan`)."""
-    from lstm_cli.tracking.store import resolve_uri
-
-    uri = resolve_uri(cfg.tracking.uri)
-    saved = reopening.checkpoint
-    console.console.print(f"[bold]resume[/] run {reopening.run_id} after epoch {saved.epoch}")
-    tags = {"resume_overrides": " ".join(overrides)}
-    result, run_id = train_run(cfg, False, _resume_threads(cfg), reopening=reopening, tags=tags)
-    console.show_result(result, run_id, masking.mask(uri), "lstm-digits ui")
-
-
-def _resume_threads(cfg: DictConfig) -> int | None:
-    process.import_tensorflow()
-    from lstm_cli.train import default_threads
-
-    return cfg.threads if cfg.threads is not None else default_threads(cfg.hidden_size)
-
-
-def _git_commit() -> str:
-    """The commit of the checkout this package runs from ('' when it is not a git checkout)."""
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def cores_per_job(launcher: Any, available: int) -> int | None:
@@ -224,8 +290,8 @@ def cores_per_job(launcher: Any, available: int) -> int | None:
 
 def _threads(cfg: DictConfig) -> int | None:
     """TensorFlow threads: the config's, else by model size within the job's cores."""
-    process.import_tensorflow()  # lstm_cli.train imports it: muted, out of the collector's way
-    from lstm_cli.train import default_threads
+    process.import_tensorflow()  # lstm_cli.loop imports it: muted, out of the collector's way
+    from lstm_cli.loop import default_threads
 
     if cfg.threads is not None:
         return cfg.threads
@@ -243,6 +309,6 @@ def _ui_command(uri: str, experiment: str, experiment_id: str, run_id: str) -> s
     if is_server(uri):
         return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     command = "lstm-digits ui" if uri == default_uri() else f"lstm-digits ui --tracking-uri {uri}"
-    if experiment != presets.default("tracking.experiment"):
+    if experiment != config_files.default("tracking.experiment"):
         command += f" --experiment {experiment}"
     return command

@@ -178,7 +178,7 @@ def import_job_modules() -> int:
     quiet()
     import_tensorflow()
     with importing():
-        for module in ("lstm_cli.job", "lstm_cli.train", "lstm_cli.insight", "lstm_cli.figures",
+        for module in ("lstm_cli.job", "lstm_cli.loop", "lstm_cli.insight", "lstm_cli.figures",
                        "lstm_cli.data", "lstm_cli.tracking.run", "lstm_cli.tracking.model",
                        "sklearn.datasets", "sklearn.model_selection", "sklearn.metrics",
                        "mlflow.store.tracking.sqlalchemy_store"):  # fmt: skip

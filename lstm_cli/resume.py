@@ -6,7 +6,7 @@ epochs' metrics are all in the store (a torn newest slot: the other one, said in
 Everything is checked before the run is touched: that it is not still running, that the
 overrides change neither the model nor the data, and that its data split is still the same;
 the run itself is written to only once its first new epoch is trained (see
-`tracking.run.start_run`). Then `job.train_run` trains on, as it trains a new run.
+`tracking.run.start_run`). Then `training.train_run` trains on, as it trains a new run.
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def plan(uri: str, experiment: str, ref: str, overrides: list[str]) -> tuple[Dic
 def reopen(run_id: str, cfg: DictConfig, finished: bool, requeued: bool = False) -> Reopening:
     """Where run `run_id` goes on from under `cfg`, checked; a UserError if it cannot (a
     NoCheckpoint if it has none at all)."""
-    from lstm_cli.fitting import load_data, model_spec
+    from lstm_cli.checkpointing import model_spec
+    from lstm_cli.data import split_for
     from lstm_cli.tracking import checkpoint, read
 
     slots = checkpoint.slots(run_id)
@@ -152,7 +153,7 @@ def reopen(run_id: str, cfg: DictConfig, finished: bool, requeued: bool = False)
             f"run {run_id} has trained {saved.epoch} of epochs={cfg.epochs}: "
             f"give more, e.g. `lstm-digits resume {run_id[:8]} epochs={saved.epoch * 2}`"
         )
-    data = load_data(cfg)
+    data = split_for(cfg.data)
     _check_resumable(saved, model_spec(cfg, data), data, run_id)
     note = None
     if problems:
@@ -164,7 +165,7 @@ def reopen(run_id: str, cfg: DictConfig, finished: bool, requeued: bool = False)
 
 def _check_resumable(saved: Any, spec: dict[str, Any], data: Any, run_id: str) -> None:
     """Refuse a checkpoint of another model or of another data split (one line)."""
-    from lstm_cli.fitting import split_digest
+    from lstm_cli.checkpointing import split_digest
 
     if saved.meta.get("model") != spec["model"]:
         raise UserError(f"run {run_id}'s checkpoint holds another model than its config")

@@ -9,7 +9,7 @@ gives in a fresh process (tests/test_worker_cache.py).
 | entry            | kept, by                                   | buys (bench/RESULTS.md)       |
 | ---------------- | ------------------------------------------ | ----------------------------- |
 | `trainer`        | the last Trainer, by architecture and      | its traced epoch: 0.5 s of a  |
-|                  | training settings (`train.trainer_for`)    | 2.5 s default training        |
+|                  | training settings (`loop.trainer_for`)     | 2.5 s default training        |
 | `served`         | the serving module of the last logged      | 0.07 s of every later logged  |
 |                  | model object (`tracking.model`)            | model                         |
 | `figure:<kind>`  | each fixed-layout figure, by its layout    | a run's figures 0.84 -> 0.40 s|

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_cli.presets import default
+from lstm_cli.config_files import default
 
 CLI = str(Path(sys.executable).with_name("lstm-digits"))
 EXPERIMENT = str(default("tracking.experiment"))  # where `train` tracks by default

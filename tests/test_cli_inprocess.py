@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lstm_cli import browse, cli, experiment
+from lstm_cli import browse, cli, job
 from lstm_cli.errors import Interrupted, TrainingFailed, UserError
 from tests.helpers import EXPERIMENT
 
@@ -19,9 +19,9 @@ runner = CliRunner()
 
 @pytest.fixture
 def received(monkeypatch):
-    """`experiment.run` and the reading commands replaced by recorders of their arguments."""
+    """`job.launch` and the reading commands replaced by recorders of their arguments."""
     calls: dict[str, tuple] = {}
-    monkeypatch.setattr(experiment, "run", lambda argv: calls.setdefault("train", (argv,)))
+    monkeypatch.setattr(job, "launch", lambda argv: calls.setdefault("train", (argv,)))
     for name in ("serve_ui", "list_runs", "predict"):
         monkeypatch.setattr(browse, name, lambda *a, _n=name, **k: calls.setdefault(_n, (a, k)))
     return calls
@@ -68,7 +68,7 @@ def test_every_failure_of_train_is_one_line_with_its_exit_code(monkeypatch, erro
     def fails(argv):
         raise error
 
-    monkeypatch.setattr(experiment, "run", fails)
+    monkeypatch.setattr(job, "launch", fails)
     result = runner.invoke(cli.app, ["train"])
     assert result.exit_code == code
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(line), result.stderr

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from lstm_cli import figures, insight
+from lstm_cli.loop import predict_proba
 from lstm_cli.model import DigitsLSTM
-from lstm_cli.train import predict_proba
 from tests.helpers import held_out, numpy_lstm
 
 

@@ -27,8 +27,6 @@ from tests.helpers import (
     sqlite_uri,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.fault]
-
 EPOCHS = 12
 # Small batches: epochs long enough (tens of ms) that the writer keeps up with every checkpoint.
 ARGS = (f"epochs={EPOCHS}", "hidden_size=8", "batch_size=16", "seed=3",
@@ -114,6 +112,8 @@ def uninterrupted(tmp_path_factory):
     return histories(uri, run_id), _final_weights(uri, run_id)
 
 
+@pytest.mark.slow
+@pytest.mark.fault
 @pytest.mark.parametrize("point", list(POINTS), ids=list(POINTS))
 def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path, uninterrupted, point):
     uri = sqlite_uri(tmp_path)
@@ -152,11 +152,13 @@ def _harness(tmp_path, point: str, *args: str) -> subprocess.CompletedProcess:
                           env=cli_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
 
 
+@pytest.mark.slow
+@pytest.mark.fault
 @pytest.mark.parametrize(
     ("failure", "code"),
     [
-        ("raise lstm_cli.train Trainer.fit before True", 1),  # before its first new epoch
-        ("sigint lstm_cli.train trainer_for before True", 130),
+        ("raise lstm_cli.loop Trainer.fit before True", 1),  # before its first new epoch
+        ("sigint lstm_cli.loop trainer_for before True", 130),
     ],
     ids=["an error", "Ctrl-C"],
 )
@@ -180,6 +182,8 @@ def test_a_resume_that_fails_before_its_first_epoch_changes_nothing(tmp_path, fa
     assert client.get_run(run_id).info.status == "FINISHED"
 
 
+@pytest.mark.slow
+@pytest.mark.fault
 def test_the_harness_points_are_real():
     """Each point names a function that exists (a rename would make its test pass vacuously:
     the run would not die, and the kill's exit code is asserted above too)."""
@@ -197,6 +201,8 @@ STOPPING = ("epochs=40", "hidden_size=8", "batch_size=16", "seed=3", "early_stop
             "checkpoint.every_seconds=0", "tracking.log_model=false")  # fmt: skip
 
 
+@pytest.mark.slow
+@pytest.mark.fault
 def test_a_run_that_stops_early_stops_at_the_same_epoch_once_resumed(tmp_path):
     """The best weights and the patience count are in the checkpoint: killed between its best
     epoch and its stop, the resumed run stops where the uninterrupted one did, with the same

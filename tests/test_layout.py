@@ -1,13 +1,18 @@
 """The package's shape: dependencies point one way, MLflow stays in `tracking`, private
-library APIs stay in `process`."""
+library APIs stay in `process`, and the path from the command to the cell is short."""
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import cli_env, sqlite_uri
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lstm_cli"
 
@@ -65,15 +70,16 @@ def test_no_import_cycle_in_the_package():
 @pytest.mark.parametrize(
     ("below", "above"),
     [
-        ("lstm_cli.tracking", "lstm_cli.experiment"),
-        ("lstm_cli.tracking", "lstm_cli.sweep"),
         ("lstm_cli.tracking", "lstm_cli.job"),
-        ("lstm_cli.job", "lstm_cli.experiment"),
-        ("lstm_cli.job", "lstm_cli.sweep"),
-        ("lstm_cli.sweep", "lstm_cli.experiment"),
+        ("lstm_cli.tracking", "lstm_cli.sweep"),
+        ("lstm_cli.tracking", "lstm_cli.training"),
+        ("lstm_cli.training", "lstm_cli.job"),
+        ("lstm_cli.training", "lstm_cli.sweep"),
+        ("lstm_cli.sweep", "lstm_cli.job"),
         ("lstm_cli.model", "lstm_cli.config"),
         ("lstm_cli.cell", "lstm_cli.config"),
-        ("lstm_cli.train", "lstm_cli.tracking"),
+        ("lstm_cli.loop", "lstm_cli.tracking"),
+        ("lstm_cli.loop", "lstm_cli.training"),
     ],
 )
 def test_dependencies_point_one_way(below, above):
@@ -188,3 +194,44 @@ def test_modules_and_functions_stay_small():
                 if length > 60:
                     too_long.append(f"{path.name}: {node.name} has {length} lines")
     assert too_long == []
+
+
+# Run in a child: every call into cell.py records the package's modules on the stack, outermost
+# first; profiling stops once the training loop has reached the cell.
+_PATH_SPY = """
+import json, sys
+import lstm_cli.cell
+cell_file, paths = lstm_cli.cell.__file__, []
+def profile(frame, event, arg):
+    if event != "call" or frame.f_code.co_filename != cell_file:
+        return
+    names = []
+    while frame is not None:
+        names.append(frame.f_globals.get("__name__", ""))
+        frame = frame.f_back
+    names = [n for n in reversed(names) if n.startswith("lstm_cli.")]
+    paths.append([n for i, n in enumerate(names) if n not in names[:i]])
+    if "lstm_cli.loop" in paths[-1]:
+        sys.setprofile(None)
+        print("PATH " + json.dumps(paths[-1]), file=sys.stderr, flush=True)
+sys.setprofile(profile)
+from lstm_cli.cli import main
+sys.argv = ["lstm-digits", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_the_path_from_the_command_to_the_cell_is_four_modules(tmp_path):
+    """`lstm-digits train` reaches the cell through the command, the Hydra job, the training
+    in a run and the loop (the model and the cell themselves not counted)."""
+    args = ["train", "experiment=debug", f"tracking.uri={sqlite_uri(tmp_path)}"]
+    result = subprocess.run(
+        [sys.executable, "-c", _PATH_SPY, *args], cwd=tmp_path, env=cli_env(),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    path = next(json.loads(line[5:]) for line in lines if line.startswith("PATH "))
+    modules = [m for m in path if m not in ("lstm_cli.model", "lstm_cli.cell")]
+    assert modules == ["lstm_cli.cli", "lstm_cli.job", "lstm_cli.training", "lstm_cli.loop"]

@@ -9,8 +9,8 @@ import tensorflow as tf
 from lstm_cli.choices import Cell, OutputActivation, names
 from lstm_cli.data import scale_pixels
 from lstm_cli.errors import TrainingFailed
+from lstm_cli.loop import Trainer, predict_proba, set_seed, trainer_for
 from lstm_cli.model import ACTIVATIONS, DigitsLSTM
-from lstm_cli.train import Trainer, predict_proba, set_seed, trainer_for
 from tests.helpers import held_out, numpy_lstm
 
 # `OutputActivation` in NumPy, to check the model's outputs against.
@@ -144,7 +144,7 @@ def test_forward_pass_matches_numpy(digits, cell):
 
 
 def test_adam_matches_keras_adam():
-    from lstm_cli.train import Adam
+    from lstm_cli.loop import Adam
 
     rng = np.random.default_rng(0)
     start = rng.normal(size=(5, 3)).astype(np.float32)

@@ -16,7 +16,6 @@ import pytest
 from tests.helpers import CLI, cli_env, run_cli, sqlite_uri
 
 ROOT = Path(__file__).resolve().parent.parent
-slow = pytest.mark.slow
 
 
 # ---------------------------------------------------------------- the wheel
@@ -44,11 +43,11 @@ def run_installed(target: Path, *args: str, cwd: Path) -> subprocess.CompletedPr
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
 
-@slow
+@pytest.mark.slow
 def test_the_wheel_carries_its_configs_and_trains_anywhere(installed, tmp_path):
     env = cli_env(PYTHONPATH=str(installed))
     where = subprocess.run(
-        [sys.executable, "-c", "import lstm_cli.presets as p; print(p.CONF_DIR)"],
+        [sys.executable, "-c", "import lstm_cli.config_files as p; print(p.CONF_DIR)"],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     conf = Path(where.stdout.strip())
@@ -75,7 +74,7 @@ def test_the_wheel_carries_its_configs_and_trains_anywhere(installed, tmp_path):
     assert (tmp_path / "outputs" / "mlflow.db").is_file()
 
 
-@slow
+@pytest.mark.slow
 def test_python_m_and_the_version_from_the_package_metadata(installed, tmp_path):
     env = cli_env(PYTHONPATH=str(installed))
     out = subprocess.run([sys.executable, "-m", "lstm_cli", "--version"], cwd=tmp_path, env=env,
@@ -89,7 +88,7 @@ def test_python_m_and_the_version_from_the_package_metadata(installed, tmp_path)
 # ---------------------------------------------------------------- logs and scripts
 
 
-@slow
+@pytest.mark.slow
 def test_progress_reaches_a_file_in_plain_lines_while_training(tmp_path):
     log = tmp_path / "train.log"
     uri = sqlite_uri(tmp_path)
@@ -118,7 +117,7 @@ def test_progress_reaches_a_file_in_plain_lines_while_training(tmp_path):
     assert "val_acc" in lines[-1] and lines[-1].rstrip()[-8:].count(":") == 2  # elapsed h:m:s
 
 
-@slow
+@pytest.mark.slow
 def test_runs_for_scripts_hold_the_same_runs_as_the_table(trained_run):
     args = ("--tracking-uri", trained_run.uri)
     table = run_cli("runs", *args, cwd=trained_run.workdir)
@@ -135,7 +134,7 @@ def test_runs_for_scripts_hold_the_same_runs_as_the_table(trained_run):
     )
 
 
-@slow
+@pytest.mark.slow
 def test_a_table_in_a_pipe_is_as_wide_as_its_data(trained_run):
     env = {k: v for k, v in cli_env().items() if k != "COLUMNS"}
     out = subprocess.run([CLI, "runs", "--tracking-uri", trained_run.uri], env=env,
@@ -144,7 +143,7 @@ def test_a_table_in_a_pipe_is_as_wide_as_its_data(trained_run):
     assert "train_loss" in out.stdout and "started" in out.stdout
 
 
-@slow
+@pytest.mark.slow
 def test_debug_prints_the_traceback_after_the_line(tmp_path):
     result = run_cli("--debug", "train", "hidden_size=0", cwd=tmp_path)
     assert result.returncode == 2
@@ -159,7 +158,7 @@ TENSORFLOWS = {"tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-m
                "tf-nightly", "tf-nightly-cpu"}  # fmt: skip  # each writes the `tensorflow` module
 
 
-@slow
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", [".", ".[gpu]"])
 def test_each_install_way_resolves_to_one_tensorflow(tmp_path, spec):
     """By resolution (pip install --dry-run --report), since no GPU is at hand."""

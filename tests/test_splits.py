@@ -74,7 +74,7 @@ class _Model:
 
 
 def _epochs(values, metric="val_loss"):
-    from lstm_cli.train import EpochMetrics
+    from lstm_cli.loop import EpochMetrics
 
     for epoch, value in enumerate(values, 1):
         other = 0.0

@@ -11,11 +11,11 @@ submission of one job per pack is its own `launch` (`self` is what each job unpi
 calls; its `job_num` is the pack's index), then every point runs through its `__call__`.
 
 Stops, in a job of several points:
-- SIGTERM (`scancel`, the time limit): the point training ends KILLED (see `job.TrainJob`);
+- SIGTERM (`scancel`, the time limit): the point training ends KILLED (see `job.Task`);
   the points after it are not started (SLURM kills the process seconds later).
 - SLURM's warning before a time limit or a preemption: the point training checkpoints and the
   job is requeued whole; on its next start, points whose run FINISHED are skipped, the
-  checkpointed one goes on (see `job.train`), and the rest start.
+  checkpointed one goes on (see `job.run_job`), and the rest start.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The configuration: the files in conf/, their schema, and composing them as Hydra does.
 
-Only this package, `experiment` and `job` touch Hydra. Importing it is light (OmegaConf and
+Only this package and `job` touch Hydra. Importing it is light (OmegaConf and
 Hydra's config store: no TensorFlow, no MLflow).
 """
 

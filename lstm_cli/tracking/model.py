@@ -32,7 +32,7 @@ def serving_function(model: Any, scaling: str, steps: int) -> Any:
     (n, steps, pixels) float64 to probabilities (n, classes) float32.
 
     The same module again for the same `model` object, scaling and steps (a sweep worker's
-    next job trains the same model, reset: see `train.trainer_for`): saving it then traces
+    next job trains the same model, reset: see `loop.trainer_for`): saving it then traces
     nothing new, 0.07 s of every later logged model (see `worker_cache`). It reads the
     variables' values when saved.
     """
@@ -132,7 +132,7 @@ class DigitsModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         # No type hints: MLflow would read them as an input schema for list-like inputs.
         from lstm_cli.data import scale_pixels
-        from lstm_cli.train import predict_proba
+        from lstm_cli.loop import predict_proba
 
         shape = (-1, self.steps, self.model.input_size)
         images = np.asarray(model_input, dtype=np.float32).reshape(shape)

@@ -1,10 +1,13 @@
-"""Which process runs a run: the host and pid tags every run gets, so that `resume` and `runs`
-can tell a run whose process died (RUNNING (lost)) from one still training."""
+"""What runs a run: the process (the host and pid tags every run gets, so that `resume` and
+`runs` can tell a run whose process died, RUNNING (lost), from one still training) and the
+code (the commit of this checkout)."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+from pathlib import Path
 
 HOST_TAG, PID_TAG = "lstm_digits.host", "lstm_digits.pid"  # where a run's process runs
 
@@ -28,3 +31,18 @@ def process_alive(tags: dict[str, str]) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def git_commit() -> str:
+    """The commit of the checkout this package runs from ('' when it is not a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""

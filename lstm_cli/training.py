@@ -1,5 +1,7 @@
-"""Training inside a run: the data, the model, the epochs with their metrics and checkpoints,
-then what every run records (figures, what the LSTM learned, the model).
+"""Training inside one MLflow run: open the run (`train_run`, the one path of every training:
+a new run, a resumed one, a requeued one), then the data, the model, the epochs with their
+metrics and checkpoints (the loop itself is `loop.Trainer`), then what every run records
+(figures, what the LSTM learned, the model).
 
 `fit_and_log` trains a new run, or goes on with a stopped one (a `resume.Reopening`): values
 already in the store are not logged again and missing ones are logged from the replay, so the
@@ -12,42 +14,73 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from lstm_cli import console, process, pruning, signals
+from lstm_cli import config, console, masking, process, pruning, signals
+from lstm_cli.checkpointing import Saver, model_spec, split_digest
+from lstm_cli.data import split_for
 from lstm_cli.early_stopping import EarlyStopping
 from lstm_cli.errors import Interrupted
+
+if TYPE_CHECKING:
+    from lstm_cli.resume import Reopening
 
 EXAMPLE_IMAGES = 2  # held-out digits logged as the model's input example (the UI shows it)
 
 
-def load_data(cfg: DictConfig):
-    """The config's digits split, scaled."""
-    from lstm_cli.data import load_digits
+def train_run(
+    cfg: DictConfig,
+    quiet: bool,
+    threads: int | None,
+    new: tuple[str, str, dict, dict, str | None] | None = None,
+    reopening: Reopening | None = None,
+    tags: dict[str, str] | None = None,
+) -> tuple[dict[str, float], str]:
+    """Open a run and train it: the one path of every training. `reopening` (a stopped run,
+    checked by `resume.reopen`) goes on in its run; else a new run from `new` (experiment id,
+    name, params, tags, parent run); `tags` are added to a reopened run's. Returns the final
+    metrics and the run's id."""
+    from lstm_cli.tracking import run as tracked
 
-    d = cfg.data
-    return load_digits(d.test_size, d.split_seed, d.scaling.value, d.val_size)
+    outage_s = 60 * cfg.tracking.outage_minutes
+    if reopening is not None:
+        if reopening.note:
+            console.note(reopening.note)
+        reopened = {"resume": reopening.run_id, "slot": reopening.checkpoint.slot,
+                    "requeued": reopening.requeued}  # fmt: skip
+        with tracked.start_run("", "", {}, tags or {}, outage_s=outage_s, **reopened) as run:
+            return fit_and_log(cfg, run, quiet, threads, reopening), run.run_id
+    experiment_id, name, params, tags, parent = new
+    with tracked.start_run(experiment_id, name, params, tags, parent, outage_s=outage_s) as run:
+        config.check(cfg)
+        run.log_text(masking.mask(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
+        return fit_and_log(cfg, run, quiet, threads), run.run_id
 
 
-def model_spec(cfg: DictConfig, data: Any) -> dict[str, Any]:
-    """What builds the model again: the architecture (from the config and the data's shapes),
-    the pixel scaling and the number of rows."""
-    return {
-        "model": {
-            "input_size": data.input_size,
-            "num_classes": data.num_classes,
-            "hidden_size": cfg.hidden_size,
-            "cell": cfg.cell.value,
-            "init": cfg.init.value,
-            "output_activation": cfg.output_activation.value,
-            "seed": cfg.seed,
-        },
-        "scaling": cfg.data.scaling.value,
-        "steps": data.steps,
-    }
+def resume_run(uri: str, experiment: str, ref: str, overrides: list[str]) -> None:
+    """`lstm-digits resume REF OVERRIDES`: check everything (`resume.plan`), then go on with
+    the run."""
+    from lstm_cli import resume
+    from lstm_cli.tracking.store import resolve_uri
+
+    process.quiet()
+    process.import_tracking()
+    cfg, reopening = resume.plan(uri, experiment, ref, overrides)
+    uri = resolve_uri(cfg.tracking.uri)
+    saved = reopening.checkpoint
+    console.console.print(f"[bold]resume[/] run {reopening.run_id} after epoch {saved.epoch}")
+    tags = {"resume_overrides": " ".join(overrides)}
+    result, run_id = train_run(cfg, False, _resume_threads(cfg), reopening=reopening, tags=tags)
+    console.show_result(result, run_id, masking.mask(uri), "lstm-digits ui")
+
+
+def _resume_threads(cfg: DictConfig) -> int | None:
+    process.import_tensorflow()
+    from lstm_cli.loop import default_threads
+
+    return cfg.threads if cfg.threads is not None else default_threads(cfg.hidden_size)
 
 
 def fit_and_log(
@@ -94,7 +127,7 @@ class _Training:
 
     data: Any
     spec: dict[str, Any]
-    trainer: Any  # train.Trainer; a sweep's worker reuses its last one
+    trainer: Any  # loop.Trainer; a sweep's worker reuses its last one
     stopping: EarlyStopping | None
     pruner: pruning.Pruner | None
     saver: Saver
@@ -106,16 +139,16 @@ class _Training:
 def _set_up(cfg: DictConfig, run: Any, threads: int | None, reopening: Any) -> _Training:
     """Threads, seed, data (logged as the run's datasets if new), model, trainer, early
     stopping, pruning and checkpoints; restored from `reopening`'s checkpoint if given."""
-    from lstm_cli import train
+    from lstm_cli import loop
     from lstm_cli.data import SOURCE
     from lstm_cli.model import DigitsLSTM
 
     if cfg.tracking.get("system_metrics"):
         run.monitor_system()
-    in_force = train.configure_threads(threads)
+    in_force = loop.configure_threads(threads)
     run.set_tags({"tf_threads": str(in_force or "default")})
-    train.set_seed(cfg.seed)
-    data = load_data(cfg)
+    loop.set_seed(cfg.seed)
+    data = split_for(cfg.data)
     if reopening is None:
         splits = {"training": ("digits-train", data.x_train, data.y_train)}
         if data.has_validation:
@@ -125,18 +158,18 @@ def _set_up(cfg: DictConfig, run: Any, threads: int | None, reopening: Any) -> _
         run.mark_experiment()  # the UI opens it on training runs
     spec = model_spec(cfg, data)
     built = DigitsLSTM(**spec["model"]).build()
-    trainer = train.trainer_for(built, cfg.learning_rate, cfg.batch_size, cfg.epochs,
+    trainer = loop.trainer_for(built, cfg.learning_rate, cfg.batch_size, cfg.epochs,
                                 seed=cfg.seed, shuffle=cfg.data.shuffle)  # fmt: skip
     earlier, logged, first = [], {}, 1
     es = cfg.early_stopping
     stopping = EarlyStopping(es.patience, es.metric.value, es.min_delta) if es.patience else None
     if reopening is not None:
         saved = reopening.checkpoint
-        trainer.restore(train.TrainState.from_arrays(saved.epoch, saved.arrays,
+        trainer.restore(loop.TrainState.from_arrays(saved.epoch, saved.arrays,
                                                      saved.meta["beta_powers"]))  # fmt: skip
         if stopping is not None and "early_stopping" in saved.meta:
             stopping.restore(saved.meta["early_stopping"], saved.arrays)
-        earlier = [train.EpochMetrics(epoch=k, **v) for k, v in enumerate(reopening.history, 1)]
+        earlier = [loop.EpochMetrics(epoch=k, **v) for k, v in enumerate(reopening.history, 1)]
         logged, first = reopening.logged, saved.epoch + 1
     if stopping is not None and stopping.stopped_epoch:  # it had stopped early: no epoch left
         first = cfg.epochs + 1
@@ -195,11 +228,11 @@ def _report(
     """What a kept model's run records at its end: the test split's numbers (once, on the
     weights it keeps: reported, never used to choose), the figures, what the LSTM learned,
     the model and its registration; `summary` gets the test numbers and the insight's cost."""
-    from lstm_cli import train
+    from lstm_cli import loop
     from lstm_cli.data import pixel_scale
 
     model, data = t.trainer.model, t.data
-    summary["test_loss"], summary["test_accuracy"] = train.evaluate(model, data.x_test,
+    summary["test_loss"], summary["test_accuracy"] = loop.evaluate(model, data.x_test,
                                                                     data.y_test)  # fmt: skip
     run.log_metrics({"test_loss": summary["test_loss"], "test_accuracy": summary["test_accuracy"]})
     _log_results(run, model, data, history)
@@ -237,69 +270,12 @@ def _pruner(cfg: DictConfig, run: Any) -> pruning.Pruner | None:
                           cfg.epochs, read, record)  # fmt: skip
 
 
-def split_digest(data: Any) -> str:
-    """A digest of a data split's arrays: a resume refuses a split that is no longer the same
-    (another scikit-learn, another scaling)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    arrays = [data.x_train, data.y_train, data.x_val, data.y_val]
-    if data.has_validation:  # a two-way split digests as it did before the test split
-        arrays += [data.x_test, data.y_test]
-    for array in arrays:
-        digest.update(array.tobytes())
-    return digest.hexdigest()[:16]
-
-
-class Saver:
-    """When and what to checkpoint during a training (see conf/config.yaml's `checkpoint`).
-
-    Every `every_epochs` epochs, at most once per `every_seconds`, and on demand (a stop, a
-    last save at the end). `every_epochs=0`: never, and no cost. The run's writer sends a
-    checkpoint after the metrics of its epochs, in the background.
-    """
-
-    def __init__(
-        self, run: Any, every_epochs: int, every_seconds: float, meta: dict, last_epoch: int = 0,
-        stopping: Any = None,
-    ) -> None:  # fmt: skip
-        self.run = run
-        self.stopping = stopping  # its state is part of the training's
-        self.every_epochs = every_epochs
-        self.every_seconds = every_seconds
-        self.meta = meta
-        self.last_epoch = last_epoch  # the epoch of the checkpoint the training started from
-        self.last_time = time.monotonic()
-
-    @property
-    def enabled(self) -> bool:
-        return self.every_epochs > 0
-
-    def after_epoch(self, trainer: Any, epoch: int) -> None:
-        """Save if the interval has passed (in epochs and in seconds)."""
-        due = epoch - self.last_epoch >= self.every_epochs
-        if self.enabled and due and time.monotonic() - self.last_time >= self.every_seconds:
-            self.save(trainer, epoch)
-
-    def save(self, trainer: Any, epoch: int) -> None:
-        """Hand the training state after `epoch` to the run's writer (a copy: training goes
-        on meanwhile)."""
-        state = trainer.state(epoch)
-        meta = {**self.meta, "beta_powers": [float(b) for b in state.beta_powers]}
-        arrays = {k: np.array(v, copy=True) for k, v in state.arrays().items()}  # not views
-        if self.stopping is not None:
-            meta["early_stopping"], best = self.stopping.state()
-            arrays |= best  # copies already
-        self.run.save_checkpoint(epoch, arrays, meta)
-        self.last_epoch, self.last_time = epoch, time.monotonic()
-
-
 def _log_results(run, model, data, history) -> None:
     """The learning curves and the test split's confusion matrix (figure and counts)."""
     from sklearn.metrics import confusion_matrix
 
     from lstm_cli import figures
-    from lstm_cli.train import predict_proba
+    from lstm_cli.loop import predict_proba
 
     predicted = predict_proba(model, data.x_test).argmax(axis=1)  # (n,)
     matrix = confusion_matrix(data.y_test, predicted, labels=range(data.num_classes))
