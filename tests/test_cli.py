@@ -26,9 +26,8 @@ from tests.helpers import (
     sqlite_uri,
 )
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_help_does_not_import_tensorflow_or_mlflow():
     code = (
         "import sys; import lstm_cli.cli as c\n"
@@ -40,11 +39,13 @@ def test_help_does_not_import_tensorflow_or_mlflow():
     assert "train" in out.stdout
 
 
+@pytest.mark.slow
 def test_version_answers_without_a_command():
     out = subprocess.run([CLI, "--version"], capture_output=True, text=True, env=cli_env())
     assert out.returncode == 0 and out.stdout.startswith("lstm-digits ")
 
 
+@pytest.mark.slow
 def test_run_is_tracked_with_params_metrics_and_artifacts(trained_run):
     client = MlflowClient(trained_run.uri)
     run = client.get_run(trained_run.run_id)
@@ -70,6 +71,7 @@ def test_run_is_tracked_with_params_metrics_and_artifacts(trained_run):
     assert accuracy == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_logged_model_reloads_and_reproduces_test_accuracy(trained_run, defaults):
     import mlflow
 
@@ -83,6 +85,7 @@ def test_logged_model_reloads_and_reproduces_test_accuracy(trained_run, defaults
     assert accuracy == pytest.approx(logged, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_terminal_shows_config_final_metrics_and_how_to_open_the_ui(trained_run):
     out = trained_run.result.stdout
     assert "hidden_size=16" in out
@@ -91,6 +94,7 @@ def test_terminal_shows_config_final_metrics_and_how_to_open_the_ui(trained_run)
     assert "Traceback" not in trained_run.result.stderr
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_the_same_metrics(trained_run, tmp_path):
     uri = sqlite_uri(tmp_path)
     again = run_cli(
@@ -104,6 +108,7 @@ def test_same_config_and_seed_give_the_same_metrics(trained_run, tmp_path):
         assert rerun.data.metrics[name] == first[name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("override", "fragment"),
     [  # the rest of the bad values are refused in process (test_cli_inprocess.py)
@@ -119,6 +124,7 @@ def test_bad_input_is_one_line_and_tracks_nothing(tmp_path, override, fragment):
     assert_no_runs(uri)
 
 
+@pytest.mark.slow
 def test_unwritable_output_directory(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
@@ -128,6 +134,7 @@ def test_unwritable_output_directory(tmp_path):
     assert_no_runs(uri)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("uri", ["./mlruns", "bogus://x"])
 def test_a_uri_mlflow_cannot_use(tmp_path, uri):
     result = run_cli("train", f"tracking.uri={uri}", cwd=tmp_path)
@@ -135,6 +142,7 @@ def test_a_uri_mlflow_cannot_use(tmp_path, uri):
     assert not (tmp_path / "outputs").exists()  # refused before Hydra made a run directory
 
 
+@pytest.mark.slow
 def test_unwritable_tracking_store(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
@@ -142,6 +150,7 @@ def test_unwritable_tracking_store(tmp_path):
     assert_one_line_error(result, 2, "cannot write the tracking store")
 
 
+@pytest.mark.slow
 def test_unreachable_tracking_server_fails_within_seconds(tmp_path):
     port = free_port()  # nobody listens there
     start = time.monotonic()
@@ -153,6 +162,7 @@ def test_unreachable_tracking_server_fails_within_seconds(tmp_path):
     assert not (tmp_path / "outputs" / "mlflow.db").exists()
 
 
+@pytest.mark.slow
 def test_nan_loss_marks_the_run_failed_with_the_reason(tmp_path):
     uri = sqlite_uri(tmp_path)
     result = run_cli(
@@ -171,6 +181,7 @@ def test_nan_loss_marks_the_run_failed_with_the_reason(tmp_path):
     assert "NaN or infinite" in run.data.tags["error"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "code", "reason"),
     [(signal.SIGINT, 130, "interrupted (Ctrl-C)"), (signal.SIGTERM, 143, "terminated (SIGTERM)")],

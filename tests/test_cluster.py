@@ -20,8 +20,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = ROOT / "cluster" / "cluster.sh"
 STATE = Path(os.environ.get("LSTM_DIGITS_CLUSTER_DIR", "/tmp/lstm-digits-cluster"))
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
-
 
 def _cluster(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(CLUSTER), *args], capture_output=True, text=True,
@@ -89,6 +87,8 @@ def _children(uri: str, since: set[str]) -> tuple[object, list]:
     return parent, sorted(children, key=lambda r: int(r.data.tags["sweep_job"]))
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_a_slurm_grid_sweep_lands_in_the_postgresql_backed_server(clean, tmp_path):
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}
@@ -144,6 +144,8 @@ def _scancel_once_training(proc, uri: str, before: set[str], job: str, *options:
             proc.kill()
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_a_cancelled_job_ends_killed_and_the_sweep_says_so(clean, tmp_path):
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}
@@ -168,6 +170,8 @@ def test_a_cancelled_job_ends_killed_and_the_sweep_says_so(clean, tmp_path):
     assert len(history) >= 1  # the metrics so far are kept
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_a_job_past_its_time_limit_ends_killed(clean, tmp_path):
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}
@@ -180,6 +184,8 @@ def test_a_job_past_its_time_limit_ends_killed(clean, tmp_path):
     assert parent.info.status == "FAILED"
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 @pytest.mark.parametrize(
     ("override", "fragment"),
     [("hydra.launcher.partition=nope", "invalid partition"), ("hydra.launcher.mem_gb=100000", "")],
@@ -196,6 +202,8 @@ def test_a_job_slurm_refuses_is_one_line_and_fails_the_parent(clean, tmp_path, o
     assert parent.info.status == "FAILED" and children == []
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_a_preempted_job_is_requeued_and_goes_on_with_the_same_run(clean, tmp_path):
     """SLURM's warning signal (SIGUSR2: a time limit near, or a preemption) makes the job save
     a checkpoint; submitit requeues it, and the new start continues the same child run."""
@@ -221,6 +229,8 @@ def _submitted_jobs(tmp_path: Path) -> set[str]:
     return {p.name for p in folders if "_" in p.name and p.is_dir()}
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_packed_points_share_slurm_jobs_and_keep_a_run_each(clean, tmp_path):
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}
@@ -239,6 +249,8 @@ def test_packed_points_share_slurm_jobs_and_keep_a_run_each(clean, tmp_path):
     assert any("[job 0] done" in log and "[job 1] done" in log for log in logs)
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_packed_points_on_slurm_are_pruned_through_the_server(clean, tmp_path):
     """Two SLURM jobs of two points each, side by side: each hopeless point (learning rate
     3e-5, at chance) reaches its rung after its job's good point recorded its own there."""
@@ -261,6 +273,8 @@ def test_packed_points_on_slurm_are_pruned_through_the_server(clean, tmp_path):
     assert sum(log.count("pruned at epoch 2") for log in logs) == pruned
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_a_slurm_sweep_in_a_terminal_shows_its_live_line(clean, tmp_path):
     """The main process reads the server while SLURM runs the jobs; their lines go to their
     own logs, so the terminal shows the live line and the table."""
@@ -275,6 +289,8 @@ def test_a_slurm_sweep_in_a_terminal_shows_its_live_line(clean, tmp_path):
     assert "best val 0." in last and "Sweep results" in raw
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_a_long_sweep_command_names_its_runs_within_postgresqls_limit(clean):
     """PostgreSQL refuses a run name over 250 characters (SQLite keeps it): a sweep of many
     overrides failed there before it started. Names are cut to fit."""
@@ -297,6 +313,8 @@ def test_a_long_sweep_command_names_its_runs_within_postgresqls_limit(clean):
         assert len(found.info.run_name) == MAX_NAME and found.info.run_name.endswith("…")
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_early_stopping_on_slurm_keeps_each_points_best_epoch(clean, tmp_path):
     """min_delta=10: no epoch improves enough, every point stops after its second."""
     uri = clean
@@ -311,6 +329,8 @@ def test_early_stopping_on_slurm_keeps_each_points_best_epoch(clean, tmp_path):
     assert all("test_accuracy" in c.data.metrics for c in children)
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_a_cancelled_pack_ends_its_run_killed_and_starts_no_other(clean, tmp_path):
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}
@@ -324,6 +344,8 @@ def test_a_cancelled_pack_ends_its_run_killed_and_starts_no_other(clean, tmp_pat
     assert any("[job 1] not started: its SLURM job was stopped" in log for log in logs)
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_a_requeued_pack_skips_its_finished_point_and_goes_on_with_the_stopped_one(clean, tmp_path):
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}

@@ -16,7 +16,6 @@ from lstm_cli.compare import differing, gather
 from lstm_cli.tracking.read import RunRecord
 from tests.helpers import EXPERIMENT, assert_one_line_error, cli_env, run_cli, sqlite_uri
 
-slow = pytest.mark.slow
 # The three runs: hidden_size and seed differ between them, every other param is shared.
 TRAINED = ({"seed": "1", "hidden_size": "8"}, {"seed": "2", "hidden_size": "8"},
            {"seed": "3", "hidden_size": "12"})  # fmt: skip
@@ -119,7 +118,7 @@ def logged(store: Store, run_id: str):
     return MlflowClient(store.uri).get_run(run_id).data
 
 
-@slow
+@pytest.mark.slow
 def test_the_table_shows_the_params_that_differ_then_the_metrics(store):
     result = compare(store, *store.run_ids)
     assert result.returncode == 0, result.stderr
@@ -139,7 +138,7 @@ def test_the_table_shows_the_params_that_differ_then_the_metrics(store):
     assert result.stderr == ""
 
 
-@slow
+@pytest.mark.slow
 def test_all_shows_every_param(store):
     result = compare(store, *store.run_ids[:2], "--all")
     assert result.returncode == 0, result.stderr
@@ -149,7 +148,7 @@ def test_all_shows_every_param(store):
     assert params["hidden_size"] == ["8", "8"]
 
 
-@slow
+@pytest.mark.slow
 @pytest.mark.parametrize("output", ["json", "csv"])
 def test_json_and_csv_hold_the_logged_values(store, output):
     result = compare(store, *store.run_ids, "--format", output)
@@ -171,7 +170,7 @@ def test_json_and_csv_hold_the_logged_values(store, output):
         assert float(row["duration_s"]) > 0
 
 
-@slow
+@pytest.mark.slow
 def test_prefixes_and_best_name_the_runs(store):
     from mlflow.tracking import MlflowClient
 
@@ -184,7 +183,7 @@ def test_prefixes_and_best_name_the_runs(store):
     assert [row["run_id"] for row in json.loads(result.stdout)] == [best.info.run_id, *others]
 
 
-@slow
+@pytest.mark.slow
 def test_plot_writes_the_learning_curves_as_a_png(store, tmp_path):
     from PIL import Image
 
@@ -198,7 +197,7 @@ def test_plot_writes_the_learning_curves_as_a_png(store, tmp_path):
     assert 600 <= width <= 3000 and 300 <= height <= 2000
 
 
-@slow
+@pytest.mark.slow
 def test_plot_with_json_keeps_stdout_for_the_data(store, tmp_path):
     path = tmp_path / "curves.png"
     result = compare(store, *store.run_ids[:2], "--format", "json", "--plot", str(path))
@@ -207,7 +206,7 @@ def test_plot_with_json_keeps_stdout_for_the_data(store, tmp_path):
     assert str(path) in result.stderr
 
 
-@slow
+@pytest.mark.slow
 def test_bad_references_are_one_line(store):
     first, second = store.run_ids[:2]
     cases = [
@@ -222,7 +221,7 @@ def test_bad_references_are_one_line(store):
         assert_one_line_error(compare(store, *args), 2, fragment)
 
 
-@slow
+@pytest.mark.slow
 def test_compare_does_not_import_tensorflow(store):
     code = (
         "import sys; import lstm_cli.cli as c\n"

@@ -38,8 +38,6 @@ from tests.helpers import (
     wait_healthy,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.fault]
-
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 
 
@@ -316,6 +314,8 @@ def mounts(tmp_path, processes):
 # ---------------------------------------------------------------- Ctrl-C and SIGTERM
 
 
+@pytest.mark.slow
+@pytest.mark.fault
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
                          ids=["ctrl-c", "sigterm"])  # fmt: skip
 def test_a_stop_keeps_every_epoch_and_resume_finishes_the_run(tmp_path, processes, signum, code):
@@ -369,6 +369,8 @@ def _tear(state: Path) -> None:
     os.truncate(state, state.stat().st_size // 2)
 
 
+@pytest.mark.slow
+@pytest.mark.fault
 def test_a_torn_newest_checkpoint_resumes_from_the_other_slot_and_says_so(tmp_path):
     uri, run_id, latest = _trained_with_two_slots(tmp_path)
     _tear(_artifact_dir(uri, run_id) / "checkpoints" / latest["slot"] / "state.npz")
@@ -379,6 +381,8 @@ def test_a_torn_newest_checkpoint_resumes_from_the_other_slot_and_says_so(tmp_pa
     assert _latest(uri, run_id)["epoch"] == 10
 
 
+@pytest.mark.slow
+@pytest.mark.fault
 def test_a_resume_with_both_checkpoints_torn_is_refused_and_leaves_the_run_alone(tmp_path):
     uri, run_id, _ = _trained_with_two_slots(tmp_path)
     for slot in ("a", "b"):
@@ -406,6 +410,8 @@ def _lost_is_shown(workdir: Path, uri: str, run_id: str) -> None:
     assert "RUNNING (lost)" in row, shown.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.fault
 def test_a_full_disk_ends_in_one_line_and_resume_finishes_once_there_is_room(tmp_path, mounts):
     # 1100k: the empty store (a copy of MLflow's template, ~930 KiB), a checkpoint or two, and
     # no room for the figures and the model at the end.
@@ -431,6 +437,8 @@ def test_a_full_disk_ends_in_one_line_and_resume_finishes_once_there_is_room(tmp
     assert "learning_curves.png" in {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
 
 
+@pytest.mark.slow
+@pytest.mark.fault
 def test_a_read_only_store_ends_in_one_line_and_resume_finishes_once_writable(
     tmp_path, processes, mounts
 ):
@@ -454,6 +462,8 @@ def test_a_read_only_store_ends_in_one_line_and_resume_finishes_once_writable(
     _resume_finishes(tmp_path, uri, run_id, epochs)
 
 
+@pytest.mark.slow
+@pytest.mark.fault
 def test_a_store_locked_past_the_limit_ends_in_one_line_and_resume_finishes(tmp_path, processes):
     uri, epochs = sqlite_uri(tmp_path), 3000
     training = processes.train(
@@ -502,6 +512,8 @@ def _wait_port_free(port: int, timeout: float = 30) -> None:
 
 
 # About 5 minutes: a 4.5-minute training with the server away for 3 of them.
+@pytest.mark.slow
+@pytest.mark.fault
 def test_a_server_away_for_three_minutes_costs_no_training_time_and_no_metric(tmp_path, processes):
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -235,3 +235,17 @@ def test_the_path_from_the_command_to_the_cell_is_four_modules(tmp_path):
     path = next(json.loads(line[5:]) for line in lines if line.startswith("PATH "))
     modules = [m for m in path if m not in ("lstm_cli.model", "lstm_cli.cell")]
     assert modules == ["lstm_cli.cli", "lstm_cli.job", "lstm_cli.training", "lstm_cli.loop"]
+
+
+def test_tiers_are_marked_one_way():
+    """A test's tier is a `@pytest.mark.<tier>` on the test itself: no module-wide
+    `pytestmark`, no aliases of marks."""
+    offenders = []
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign):
+                names = [getattr(t, "id", "") for t in node.targets]
+                value = ast.unparse(node.value)
+                if "pytestmark" in names or value.startswith("pytest.mark."):
+                    offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []

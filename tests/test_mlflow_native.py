@@ -32,7 +32,6 @@ from tests.helpers import (
     wait_healthy,
 )
 
-slow = pytest.mark.slow
 INDEX = 17  # the held-out digit served and predicted
 
 # A sitecustomize that makes this venv's Python one without lstm_cli: a finder placed first
@@ -75,7 +74,7 @@ def without_lstm_cli(tmp_path_factory, trained_run) -> dict[str, str]:
 # ---------------------------------------------------------------- a model that stands alone
 
 
-@slow
+@pytest.mark.slow
 def test_the_logged_model_names_real_requirements_a_signature_and_an_example(trained_run):
     mlflow.set_tracking_uri(trained_run.uri)
     model_dir = Path(mlflow.artifacts.download_artifacts(f"runs:/{trained_run.run_id}/model"))
@@ -96,7 +95,7 @@ def test_the_logged_model_names_real_requirements_a_signature_and_an_example(tra
     assert np.asarray(serving["inputs"]).shape[1:] == (8, 8)
 
 
-@slow
+@pytest.mark.slow
 def test_the_model_loads_and_predicts_in_a_python_without_lstm_cli(
     trained_run, without_lstm_cli, raw, tmp_path
 ):
@@ -121,7 +120,7 @@ def test_the_model_loads_and_predicts_in_a_python_without_lstm_cli(
     assert np.mean(probabilities.argmax(axis=1) == raw[1]) == pytest.approx(logged, abs=1e-6)
 
 
-@slow
+@pytest.mark.slow
 def test_mlflow_models_serve_answers_as_lstm_digits_predict(
     trained_run, without_lstm_cli, raw, tmp_path
 ):
@@ -194,7 +193,7 @@ def metered_run(tmp_path_factory):
     return run
 
 
-@slow
+@pytest.mark.slow
 def test_each_run_logs_its_splits_and_two_splits_differ(trained_run, metered_run):
     run = MlflowClient(trained_run.uri).get_run(trained_run.run_id)
     found = {d.tags[0].value: d.dataset for d in run.inputs.dataset_inputs}
@@ -211,7 +210,7 @@ def test_each_run_logs_its_splits_and_two_splits_differ(trained_run, metered_run
     assert other["testing"] != found["testing"].digest
 
 
-@slow
+@pytest.mark.slow
 def test_the_experiment_is_marked_as_model_training(trained_run):
     experiment = MlflowClient(trained_run.uri).get_experiment_by_name(EXPERIMENT)
     assert experiment.tags[KIND_TAG] == KIND == "custom_model_development"
@@ -233,7 +232,7 @@ def test_the_uis_own_guess_of_the_kind_is_replaced_a_users_choice_kept(tmp_path)
 # ---------------------------------------------------------------- system metrics
 
 
-@slow
+@pytest.mark.slow
 def test_system_metrics_on_the_run_ends_finished_with_them(metered_run):
     assert metered_run.info.status == "FINISHED"
     metrics = metered_run.data.metrics
@@ -258,7 +257,7 @@ def test_a_failure_while_the_run_starts_ends_it_failed_in_one_line(tmp_path, mon
     assert run.data.tags["error"] == "RuntimeError: no sensors here"
 
 
-@slow
+@pytest.mark.slow
 def test_system_metrics_without_psutil_fail_the_run_in_one_line(tmp_path):
     """The case MLflow's own start left RUNNING, with a multi-line message and exit 1."""
     site = tmp_path / "no_psutil"
@@ -275,7 +274,7 @@ def test_system_metrics_without_psutil_fail_the_run_in_one_line(tmp_path):
     assert run.info.status == "FAILED" and "psutil" in run.data.tags["error"]
 
 
-@slow
+@pytest.mark.slow
 def test_the_config_key_switches_system_metrics_on(defaults, tmp_path):
     if "system_metrics" not in defaults.tracking:
         pytest.skip("tracking.system_metrics is not in conf/config.yaml yet")

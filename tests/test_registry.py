@@ -23,8 +23,6 @@ from tests.helpers import (
     sqlite_uri,
 )
 
-slow = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def registered(trained_run, tmp_path_factory):
@@ -41,7 +39,7 @@ def registered(trained_run, tmp_path_factory):
     return uri, workdir
 
 
-@slow
+@pytest.mark.slow
 def test_predict_and_evaluate_take_a_registered_model(registered, trained_run):
     uri, workdir = registered
     version = MlflowClient(uri).get_model_version_by_alias("digits", "champion")
@@ -56,7 +54,7 @@ def test_predict_and_evaluate_take_a_registered_model(registered, trained_run):
     assert evaluated.returncode == 0 and "equal" in evaluated.stdout, evaluated.stderr
 
 
-@slow
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("ref", "fragment"),
     [
@@ -72,7 +70,7 @@ def test_an_unknown_model_alias_or_version_is_one_line(registered, ref, fragment
     assert_one_line_error(result, 2, fragment)
 
 
-@slow
+@pytest.mark.slow
 def test_register_on_a_run_without_a_model_is_one_line_and_registers_nothing(tmp_path):
     uri = sqlite_uri(tmp_path)
     client = MlflowClient(uri)
@@ -99,7 +97,7 @@ class _OnlyHealth(BaseHTTPRequestHandler):
         pass
 
 
-@slow
+@pytest.mark.slow
 def test_a_models_uri_on_a_store_without_a_registry_is_one_line(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), _OnlyHealth)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -115,7 +113,7 @@ def test_a_models_uri_on_a_store_without_a_registry_is_one_line(tmp_path):
     assert_one_line_error(result, 2, f"the tracking store {url} has no model registry")
 
 
-@slow
+@pytest.mark.slow
 def test_train_registers_its_model_at_the_end(defaults, tmp_path):
     if "register" not in defaults.tracking:
         pytest.skip("tracking.register is not in conf/config.yaml yet")
@@ -132,7 +130,7 @@ def test_train_registers_its_model_at_the_end(defaults, tmp_path):
     assert_one_line_error(refused, 2, "tracking.register=digits needs the model")
 
 
-@slow
+@pytest.mark.slow
 def test_register_and_predict_through_a_tracking_server(tmp_path, mlflow_server):
     url = mlflow_server.url
     trained = run_cli("train", "epochs=2", "hidden_size=8", f"tracking.uri={url}", cwd=tmp_path)

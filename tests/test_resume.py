@@ -25,8 +25,6 @@ from tests.helpers import (
     stop,
 )
 
-pytestmark = pytest.mark.slow
-
 TRAINING = ("hidden_size=8", "seed=2", "tracking.log_model=false", "checkpoint.every_seconds=0")
 
 
@@ -63,6 +61,7 @@ def _train_until_stopped(tmp_path, uri: str, *args: str, after: int) -> str:
     return runs[0].info.run_id
 
 
+@pytest.mark.slow
 def test_a_stopped_run_resumed_equals_the_uninterrupted_one(tmp_path):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     straight.mkdir(), stopped.mkdir()
@@ -106,6 +105,7 @@ def _artifact(uri: str, run_id: str, path: str) -> str:
     return Path(MlflowClient(uri).download_artifacts(run_id, path)).read_text()
 
 
+@pytest.mark.slow
 def test_a_finished_run_goes_on_with_more_epochs(tmp_path):
     uri = sqlite_uri(tmp_path)
     first = run_cli("train", "epochs=20", *TRAINING, f"tracking.uri={uri}", cwd=tmp_path)
@@ -136,6 +136,7 @@ def resumable(tmp_path_factory):
     return workdir, uri, runs[0].info.run_id, runs[1].info.run_id
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("which", "args", "fragment"),
     [
@@ -155,6 +156,7 @@ def test_resume_refusals_are_one_line_and_leave_the_run_alone(resumable, which, 
     assert (after.info.status, after.info.end_time) == (before.info.status, before.info.end_time)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_format_is_refused(resumable):
     workdir, uri, run_id, _ = resumable
     client = MlflowClient(uri)
@@ -165,6 +167,7 @@ def test_a_checkpoint_of_another_format_is_refused(resumable):
     assert_one_line_error(result, 2, "checkpoint has format 999")
 
 
+@pytest.mark.slow
 def test_a_run_still_running_is_not_resumed(tmp_path):
     uri = sqlite_uri(tmp_path)
     proc = subprocess.Popen([CLI, "train", "epochs=100000", *TRAINING, f"tracking.uri={uri}"],

@@ -13,8 +13,6 @@ from lstm_cli.data import read_digit_image
 from lstm_cli.errors import UserError
 from tests.helpers import EXPERIMENT, assert_one_line_error, held_out, run_cli, sqlite_uri
 
-slow = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def raw(defaults):
@@ -59,7 +57,7 @@ def test_a_blank_or_unreadable_image_is_a_user_error(tmp_path):
 # ---------------------------------------------------------------- the console script
 
 
-@slow
+@pytest.mark.slow
 def test_runs_lists_the_run_with_its_params_and_final_metrics(trained_run):
     run = MlflowClient(trained_run.uri).get_run(trained_run.run_id)
     result = run_cli("runs", "--tracking-uri", trained_run.uri, cwd=trained_run.workdir)
@@ -70,7 +68,7 @@ def test_runs_lists_the_run_with_its_params_and_final_metrics(trained_run):
     assert f"{run.data.metrics['val_loss']:.4f}" in row
 
 
-@slow
+@pytest.mark.slow
 def test_runs_best_sorted_and_limited_names_the_best_run(trained_run):
     result = run_cli(
         "runs", "--best", "--sort", "val_accuracy", "--limit", "1",
@@ -80,7 +78,7 @@ def test_runs_best_sorted_and_limited_names_the_best_run(trained_run):
     assert f"run id  {trained_run.run_id}" in result.stdout
 
 
-@slow
+@pytest.mark.slow
 def test_evaluate_reproduces_the_logged_test_accuracy(trained_run):
     logged = MlflowClient(trained_run.uri).get_run(trained_run.run_id).data.metrics["test_accuracy"]
     prefix = trained_run.run_id[:6]  # a unique prefix works as the id
@@ -94,7 +92,7 @@ def test_evaluate_reproduces_the_logged_test_accuracy(trained_run):
     assert result.stderr == ""
 
 
-@slow
+@pytest.mark.slow
 def test_predict_a_held_out_digit_draws_it_and_gives_probabilities(trained_run, raw):
     data = raw
     result = run_cli(
@@ -112,7 +110,7 @@ def test_predict_a_held_out_digit_draws_it_and_gives_probabilities(trained_run, 
     assert predicted == int(probabilities.argmax())
 
 
-@slow
+@pytest.mark.slow
 def test_predict_an_image_file(trained_run, tmp_path, raw):
     save_digit(raw.x_val[17], tmp_path / "my_digit.png", dark_on_light=True)
     result = run_cli(
@@ -126,7 +124,7 @@ def test_predict_an_image_file(trained_run, tmp_path, raw):
 # ---------------------------------------------------------------- bad input: one line each
 
 
-@slow
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -142,7 +140,7 @@ def test_bad_input_is_one_line(trained_run, args, fragment):
     assert_one_line_error(result, 2, fragment)
 
 
-@slow
+@pytest.mark.slow
 def test_an_unreadable_image_is_one_line(trained_run, tmp_path):
     (tmp_path / "digit.png").write_text("not a PNG")
     result = run_cli(
@@ -152,7 +150,7 @@ def test_an_unreadable_image_is_one_line(trained_run, tmp_path):
     assert_one_line_error(result, 2, "not an image Pillow can read")
 
 
-@slow
+@pytest.mark.slow
 def test_a_run_without_a_model_is_one_line(tmp_path):
     uri = sqlite_uri(tmp_path)
     client = MlflowClient(uri)
@@ -166,7 +164,7 @@ def test_a_run_without_a_model_is_one_line(tmp_path):
     assert_one_line_error(result, 2, f"run {run.info.run_id} has no logged model")
 
 
-@slow
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command", [["runs"], ["evaluate", "best"], ["predict", "x", "--index", "1"]]
 )

@@ -28,8 +28,6 @@ from tests.helpers import (
     sweep_runs,
 )
 
-pytestmark = pytest.mark.slow
-
 TINY = ("epochs=2", "tracking.log_model=false")  # jobs that train for real, in a second
 
 
@@ -37,6 +35,7 @@ def artifact_text(uri: str, run_id: str, path: str) -> str:
     return Path(MlflowClient(uri).download_artifacts(run_id, path)).read_text()
 
 
+@pytest.mark.slow
 def test_grid_sweep_with_seeds_is_summarised_on_the_parent(tmp_path):
     uri = sqlite_uri(tmp_path)
     result = run_cli(
@@ -84,6 +83,7 @@ def test_grid_sweep_with_seeds_is_summarised_on_the_parent(tmp_path):
     assert "Across seeds" in result.stdout and "━━━━━━ 2/2" not in result.stdout  # no bars
 
 
+@pytest.mark.slow
 def test_joblib_on_a_fresh_store_with_a_failing_job(tmp_path):
     uri = sqlite_uri(tmp_path)  # does not exist yet: three jobs start at once on it
     result = run_cli(
@@ -103,6 +103,7 @@ def test_joblib_on_a_fresh_store_with_a_failing_job(tmp_path):
         assert {"val_accuracy", "test_accuracy", "test_loss"} <= set(child.data.metrics)
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_joblib_workers_warm_up_is_one_line_and_kills_the_sweep(tmp_path):
     """Interrupted after the parent run exists, while the workers still import (about 3 s),
     as a terminal does: every process of the group gets the SIGINT, the workers too."""
@@ -131,6 +132,7 @@ def test_ctrl_c_while_joblib_workers_warm_up_is_one_line_and_kills_the_sweep(tmp
     assert all(c.info.status != "RUNNING" for c in children)
 
 
+@pytest.mark.slow
 def test_a_sweep_that_cannot_start_leaves_nothing_running(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
@@ -148,6 +150,7 @@ def test_a_sweep_that_cannot_start_leaves_nothing_running(tmp_path):
     assert children == []
 
 
+@pytest.mark.slow
 def test_optuna_best_value_is_the_best_childs_metric(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     uri = sqlite_uri(tmp_path)
@@ -166,6 +169,7 @@ def test_optuna_best_value_is_the_best_childs_metric(tmp_path):
     assert searched <= set(optimum["best_params"])
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher(tmp_path):
     uri = sqlite_uri(tmp_path)
     result = run_cli(
@@ -179,6 +183,7 @@ def test_submitit_local_launcher(tmp_path):
     assert any((tmp_path / "sweep" / ".submitit").iterdir())  # jobs went through submitit
 
 
+@pytest.mark.slow
 def test_sweep_against_a_tracking_server(tmp_path, mlflow_server):
     mlflow_server = mlflow_server.url
     result = run_cli(
@@ -201,6 +206,7 @@ def test_sweep_against_a_tracking_server(tmp_path, mlflow_server):
     assert model.predict(np.zeros((2, 8, 8))).shape == (2, 10)  # float64, as sklearn's
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_sigterm_during_a_sweep_kills_every_run(tmp_path, launcher):
     """SIGTERM to the command only, as `docker stop` or Kubernetes send it: the jobs' runs, in
@@ -235,6 +241,7 @@ def test_sigterm_during_a_sweep_kills_every_run(tmp_path, launcher):
     assert not [pid for pid in workers if alive(pid)]
 
 
+@pytest.mark.slow
 def test_a_password_in_the_tracking_uri_is_stored_and_shown_nowhere(tmp_path, mlflow_server):
     """The server takes any credentials (it has no auth): what matters is where they end up."""
     secret = "pa55-W0rd-leak-check"

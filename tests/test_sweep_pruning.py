@@ -11,8 +11,6 @@ from mlflow.tracking import MlflowClient
 
 from tests.helpers import run_cli, sqlite_uri, sweep_runs
 
-pytestmark = pytest.mark.slow
-
 GOOD, HOPELESS = "0.01", "3e-05"
 # One rung, after epoch 2 (the next, 6, is past the last epoch); asha keeps the top third.
 PRUNE = ("epochs=4", "hidden_size=8", "tracking.log_model=false", "prune.grace_epochs=2")
@@ -31,6 +29,7 @@ def check_pruned(uri: str, child, epoch: int = 2) -> None:
     assert names == {"config.yaml"}  # no figures, no model, no checkpoint
 
 
+@pytest.mark.slow
 def test_basic_launcher_asha_prunes_the_hopeless_points(tmp_path):
     uri = sqlite_uri(tmp_path)
     result = run_cli(
@@ -55,6 +54,7 @@ def test_basic_launcher_asha_prunes_the_hopeless_points(tmp_path):
     assert refused.stderr.startswith(f"error: run {hopeless[0].info.run_id} was pruned at epoch 2")
 
 
+@pytest.mark.slow
 def test_joblib_median_prunes_from_the_other_workers_records(tmp_path):
     """Two workers: the good points train first, side by side; the hopeless ones start when
     a worker is free and read the good ones' records, written by other processes."""
@@ -75,6 +75,7 @@ def test_joblib_median_prunes_from_the_other_workers_records(tmp_path):
     assert parent.data.metrics["pruned_jobs"] == pruned
 
 
+@pytest.mark.slow
 def test_optuna_gets_a_pruned_points_value_at_the_epoch_where_it_stopped(tmp_path):
     """The sweeper keeps its trials in memory (optuna 2's RDB storage fails on SQLAlchemy 2):
     minimising makes the value it got for the pruned point its reported best. Its seed 2
@@ -101,6 +102,7 @@ def test_optuna_gets_a_pruned_points_value_at_the_epoch_where_it_stopped(tmp_pat
     assert optimum["best_params"]["learning_rate"] == float(HOPELESS)
 
 
+@pytest.mark.slow
 def test_early_stopping_in_a_joblib_sweep_keeps_each_points_best_epoch(tmp_path):
     """No improvement can beat min_delta=10: every point stops after its second epoch and
     keeps its first epoch's weights, in workers as in a single run."""

@@ -20,8 +20,6 @@ from tests.helpers import (
     run_cli,
 )
 
-pytestmark = pytest.mark.slow
-
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"  # `make browser-deps`
 
 
@@ -30,6 +28,7 @@ def get_json(url: str) -> dict:
         return json.loads(response.read())
 
 
+@pytest.mark.slow
 def test_ui_serves_the_experiment_and_the_run_over_rest(ui_server, trained_run):
     api = f"{ui_server.url}/api/2.0/mlflow"
     query = urllib.parse.urlencode({"experiment_name": EXPERIMENT})
@@ -44,6 +43,7 @@ def test_ui_serves_the_experiment_and_the_run_over_rest(ui_server, trained_run):
     assert 0.0 <= metrics["val_accuracy"] <= 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_the_ui_opens_on_the_training_runs_with_val_accuracy(ui_server, trained_run, tmp_path):
     """The page `lstm-digits ui` prints, in headless Chromium: the Model-training view's runs,
@@ -119,6 +119,7 @@ def _environment(pid: int) -> dict[str, str]:
     return {key: value for key, _, value in pairs}
 
 
+@pytest.mark.slow
 def test_the_ui_server_runs_without_mlflows_genai_job_runner(ui_server):
     """Ten helper processes and a directory in /dev/shm left at every start, for nothing here."""
     below = _descendants(ui_server.process.pid)
@@ -130,6 +131,7 @@ def test_the_ui_server_runs_without_mlflows_genai_job_runner(ui_server):
     )
 
 
+@pytest.mark.slow
 def test_a_users_job_runner_setting_reaches_the_server(monkeypatch):
     from lstm_cli.browse import server_environment
 
@@ -137,6 +139,7 @@ def test_a_users_job_runner_setting_reaches_the_server(monkeypatch):
     assert server_environment()["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_ui_and_its_server(ui_server):
     """Last in this module: it stops the module's server."""
     ui_server.process.send_signal(signal.SIGINT)
@@ -150,6 +153,7 @@ def test_ctrl_c_stops_the_ui_and_its_server(ui_server):
         probe.bind(("127.0.0.1", port))
 
 
+@pytest.mark.slow
 def test_ui_on_a_port_in_use_is_one_line(trained_run, tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -159,12 +163,14 @@ def test_ui_on_a_port_in_use_is_one_line(trained_run, tmp_path):
     assert_one_line_error(result, 2, f"cannot serve the UI on 127.0.0.1:{port}")
 
 
+@pytest.mark.slow
 def test_ui_on_an_empty_store_is_one_line_and_creates_nothing(tmp_path):
     result = run_cli("ui", "--port", str(free_port()), cwd=tmp_path)
     assert_one_line_error(result, 2, "no runs yet: run `lstm-digits train` first")
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_ui_for_a_tracking_server_names_the_server(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"  # nobody listens: the health check must say so
     result = run_cli("ui", "--tracking-uri", url, cwd=tmp_path)
