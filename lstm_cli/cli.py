@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from lstm_cli import config_files, console, process, signals
+from lstm_cli import config_files, console, internals, process, signals
 from lstm_cli.cli_shared import (
     EXIT_FAILED,
     Experiment,
@@ -308,7 +308,7 @@ def resume(
 
 
 def main() -> None:
-    """Console-script entry point: the command, then a fast exit (see `process.finish`)."""
+    """Console-script entry point: the command, then a fast exit (see `internals.finish`)."""
     try:
         app()
         code = 0
@@ -316,4 +316,4 @@ def main() -> None:
         code = ex.code if isinstance(ex.code, int) else (0 if ex.code is None else 1)
         if isinstance(ex.code, str):
             console.error(ex.code)
-    process.finish(code)
+    internals.finish(code)

@@ -1,5 +1,5 @@
 """Imported by the fork server whose forks are a joblib sweep's workers (see
-`process._start_fork_server`): importing it imports what every job needs, once for all workers.
+`internals._start_fork_server`): importing it imports what every job needs, once for all workers.
 
 A Ctrl-C reaches the server too (the terminal signals the whole process group): it is
 ignored while the server imports, so that no traceback lands in the user's terminal (the

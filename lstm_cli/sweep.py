@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lstm_cli import console, masking, process, summary
+from lstm_cli import console, internals, masking, summary
 from lstm_cli.tracking import store
 from lstm_cli.tracking.sweep import Parent, start_parent
 
@@ -92,5 +92,5 @@ def start(uri: str, experiment: str, overrides: list[str]) -> Iterator[Sweep]:
         try:
             yield Sweep(parent, uri)
         except BaseException:
-            process.stop_workers()
+            internals.stop_workers()
             raise

@@ -1,11 +1,12 @@
 """The package's shape: dependencies point one way, MLflow stays in `tracking`, private
-library APIs stay in `process`, and the path from the command to the cell is short."""
+library APIs stay in `internals`, and the path from the command to the cell is short."""
 
 from __future__ import annotations
 
 import ast
 import contextlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,30 +102,57 @@ def test_only_the_tracking_package_imports_mlflow():
     assert importers and all(name.startswith("lstm_cli.tracking") for name in importers)
 
 
-def test_private_library_apis_only_in_the_process_module():
-    private = {}
-    for name, path in MODULES.items():
-        tree = ast.parse(path.read_text())
-        used = [
-            n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr[:1] == "_"
-        ]
-        used += [  # getattr(module, "_name")
-            n.args[1].value
-            for n in ast.walk(tree)
-            if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "getattr"
-            and len(n.args) > 1 and isinstance(n.args[1], ast.Constant)
-            and str(n.args[1].value).startswith("_")
-        ]  # fmt: skip
-        used += [
-            m
-            for m in _imports(path)
-            if not m.startswith("lstm_cli") and any(p.startswith("_") for p in m.split("."))
-        ]
-        dunder = {u for u in used if u.startswith("__") and u.endswith("__")}
-        own = {u for u in used if u.startswith("_") and not u.startswith("__")} & _own_names(tree)
-        if set(used) - dunder - own:
-            private[name] = sorted(set(used) - dunder - own)
-    assert set(private) <= {"lstm_cli.process"}, private
+HYDRA_PLUGINS = PACKAGE.parent / "hydra_plugins"
+INTERNALS = PACKAGE / "internals.py"
+SQL = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA)\s")
+
+
+def _internals_used(path: Path) -> list[str]:
+    """What `path` uses of libraries' internals: private names (attributes, getattr, modules),
+    raw SQL, and underscored class attributes of a subclass (the switches some libraries read,
+    like MLflow's `_skip_type_hint_validation`)."""
+    tree = ast.parse(path.read_text())
+    used = [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr[:1] == "_"]
+    used += [  # getattr(module, "_name")
+        n.args[1].value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "getattr"
+        and len(n.args) > 1 and isinstance(n.args[1], ast.Constant)
+        and str(n.args[1].value).startswith("_")
+    ]  # fmt: skip
+    used += [
+        m
+        for m in _imports(path)
+        if not m.startswith("lstm_cli") and any(p.startswith("_") for p in m.split("."))
+    ]
+    dunder = {u for u in used if u.startswith("__") and u.endswith("__")}
+    own = {u for u in used if u.startswith("_") and not u.startswith("__")} & _own_names(tree)
+    found = sorted(set(used) - dunder - own)
+    found += [
+        f"SQL: {n.value.split()[0]}"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and SQL.match(n.value)
+    ]
+    for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.bases):
+        for stmt in cls.body:
+            targets = (
+                stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
+            )
+            found += [
+                f"class attribute {cls.name}.{t.id}"
+                for t in targets
+                if isinstance(t, ast.Name) and t.id.startswith("_") and not t.id.endswith("_")
+            ]
+    return found
+
+
+def test_library_internals_only_in_the_internals_module():
+    """Private names, raw SQL on a library's schema and the class attributes that switch off a
+    library's checks are used in `lstm_cli/internals.py` only (hydra_plugins/ included)."""
+    sources = [*MODULES.values(), *HYDRA_PLUGINS.rglob("*.py")]
+    found = {str(p.relative_to(PACKAGE.parent)): _internals_used(p) for p in sources}
+    assert {p: used for p, used in found.items() if used and p != "lstm_cli/internals.py"} == {}
+    assert found["lstm_cli/internals.py"]  # the test finds what it looks for
 
 
 def _own_names(tree: ast.AST) -> set[str]:

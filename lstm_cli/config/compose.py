@@ -178,9 +178,9 @@ def preflight(argv: list[str]) -> Request:
     A single run also gets its ranges checked here, so nothing is tracked for a bad value. In a
     sweep, ranges are checked per job, so one bad grid point fails alone.
     """
-    from lstm_cli import process
+    from lstm_cli import internals
 
-    args = process.hydra_arguments(argv)
+    args = internals.hydra_arguments(argv)
     if args.shell_completion:
         raise UserError(
             "Hydra's shell completion (-sc) does not fit this command line: "

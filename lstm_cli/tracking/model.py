@@ -20,7 +20,7 @@ import numpy as np
 from mlflow.models import ModelSignature
 from mlflow.types.schema import Schema, TensorSpec
 
-from lstm_cli import process, worker_cache
+from lstm_cli import internals, worker_cache
 
 MODEL_NAME = "model"  # the model's name in its run: runs:/<id>/model
 INPUT_DTYPE = np.float64  # as sklearn's digits.images; MLflow enforces a tensor's dtype exactly
@@ -93,7 +93,7 @@ def log_model(
     mlflow.set_experiment(experiment_id=experiment_id)
 
     steps, pixels = example.shape[1:]
-    with warnings.catch_warnings(), process.without_model_checks():
+    with warnings.catch_warnings(), internals.without_model_checks():
         warnings.simplefilter("ignore")  # MLflow's advice on signatures and environments
         mlflow.tensorflow.log_model(
             serving_function(model, scaling, steps),
@@ -111,29 +111,32 @@ def log_model(
         )
 
 
-class DigitsModel(mlflow.pyfunc.PythonModel):
-    """Models logged before the SavedModel (pickled pyfuncs naming this class) still load.
+# MLflow warns, as the class is made, that its `predict` has no type hints (its inputs are
+# arrays, and hints would be read as an input schema). Its own filter shows that warning once
+# whatever ours say: it is recorded here, and dropped.
+with warnings.catch_warnings(record=True):
 
-    It rebuilds `DigitsLSTM` from `spec.json` and `weights.npz` and applies the run's pixel
-    scaling itself; `lstm_cli.tracking.DigitsModel` finds it for the oldest of them.
-    """
+    class DigitsModel(mlflow.pyfunc.PythonModel):
+        """Models logged before the SavedModel (pickled pyfuncs naming this class) still load.
 
-    _skip_type_hint_validation = True  # inputs are arrays; MLflow's type-hint checks don't apply
+        It rebuilds `DigitsLSTM` from `spec.json` and `weights.npz` and applies the run's
+        pixel scaling itself; `lstm_cli.tracking.DigitsModel` finds it for the oldest of them.
+        """
 
-    def load_context(self, context: Any) -> None:
-        from lstm_cli.model import DigitsLSTM
+        def load_context(self, context: Any) -> None:
+            from lstm_cli.model import DigitsLSTM
 
-        spec = json.loads(Path(context.artifacts["spec"]).read_text())
-        weights = dict(np.load(context.artifacts["weights"]))
-        self.scaling, self.steps = spec["scaling"], spec["steps"]
-        self.model = DigitsLSTM(**spec["model"]).build()
-        self.model.set_weights(weights)
+            spec = json.loads(Path(context.artifacts["spec"]).read_text())
+            weights = dict(np.load(context.artifacts["weights"]))
+            self.scaling, self.steps = spec["scaling"], spec["steps"]
+            self.model = DigitsLSTM(**spec["model"]).build()
+            self.model.set_weights(weights)
 
-    def predict(self, context, model_input, params=None):
-        # No type hints: MLflow would read them as an input schema for list-like inputs.
-        from lstm_cli.data import scale_pixels
-        from lstm_cli.loop import predict_proba
+        def predict(self, context, model_input, params=None):
+            # No type hints: MLflow would read them as an input schema for list-like inputs.
+            from lstm_cli.data import scale_pixels
+            from lstm_cli.loop import predict_proba
 
-        shape = (-1, self.steps, self.model.input_size)
-        images = np.asarray(model_input, dtype=np.float32).reshape(shape)
-        return predict_proba(self.model, scale_pixels(images, self.scaling))
+            shape = (-1, self.steps, self.model.input_size)
+            images = np.asarray(model_input, dtype=np.float32).reshape(shape)
+            return predict_proba(self.model, scale_pixels(images, self.scaling))

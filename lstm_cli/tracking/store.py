@@ -7,7 +7,6 @@ tracking server (http(s)://). A new SQLite store is built atomically.
 from __future__ import annotations
 
 import base64
-import contextlib
 import importlib.util
 import os
 import tempfile
@@ -20,6 +19,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from lstm_cli import internals
 from lstm_cli.errors import UserError, first_line
 from lstm_cli.masking import mask, split_credentials
 
@@ -146,7 +146,7 @@ def create_sqlite_store(db: Path) -> None:
     """
     partial = db.with_name(f".{db.name}.{uuid.uuid4().hex}.partial")  # MLflow caches by URI
     try:
-        if not _from_template(partial):
+        if not internals.copy_store_template(template_path(), partial):
             MlflowClient(f"sqlite:///{partial}")  # builds the schema
             _keep_template(partial)
         try:
@@ -164,32 +164,6 @@ def template_path() -> Path:
     """The empty store this MLflow version builds, kept in the user's cache directory."""
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "lstm-digits" / f"mlflow-{mlflow.__version__}-empty.db"
-
-
-def _from_template(path: Path) -> bool:
-    """Copy the empty template to `path`, as MLflow would have built it here; False if none.
-
-    The one row that depends on where a store is built, MLflow's `Default` experiment (which
-    we never use), gets the artifact location MLflow gives it: ./mlruns/0 from the working
-    directory (a test compares a copy with a store MLflow builds).
-    """
-    import shutil
-    import sqlite3
-    import time
-
-    template = template_path()
-    try:
-        shutil.copyfile(template, path)
-    except OSError:
-        return False
-    now = int(time.time() * 1000)
-    with contextlib.closing(sqlite3.connect(path)) as copy, copy:
-        copy.execute(
-            "UPDATE experiments SET artifact_location = ?, creation_time = ?, "
-            "last_update_time = ? WHERE experiment_id = 0",
-            (str(Path.cwd() / "mlruns" / "0"), now, now),
-        )
-    return True
 
 
 def _keep_template(store: Path) -> None:
