@@ -8,8 +8,10 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 
-help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+help: ## List the targets (colours on a terminal only, none in a pipe or with NO_COLOR)
+	@if [ -t 1 ] && [ -z "$$NO_COLOR" ]; then on='\033[36m'; off='\033[0m'; else on=; off=; fi; \
+	grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' -v on="$$on" -v off="$$off" \
+		'{printf "  %s%-14s%s %s\n", on, $$1, off, $$2}'
 
 # The versions every install gets (`make lock` refreshes it).
 LOCK := constraints.txt
