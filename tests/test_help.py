@@ -81,4 +81,4 @@ def test_make_help_is_plain_in_a_pipe():
         ["make", "--no-print-directory", "help"], cwd=root, capture_output=True, text=True
     )
     assert out.returncode == 0 and "\033[" not in out.stdout
-    assert "  help " in out.stdout
+    assert "  help " in out.stdout and "  docs " in out.stdout
