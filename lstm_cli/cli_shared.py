@@ -60,7 +60,8 @@ class Root(TyperGroup):
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except CLICK_ERROR as ex:
-            console.error(usage_error(ex))
+            if type(ex).__name__ != "NoArgsIsHelpError":  # no command: the help was the answer
+                console.error(usage_error(ex))
             code = EXIT_USAGE
         if not standalone_mode:
             return code

@@ -75,6 +75,12 @@ def test_a_usage_error_is_one_line_on_stderr_exit_2(args, fragment):
     assert line.startswith("error: ") and fragment in line
 
 
+def test_no_command_prints_the_help_and_no_error():
+    result = runner.invoke(cli.app, [], env=WIDE)
+    assert result.exit_code == 2  # as click and uv: no command is a usage error
+    assert "Usage: lstm-digits" in result.stdout and result.stderr == ""
+
+
 def test_make_help_is_plain_in_a_pipe():
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run(
