@@ -41,7 +41,11 @@ def _text(help_text: str | None) -> str:
 
 
 def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Text for a Markdown table cell: outside `code`, * _ < are literal, not markup."""
+    parts = str(text).replace("|", "\\|").replace("\n", " ").split("`")
+    for i in range(0, len(parts), 2):
+        parts[i] = re.sub(r"([*_])", r"\\\1", parts[i]).replace("<", "&lt;")
+    return "`".join(parts)
 
 
 def _param_row(param, ctx) -> str:
@@ -66,7 +70,7 @@ def _param_row(param, ctx) -> str:
     if param.required:
         notes.append("required")
     help_text = " ".join([getattr(param, "help", None) or "", *(f"({n})" for n in notes)])
-    return f"| {names} | {_cell(f'`{metavar}`' if metavar else '')} | {_cell(help_text)} |"
+    return f"| {names} | {_cell(metavar)} | {_cell(help_text)} |"
 
 
 def cli_page() -> str:
