@@ -65,6 +65,7 @@ def test_options_with_fixed_values_list_them_and_the_environment_is_named():
         (["runs", "--limit", "x"], "invalid value for '--limit'"),
         (["compare", "-x"], "no such option: -x"),
         (["-x"], "lstm-digits: no such option: -x"),
+        (["train", "--bogus"], "lstm-digits train: no such option: --bogus"),
     ],
 )
 def test_a_usage_error_is_one_line_on_stderr_exit_2(args, fragment):

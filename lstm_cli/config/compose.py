@@ -180,7 +180,12 @@ def preflight(argv: list[str]) -> Request:
     """
     from lstm_cli import process
 
-    args = process.hydra_arguments(argv)
+    args, unknown = process.hydra_arguments(argv)
+    if unknown:  # a usage error, in one line as every other (not argparse's usage box)
+        raise UserError(
+            f"lstm-digits train: no such option: {unknown[0]} (Hydra's flags are -m, --cfg, "
+            "-cd, -cn and the others of: lstm-digits train -h)"
+        )
     if args.shell_completion:
         raise UserError(
             "Hydra's shell completion (-sc) does not fit this command line: "
