@@ -60,10 +60,10 @@ format: $(STAMP) ## Format the code (ruff)
 	$(BIN)/ruff format lstm_cli hydra_plugins tests bench docs
 
 docs: $(STAMP) ## Serve the docs site at http://127.0.0.1:8000 (mkdocs-material; edits reload)
-	$(BIN)/mkdocs serve $(ARGS)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve $(ARGS)
 
 docs-build: $(STAMP) ## Build the docs site into site/ with --strict (a broken link fails)
-	$(BIN)/mkdocs build --strict $(ARGS)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict $(ARGS)
 
 docs-images: $(STAMP) browser-deps ## Remake docs/images/ from a real default run: its figures and the MLflow UI
 	$(BIN)/python docs/tools/images.py
