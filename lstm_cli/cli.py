@@ -89,7 +89,7 @@ def train(ctx: typer.Context) -> None:
       -m, --multirun       sweep: one job per combination (hidden_size=25,50,100)
       --cfg job            print the resolved config and run nothing
       -cd, --config-dir D  also search D for configs (presets of your own)
-      -cn, --config-name N start from the config N (of -cd D) instead of config.yaml
+      -cn, --config-name N start from config N (of -cd D), not config.yaml
     \b
     Examples:
       lstm-digits train hidden_size=100
