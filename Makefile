@@ -8,8 +8,10 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 
-help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+help: ## List the targets (colours on a terminal only, none in a pipe or with NO_COLOR)
+	@if [ -t 1 ] && [ -z "$$NO_COLOR" ]; then on='\033[36m'; off='\033[0m'; else on=; off=; fi; \
+	grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' -v on="$$on" -v off="$$off" \
+		'{printf "  %s%-14s%s %s\n", on, $$1, off, $$2}'
 
 # The versions every install gets (`make lock` refreshes it).
 LOCK := constraints.txt
@@ -50,12 +52,24 @@ test-fast: $(STAMP) ## Run the tests that neither train nor start the CLI
 	$(BIN)/python -m pytest -m "not slow and not browser" $(ARGS)
 
 lint: $(STAMP) ## Lint and check formatting (ruff)
-	$(BIN)/ruff check lstm_cli hydra_plugins tests bench
-	$(BIN)/ruff format --check lstm_cli hydra_plugins tests bench
+	$(BIN)/ruff check lstm_cli hydra_plugins tests bench docs
+	$(BIN)/ruff format --check lstm_cli hydra_plugins tests bench docs
 
 format: $(STAMP) ## Format the code (ruff)
-	$(BIN)/ruff check --fix lstm_cli hydra_plugins tests bench
-	$(BIN)/ruff format lstm_cli hydra_plugins tests bench
+	$(BIN)/ruff check --fix lstm_cli hydra_plugins tests bench docs
+	$(BIN)/ruff format lstm_cli hydra_plugins tests bench docs
+
+docs: $(STAMP) ## Serve the docs site at http://127.0.0.1:8000 (mkdocs-material; edits reload)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve $(ARGS)
+
+docs-build: $(STAMP) ## Build the docs site into site/ with --strict (a broken link fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict $(ARGS)
+
+docs-images: $(STAMP) browser-deps ## Remake docs/images/ from a real default run: its figures and the MLflow UI
+	$(BIN)/python docs/tools/images.py
+
+docs-screenshot: docs-build ## A headless-Chromium screenshot of the built site's home page (outputs/site-home.png)
+	$(BIN)/python docs/tools/images.py --site site/index.html --out outputs/site-home.png
 
 bench: $(STAMP) ## Time this project's training loop against keras.layers.LSTM
 	$(BIN)/python bench/bench_train.py $(ARGS)
@@ -82,6 +96,6 @@ cluster-status: ## Show which services of the local cluster are running
 	@bash cluster/cluster.sh status
 
 clean: ## Remove outputs/ and caches (keeps .venv)
-	rm -rf outputs .pytest_cache .ruff_cache
+	rm -rf outputs site .pytest_cache .ruff_cache
 
-.PHONY: help install lock train test browser-deps test-fast lint format bench bench-sweep bench-article bench-versions ui cluster-up cluster-down cluster-status clean
+.PHONY: help install lock train test browser-deps test-fast lint format docs docs-build docs-images docs-screenshot bench bench-sweep bench-article bench-versions ui cluster-up cluster-down cluster-status clean

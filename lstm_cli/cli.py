@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from typer.core import TyperCommand
 
 from lstm_cli import config_files, console, internals, process, signals
 from lstm_cli.cli_shared import (
     EXIT_FAILED,
+    HELP_OPTIONS,
     Experiment,
     ModelRef,
+    OverridesCommand,
+    Root,
     RunId,
     TrackingUri,
+    docs,
     fail,
+    key_listing,
     reading,
     store,
 )
@@ -27,10 +31,14 @@ from lstm_cli.errors import DEBUG_ENV
 
 app = typer.Typer(
     name="lstm-digits",
+    cls=Root,
     help="Train, sweep and compare a from-scratch TensorFlow LSTM on the 8x8 digits.",
+    epilog=docs("index", "the home page"),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": HELP_OPTIONS},
 )
+OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def _print_version(value: bool) -> None:
@@ -63,24 +71,25 @@ def root(
         os.environ[DEBUG_ENV] = "1"
 
 
-class TrainCommand(TyperCommand):
-    """`train`, whose arguments (Hydra overrides) the shell completes: keys, groups, values."""
-
-    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
-        from click.shell_completion import CompletionItem
-
-        found = [CompletionItem(v) for v in config_files.complete(incomplete)]
-        return found + super().shell_complete(ctx, incomplete)
-
-
-@app.command(
-    cls=TrainCommand,
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    epilog="Config groups (GROUP=OPTION):\n\n" + config_files.listing().replace("\n", "\n\n"),
+TRAIN_EPILOG = (
+    "Config groups (GROUP=OPTION):\n\n"
+    + config_files.listing().replace("\n", "\n\n")
+    + f"\n\nKeys (KEY=VALUE): {key_listing()}. Their defaults: `lstm-digits train --cfg job`."
+    + "\n\n"
+    + docs("configuration", "Configuration; every key in the config reference")
 )
-def train(ctx: typer.Context) -> None:
-    """Train the LSTM once, or sweep with -m. Arguments are Hydra overrides and flags.
 
+
+@app.command(cls=OverridesCommand, context_settings=OVERRIDES, epilog=TRAIN_EPILOG)
+def train(ctx: typer.Context) -> None:
+    """Train the LSTM once, or sweep with -m. OVERRIDES are Hydra's: KEY=VALUE, GROUP=OPTION.
+
+    \b
+    Hydra's flags, given among the overrides:
+      -m, --multirun       sweep: one job per combination (hidden_size=25,50,100)
+      --cfg job            print the resolved config and run nothing
+      -cd, --config-dir D  also search D for configs (presets of your own)
+      -cn, --config-name N start from config N (of -cd D), not config.yaml
     \b
     Examples:
       lstm-digits train hidden_size=100
@@ -89,9 +98,6 @@ def train(ctx: typer.Context) -> None:
       lstm-digits train --cfg job hidden_size=100
       lstm-digits train experiment=keras
       lstm-digits train -cd my_configs experiment=mine
-    Keys: hidden_size epochs batch_size learning_rate output_activation cell init seed
-    threads data.* early_stopping.* prune.* checkpoint.* tracking.* (their defaults:
-    `lstm-digits train --cfg job`).
     """
     from lstm_cli import job
 
@@ -102,7 +108,7 @@ def train(ctx: typer.Context) -> None:
         fail(ex)
 
 
-@app.command()
+@app.command(epilog=docs("runs", "Runs, models and the registry"))
 def ui(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
     host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0: every interface).")] = (
@@ -124,14 +130,17 @@ def ui(
         browse.serve_ui(*store(tracking_uri, experiment), host=host, port=port)
 
 
-@app.command()
+@app.command(epilog=docs("runs", "Runs, models and the registry"))
 def runs(
     sweep: Annotated[
         str | None, typer.Option(help="Only the runs of this sweep (its parent run id).")
     ] = None,
     sort: Annotated[
         str | None,
-        typer.Option(help="Sort by a metric or param (highest first), name, status or duration."),
+        typer.Option(
+            help="Sort by a metric or param (highest first), or by name, status or duration.",
+            metavar="[METRIC|PARAM|name|status|duration]",
+        ),
     ] = None,
     ascending: Annotated[bool, typer.Option("--ascending", help="Lowest first.")] = False,
     limit: Annotated[int, typer.Option(help="Show at most this many runs.")] = 20,
@@ -143,6 +152,7 @@ def runs(
         typer.Option(
             "--format",
             help="table, json or csv (every column, full run ids), or ids (one run id a line).",
+            metavar="[table|json|csv|ids]",
         ),
     ] = "table",
     tracking_uri: TrackingUri = None,
@@ -165,7 +175,7 @@ def runs(
         browse.list_runs(uri, name, sweep, sort, ascending, limit, best, output)
 
 
-@app.command()
+@app.command(epilog=docs("runs", "Runs, models and the registry"))
 def compare(
     refs: Annotated[
         list[str] | None,  # optional here: too few runs is compare's one-line error
@@ -180,7 +190,11 @@ def compare(
     ] = False,
     output: Annotated[
         str,
-        typer.Option("--format", help="table, json or csv (a row per run, full run ids)."),
+        typer.Option(
+            "--format",
+            help="table, json or csv (a row per run, full run ids).",
+            metavar="[table|json|csv]",
+        ),
     ] = "table",
     plot: Annotated[
         Path | None,
@@ -206,7 +220,7 @@ def compare(
         compare.show(*store(tracking_uri, experiment), refs or [], all_params, output, plot)
 
 
-@app.command()
+@app.command(epilog=docs("runs", "Runs, models and the registry"))
 def evaluate(
     run_id: ModelRef, tracking_uri: TrackingUri = None, experiment: Experiment = None
 ) -> None:
@@ -228,7 +242,7 @@ def evaluate(
             raise typer.Exit(EXIT_FAILED)
 
 
-@app.command()
+@app.command(epilog=docs("runs", "Runs, models and the registry"))
 def predict(
     run_id: ModelRef,
     index: Annotated[
@@ -255,7 +269,7 @@ def predict(
         browse.predict(*store(tracking_uri, experiment), run_id, index, image)
 
 
-@app.command()
+@app.command(epilog=docs("runs", "Runs, models and the registry"))
 def register(
     run_id: RunId,
     name: Annotated[
@@ -281,7 +295,9 @@ def register(
         browse.register(*store(tracking_uri, experiment), run_id, name, alias)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(
+    cls=OverridesCommand, context_settings=OVERRIDES, epilog=docs("resume", "Stop and resume")
+)
 def resume(
     ctx: typer.Context,
     run_id: RunId,
@@ -289,8 +305,8 @@ def resume(
     experiment: Experiment = None,
 ) -> None:
     """Go on with a stopped run (KILLED, FAILED, or FINISHED with more epochs) in the same
-    MLflow run, from its latest checkpoint. Overrides: epochs, threads, checkpoint.*,
-    tracking.log_model.
+    MLflow run, from its latest checkpoint. OVERRIDES (KEY=VALUE) may change only epochs,
+    threads, checkpoint.*, tracking.log_model and tracking.outage_minutes.
 
     \b
     Examples:

@@ -1,13 +1,15 @@
-"""What the commands of `lstm-digits` share: how each ends (exit codes, one-line errors) and
-the options and arguments of the commands that read runs back."""
+"""What the commands of `lstm-digits` share: how each ends (exit codes, one-line errors, usage
+errors included), how their help reads, and the options and arguments of the commands that
+read runs back."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from lstm_cli import config_files, console, process, signals
 from lstm_cli.errors import Interrupted, UserError, debugging, one_line, traceback_text
@@ -37,11 +39,75 @@ def fail(ex: BaseException) -> NoReturn:
     raise typer.Exit(code)
 
 
+HELP_OPTIONS = ["-h", "--help"]  # -h means --help on every command, as in git, gh and uv
+DOCS = "docs/{page}.md in the repository; `make docs` serves the site"
+
+
+def docs(page: str, title: str) -> str:
+    """The line of a command's help that names its page of the docs."""
+    return f"Docs: {title} ({DOCS.format(page=page)})."
+
+
+# Typer (0.29) vendors its own click: its usage errors derive from the one error it exports.
+CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class Root(TyperGroup):
+    """The `lstm-digits` group: a usage error (an unknown command, a missing argument, a bad
+    option) is one line on stderr, `error: ...`, exit 2, as every other error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except CLICK_ERROR as ex:
+            if type(ex).__name__ != "NoArgsIsHelpError":  # no command: the help was the answer
+                console.error(usage_error(ex))
+            code = EXIT_USAGE
+        if not standalone_mode:
+            return code
+        raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def usage_error(ex: Any) -> str:
+    """Click's message in one line, with the command it is about and where to read its help."""
+    message = ex.format_message().strip().rstrip(".").replace("\n", " ")
+    message = (message[:1].lower() + message[1:]).replace(". Did you mean", "; did you mean")
+    ctx = getattr(ex, "ctx", None)
+    path = ctx.command_path if ctx is not None else "lstm-digits"
+    return f"{path}: {message} (see: {path} -h)"
+
+
+class OverridesCommand(TyperCommand):
+    """A command whose trailing arguments are Hydra overrides (KEY=VALUE): its usage line
+    shows them, and the shell completes them (keys, groups, values)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[OVERRIDES]..."]
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list:
+        from click.shell_completion import CompletionItem
+
+        found = [CompletionItem(v) for v in config_files.complete(incomplete)]
+        return found + super().shell_complete(ctx, incomplete)
+
+
+def key_listing() -> str:
+    """The config's keys for `train --help`: top-level ones by name, the others by section."""
+    names: list[str] = []
+    for key in list(config_files.keys()):
+        name = key if "." not in key else f"{key.split('.')[0]}.*"
+        if name not in names:
+            names.append(name)
+    return " ".join(names)
+
+
 TrackingUri = Annotated[
     str | None,
     typer.Option(
         "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/outputs/mlflow.db)",
+        envvar="MLFLOW_TRACKING_URI",
+        show_envvar=True,
+        help="MLflow tracking URI (default: sqlite:///<cwd>/outputs/mlflow.db, as `train`).",
         show_default=False,
     ),
 ]
@@ -49,7 +115,7 @@ Experiment = Annotated[
     str | None,
     typer.Option(
         "--experiment",
-        help="MLflow experiment (default: tracking.experiment in conf/config.yaml)",
+        help="MLflow experiment (default: the config's tracking.experiment, as `train`).",
         show_default=False,
     ),
 ]

@@ -106,16 +106,16 @@ def copy_store_template(template: Path, path: Path) -> bool:
 # ---------------------------------------------------------------- Hydra's command line
 
 
-def hydra_arguments(argv: list[str]) -> Any:
-    """`argv` parsed as `hydra.main` will parse it (flags, overrides), without running it.
+def hydra_arguments(argv: list[str]) -> tuple[Any, list[str]]:
+    """`argv` parsed as `hydra.main` will parse it (flags, overrides), without running it; and
+    what Hydra's parser does not know (where `hydra.main` would print argparse's usage).
 
     Private: Hydra's own parser (hydra._internal.utils.get_args_parser), so that `-m`,
     `--cfg`, `--help` and the overrides are read exactly as Hydra reads them.
     """
     from hydra._internal.utils import get_args_parser
 
-    args, _ = get_args_parser().parse_known_args(argv)
-    return args
+    return get_args_parser().parse_known_args(argv)
 
 
 # ---------------------------------------------------------------- joblib's workers

@@ -33,7 +33,7 @@ class EpochMetrics:
         return {k: v for k, v in asdict(self).items() if k != "epoch"}
 
 
-ONE_THREAD_UP_TO = 128  # hidden units up to which one thread trains fastest (see README)
+ONE_THREAD_UP_TO = 128  # hidden units up to which one thread trains fastest (docs/performance.md)
 
 
 def default_threads(hidden_size: int, cores: int | None = None) -> int | None:

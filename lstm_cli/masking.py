@@ -5,7 +5,7 @@ stored (params, tags, run names, artifacts, summaries) or shown (the terminal, e
     postgresql://mlflow:pw@db/mlflow -> postgresql://mlflow:***@db/mlflow
 
 MLflow reads credentials from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD too; the
-README recommends those.
+docs (docs/cluster.md, "Secrets") recommend those.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from lstm_cli.config import launchers, schema
-from lstm_cli.config_files import CONF_DIR, CONFIG_NAME
 from lstm_cli.errors import UserError
+from lstm_cli.config_files import CONF_DIR, CONFIG_NAME
 
 PARENT_KEY = "tracking.parent_run_id"  # set by a sweep on its jobs' command line
 
@@ -180,7 +180,12 @@ def preflight(argv: list[str]) -> Request:
     """
     from lstm_cli import internals
 
-    args = internals.hydra_arguments(argv)
+    args, unknown = internals.hydra_arguments(argv)
+    if unknown:  # a usage error, in one line as every other (not argparse's usage box)
+        raise UserError(
+            f"lstm-digits train: no such option: {unknown[0]} (Hydra's flags are -m, --cfg, "
+            "-cd, -cn and the others of: lstm-digits train -h)"
+        )
     if args.shell_completion:
         raise UserError(
             "Hydra's shell completion (-sc) does not fit this command line: "
