@@ -57,8 +57,9 @@ format: $(STAMP) ## Format the code (ruff)
 	$(BIN)/ruff check --fix lstm_cli hydra_plugins tests bench
 	$(BIN)/ruff format lstm_cli hydra_plugins tests bench
 
-bench: $(STAMP) ## Time this project's training loop against keras.layers.LSTM
+bench: $(STAMP) ## Time this project's training loop against keras.layers.LSTM, then every loop against the floor (its matmuls alone) at hidden 50, 200, 512
 	$(BIN)/python bench/bench_train.py $(ARGS)
+	$(BIN)/python bench/bench_floor.py $(FLOOR_ARGS)
 
 bench-sweep: $(STAMP) ## A 36-point grid with prune=none, median, asha: epochs, wall time, best val and its test (ARGS="--part both": throughput)
 	$(BIN)/python bench/bench_sweep.py $(ARGS)

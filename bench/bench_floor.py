@@ -1,0 +1,241 @@
+"""The training loop as a multiple of its matmuls' own time (the floor), by model width.
+
+    make bench                                   # also runs this: hidden 50, 200, 512
+    python bench/bench_floor.py --hidden 200 512 --epochs 8 --repeats 3
+    python bench/bench_floor.py --base 17b42be   # an earlier commit's loop next to this one
+
+The floor is the matmuls one epoch of our loop issues, forward and backward, at the run's shapes
+(batch 100, 8 rows of 8 pixels, the training and validation splits), dtype (float32) and
+threads, timed alone in TensorFlow: per batch the input projection (batch*8, 8) @ (8, 4h) and
+its weight gradient, 7 recurrent (batch, h) @ (h, 4h) and, backward, 7 (batch, 4h) @ (4h, h)
+for dh and 7 (h, batch) @ (batch, 4h) for dW_h, and the head's; then the validation pass.
+Each matmul waits for the one before it (as in the loop: step t needs step t-1), nothing else
+runs. Our loop, Keras's `LSTM` (model.fit, the same per-epoch work) and the article's TF1
+script (`bench/article.py` with its hidden size replaced, 14 batches and its 3 evaluations an
+epoch) are each shown as ms per epoch in the steady state (epochs 2..) and as a multiple of
+the floor. Every measurement runs in a fresh process (thread settings hold from the first op
+on); the variants alternate within each round, so a slow spell of the machine hits them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTICLE = Path(__file__).with_name("article.py")
+TARGET = 1.5  # the issue's goal for wide models: the loop within 1.5x of the floor
+LOOPS = ("floor", "ours", "article", "keras")
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def threads_for(hidden: int) -> int | None:
+    """The thread count `lstm-digits train threads=null` uses in this process's tree."""
+    from lstm_cli.train import default_threads
+
+    return default_threads(hidden, cores())
+
+
+def set_threads(threads: int | None) -> None:
+    import tensorflow as tf
+
+    if threads is not None:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def emit(epoch: int, seconds: float) -> None:
+    print(json.dumps({"epoch": epoch, "seconds": seconds}), flush=True)
+
+
+def data():
+    import yaml
+
+    from lstm_cli.data import load_digits
+
+    cfg = yaml.safe_load((ROOT / "conf" / "config.yaml").read_text())
+    d = cfg["data"]  # as bench_train.py: the article's two-way split (1437 training images)
+    return cfg, load_digits(d["test_size"], d["split_seed"], d["scaling"])
+
+
+def floor_epoch(hidden: int, batch: int, n_train: int, n_val: int, steps: int = 8):
+    """A tf.function running one epoch's matmuls (see the module's docstring), chained."""
+    import math
+
+    import tensorflow as tf
+
+    inputs, classes, h4 = 8, 10, 4 * hidden
+    n_batches = math.ceil(n_train / batch)
+    rnd = tf.random.stateless_normal
+    x = rnd([batch * steps, inputs], seed=[0, 1])  # (batch*steps, input)
+    w_x, w_h = rnd([inputs, h4], seed=[0, 2]), rnd([hidden, h4], seed=[0, 3])
+    h, wv = rnd([batch, hidden], seed=[0, 4]), rnd([hidden, classes], seed=[0, 7])
+    x_val, h_val = rnd([n_val * steps, inputs], seed=[0, 9]), rnd([n_val, hidden], seed=[1, 0])
+
+    # Every matmul takes the one before it as an operand: grappler prunes (or hoists out of
+    # the loop) a matmul whose result nobody reads, or whose operands the loop does not change.
+    # The gradients have the shapes of the weights, so each batch feeds the next its gradients
+    # as weights and its last dh as h: the values are meaningless, the shapes are the loop's.
+    def batch_matmuls(b, h, w_x, w_h, wv):
+        mm = tf.matmul
+        xw = mm(x, w_x)  # (batch*steps, 4h) the input projection
+        w_x = mm(x, xw, transpose_a=True)  # (input, 4h) its weight gradient
+        for _ in range(steps - 1):
+            a = mm(h, w_h)  # (batch, 4h) forward
+            dw = mm(h, a, transpose_a=True)  # (h, 4h) backward: dW_h
+            h = mm(a, w_h, transpose_b=True)  # (batch, h) backward: dh
+            w_h = dw
+        y = mm(h, wv)  # (batch, classes) the head
+        wv = mm(h, y, transpose_a=True)  # (h, classes) dWv
+        h = mm(y, wv, transpose_b=True)  # (batch, h) dh
+        return b + 1, h, w_x, w_h, wv
+
+    # The operands are arguments, not constants: grappler would fold constant matmuls away.
+    @tf.function(autograph=False)
+    def epoch(x, h, w_x, w_h, wv, x_val, h_val):
+        loop = (tf.constant(0), h, w_x, w_h, wv)
+        _, h, w_x, w_h, wv = tf.while_loop(lambda b, *_: b < n_batches, batch_matmuls, loop)
+        a = tf.matmul(x_val, w_x)  # (n_val*steps, 4h)
+        for _ in range(steps - 1):
+            h_val = tf.matmul(h_val, w_h)[:, :hidden]  # (n_val, h)
+        return tf.reduce_sum(tf.matmul(h_val, wv)) + a[0, 0]
+
+    return lambda: epoch(x, h, w_x, w_h, wv, x_val, h_val)
+
+
+def child(args: argparse.Namespace) -> None:
+    """One measurement in this fresh process: a JSON line per epoch."""
+    hidden = args.hidden[0]
+    if args.loop == "article":
+        return article(hidden, args.epochs)
+    sys.path.insert(0, str(args.tree))
+    from lstm_cli.process import import_tensorflow
+
+    import_tensorflow()
+    set_threads(threads_for(hidden) if args.threads is None else args.threads[0])
+    cfg, digits = data()
+    cfg["hidden_size"] = hidden
+    if args.loop == "floor":
+        epoch = floor_epoch(hidden, cfg["batch_size"], len(digits.y_train), len(digits.y_val))
+        start = time.perf_counter()
+        for e in range(1, args.epochs + 1):
+            epoch().numpy()
+            emit(e, time.perf_counter() - start)
+        return None
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_train import time_keras, time_ours
+
+    timer = time_ours if args.loop == "ours" else time_keras
+    kw = {"on_epoch": emit} if args.loop == "ours" else {}
+    result = timer(digits, cfg, args.epochs, **kw)
+    print(json.dumps({"val_accuracy": result.val_accuracy}), flush=True)
+    return None
+
+
+def article(hidden: int, epochs: int) -> None:
+    """The article's script with `hidden_size` and the epoch count replaced, its epoch lines
+    timestamped here."""
+    source = ARTICLE.read_text()
+    source = re.sub(r"^hidden_size = 50$", f"hidden_size = {hidden}", source, flags=re.M)
+    source = source.replace("for epoch in range(100):", f"for epoch in range({epochs}):")
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "article.py"
+        script.write_text(source)
+        proc = subprocess.Popen(
+            [sys.executable, "-u", str(script)], cwd=tmp, stdout=subprocess.PIPE, text=True
+        )
+        start, epoch = time.perf_counter(), 0
+        for line in proc.stdout:
+            if line.startswith("["):
+                epoch += 1
+                emit(epoch, time.perf_counter() - start)
+        proc.wait()
+
+
+def measure(loop: str, hidden: int, epochs: int, tree: Path, threads: int | None) -> dict:
+    """One fresh process: ms per epoch in the steady state (epochs 2..), the first epoch."""
+    cmd = [sys.executable, __file__, "--child", loop, "--hidden", str(hidden)]
+    cmd += ["--epochs", str(epochs), "--tree", str(tree)]
+    cmd += [] if threads is None else ["--threads", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    ends = [r["seconds"] for r in records if "epoch" in r]
+    laps = [b - a for a, b in itertools.pairwise(ends)]
+    acc = [r["val_accuracy"] for r in records if "val_accuracy" in r]
+    return {"ms": 1000 * statistics.median(laps), "first": ends[0], "val_accuracy": acc[-1:]}
+
+
+def report(hidden: int, ms: dict[str, float], runs: dict[str, list[dict]]) -> None:
+    """The floor line, then every loop as ms per epoch and a multiple of the floor."""
+    floors = {n: v for n, v in ms.items() if n.startswith("floor")}
+    floor = min(floors.values()) if floors else None
+    for name, value in floors.items():
+        print(f"hidden {hidden}: {name} {value:.1f} ms/epoch (the matmuls alone)")
+    for name, value in ms.items():
+        if name in floors:
+            continue
+        each = " ".join(f"{r['ms']:.1f}" for r in runs[name])
+        acc = {f"{a:.4f}" for r in runs[name] for a in r["val_accuracy"]}
+        ratio = f"{value / floor:5.2f}x floor" if floor else ""
+        print(f"  {name:10s} {value:8.1f} ms/epoch  {ratio}  ({each})  val acc {sorted(acc)}")
+    if "ours" in ms and "base" in ms:
+        print(f"  ours / base (medians) = {ms['ours'] / ms['base']:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, nargs="+", default=[50, 200, 512])
+    parser.add_argument("--epochs", type=int, default=6, help="epochs a measurement (>= 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds (medians over them)")
+    parser.add_argument("--loops", nargs="+", default=list(LOOPS), choices=LOOPS)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        help="run each loop at each of these thread counts "
+        "(default: the one `threads=null` picks; the article's script keeps TensorFlow's)",
+    )
+    parser.add_argument("--base", metavar="DIR", help="also time the loop of the tree at DIR")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--child", choices=LOOPS, dest="loop", help=argparse.SUPPRESS)
+    parser.add_argument("--tree", default=str(ROOT), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.loop:
+        return child(args)
+    variants = [(loop, ROOT, None) for loop in args.loops]
+    if args.base:
+        variants.insert(2, ("base", Path(args.base).resolve(), None))
+    if args.threads:
+        variants = [(f"{n} t{t}", tree, t) for n, tree, _ in variants for t in args.threads]
+    figures = {}
+    print(f"threads: {cores()} cores; {args.epochs} epochs a run, {args.repeats} rounds")
+    for hidden in args.hidden:
+        runs: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
+        for _ in range(args.repeats):
+            for name, tree, threads in variants:
+                loop = "ours" if name.startswith("base") else name.split()[0]
+                runs[name].append(measure(loop, hidden, args.epochs, tree, threads))
+        ms = {name: statistics.median(r["ms"] for r in rs) for name, rs in runs.items()}
+        figures[hidden] = {"ms_per_epoch": ms, "runs": runs}
+        report(hidden, ms, runs)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return None
+
+
+if __name__ == "__main__":
+    main()
