@@ -2,7 +2,7 @@
 
     make bench                                   # also runs this: hidden 50, 200, 512
     python bench/bench_floor.py --hidden 200 512 --epochs 8 --repeats 3
-    python bench/bench_floor.py --base 17b42be   # an earlier commit's loop next to this one
+    python bench/bench_floor.py --base DIR       # DIR: an earlier tree (git archive REV | tar -x)
 
 The floor is the matmuls one epoch of our loop issues, forward and backward, at the run's shapes
 (batch 100, 8 rows of 8 pixels, the training and validation splits), dtype (float32) and
@@ -74,7 +74,6 @@ def data():
 
 def floor_epoch(hidden: int, batch: int, n_train: int, n_val: int, steps: int = 8):
     """A tf.function running one epoch's matmuls (see the module's docstring), chained."""
-
     import tensorflow as tf
 
     inputs, classes, h4 = 8, 10, 4 * hidden
@@ -227,6 +226,9 @@ def report(hidden: int, runs: dict[str, list[dict]]) -> dict:
         print(f"  {name:10s} {ms:8.1f} ms/epoch  {ratio:5.2f}x floor  ({each})  val acc {acc}",
               flush=True)  # fmt: skip
         figures[name] = {"loop_ms": ms, "x_floor": ratio}
+    if hidden >= 200 and "ours" in figures:
+        ok = figures["ours"]["x_floor"] <= TARGET
+        print(f"  target ours <= {TARGET}x floor at hidden >= 200: {'PASS' if ok else 'MISS'}")
     if "ours" in runs and "base" in runs:
         ratio = figures["ours"]["loop_ms"] / figures["base"]["loop_ms"]
         print(f"  ours / base (medians of ms/epoch) = {ratio:.3f}")
