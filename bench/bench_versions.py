@@ -27,6 +27,7 @@ COMMANDS = {  # what is timed: `lstm-digits ARGS`
     "train": ["train"],  # the default experiment (the article's run)
     "sweep": ["train", "-m", "hidden_size=25,50,75,100"],  # one job after another
     "sweep-joblib": ["train", "-m", "hidden_size=25,50,75,100", "hydra/launcher=joblib"],
+    "sweep16-joblib": ["train", "-m", "seed=range(1,17)", "hydra/launcher=joblib"],  # 16 jobs
 }
 
 

@@ -10,6 +10,8 @@ One weight matrix holds the four small networks z, i, f, o:
 
 Splitting `[x, h] @ W` into `x @ W_x + h @ W_h` is the same mathematics; it lets the model
 project every time step's input in one matmul before the recurrent loop (`project_inputs`).
+With precision="bf16" the two matmuls take bfloat16 operands (W cast once per sequence) and
+give float32; W, B, the gates and the state stay float32.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from lstm_cli.choices import Cell, Init, names
+from lstm_cli.choices import Cell, Init, Precision, names
+
+DTYPES = {Precision.fp32.value: tf.float32, Precision.bf16.value: tf.bfloat16}
 
 
 class Gates(NamedTuple):
@@ -39,6 +43,7 @@ class LSTMCell(tf.Module):
         cell: a `Cell`: "seed" (h = c*o) or "standard" (h = tanh(c)*o).
         init: an `Init`: "zeros" (the article) or "glorot" (Glorot-uniform W, forget-gate bias 1).
         seed: seed of the Glorot initialiser.
+        precision: a `Precision`: the matmuls' dtype, "fp32" or "bf16".
     """
 
     def __init__(
@@ -49,6 +54,7 @@ class LSTMCell(tf.Module):
         cell: str,
         init: str,
         seed: int,
+        precision: str = Precision.fp32.value,
         name: str | None = None,
     ):
         super().__init__(name=name)
@@ -56,11 +62,15 @@ class LSTMCell(tf.Module):
             raise ValueError(f"cell must be one of {names(Cell)}, got {cell!r}")
         if init not in names(Init):
             raise ValueError(f"init must be one of {names(Init)}, got {init!r}")
+        if precision not in names(Precision):
+            raise ValueError(f"precision must be one of {names(Precision)}, got {precision!r}")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.cell = cell
         self.init = init
         self.seed = seed
+        self.precision = precision
+        self.compute_dtype = DTYPES[precision]
         self.W: tf.Variable | None = None
         self.B: tf.Variable | None = None
 
@@ -86,15 +96,22 @@ class LSTMCell(tf.Module):
 
     def split_kernel(self) -> tuple[tf.Tensor, tf.Tensor]:
         """W as W_x (input, 4*hidden) and W_h (hidden, 4*hidden): split once per sequence."""
-        w_x, w_h = tf.split(self.W, [self.input_size, self.hidden_size], axis=0)
+        w = tf.cast(self.W, self.compute_dtype)  # a no-op in fp32
+        w_x, w_h = tf.split(w, [self.input_size, self.hidden_size], axis=0)
         return w_x, w_h
+
+    def matmul(self, a: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+        """a (float32) @ w (from `split_kernel`), in the compute dtype; -> float32."""
+        if self.compute_dtype == tf.float32:
+            return tf.matmul(a, w)
+        return tf.cast(tf.matmul(tf.cast(a, self.compute_dtype), w), tf.float32)
 
     def project_inputs(self, x: tf.Tensor, w_x: tf.Tensor) -> list[tf.Tensor]:
         """x @ W_x + B for every step in one matmul: x (batch, steps, input) -> steps x
         (batch, 4*hidden)."""
         steps = x.shape[1]
         flat = tf.reshape(x, [-1, self.input_size])  # (batch*steps, input)
-        xw = tf.reshape(tf.matmul(flat, w_x) + self.B, [-1, steps, 4 * self.hidden_size])
+        xw = tf.reshape(self.matmul(flat, w_x) + self.B, [-1, steps, 4 * self.hidden_size])
         return tf.unstack(xw, num=steps, axis=1)  # one op (and one in the gradient)
 
     def step(
@@ -108,7 +125,7 @@ class LSTMCell(tf.Module):
 
         `h_tm1 = c_tm1 = None` is the zero state, whose terms are skipped rather than computed.
         """
-        zifo = xw_t if h_tm1 is None else xw_t + tf.matmul(h_tm1, w_h)  # (batch, 4*hidden)
+        zifo = xw_t if h_tm1 is None else xw_t + self.matmul(h_tm1, w_h)  # (batch, 4*hidden)
         z, i, f, o = tf.split(zifo, 4, axis=1)  # each (batch, hidden)
         z, i, f, o = tf.tanh(z), tf.sigmoid(i), tf.sigmoid(f), tf.sigmoid(o)
         c_t = z * i if c_tm1 is None else c_tm1 * f + z * i  # (batch, hidden)
@@ -120,5 +137,5 @@ class LSTMCell(tf.Module):
     ) -> tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
         """The article's form: x_t (batch, input), state (h, c) -> h_t, (h_t, c_t)."""
         w_x, w_h = self.split_kernel()
-        h_t, c_t, _ = self.step(tf.matmul(x_t, w_x) + self.B, *state, w_h)
+        h_t, c_t, _ = self.step(self.matmul(x_t, w_x) + self.B, *state, w_h)
         return h_t, (h_t, c_t)

@@ -51,6 +51,13 @@ class Pruning(str, Enum):
     asha = "asha"  # not in the top 1/reduction_factor at a rung: stop (successive halving)
 
 
+class Precision(str, Enum):
+    """`precision`: the dtype of the LSTM's matmuls (weights, gates and Adam stay float32)."""
+
+    fp32 = "fp32"  # float32 throughout
+    bf16 = "bf16"  # bfloat16 matmuls: opt in, on CPUs with bfloat16 instructions only
+
+
 def names(choice: type[Enum]) -> list[str]:
     """The allowed values as typed on the command line."""
     return [member.value for member in choice]

@@ -312,7 +312,8 @@ def trainer_for(
     2.5 s default training; see `worker_cache`). Train `trainer.model` (which holds `model`'s
     weights), not `model`."""
     key = (model.input_size, model.num_classes, model.hidden_size, model.cell.cell,
-           model.output_activation, model.init, learning_rate, batch_size, shuffle)  # fmt: skip
+           model.output_activation, model.init, model.precision, learning_rate, batch_size,
+           shuffle)  # fmt: skip
     trainer = worker_cache.get("trainer", key)
     if trainer is not None:
         trainer.reset(model.get_weights(), seed)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from lstm_cli.cell import Gates, LSTMCell
-from lstm_cli.choices import Init, OutputActivation, names
+from lstm_cli.choices import Init, OutputActivation, Precision, names
 
 # One op per `OutputActivation`; a test checks that the keys are exactly its values.
 ACTIVATIONS = {
@@ -47,6 +47,8 @@ class DigitsLSTM(tf.Module):
         init: "zeros" (the article: LSTM weights 0, head N(0, 0.01) truncated) or "glorot".
         output_activation: an `OutputActivation` value, applied to the head before softmax.
         seed: seed of every initialiser.
+        precision: the LSTM matmuls' dtype, "fp32" or "bf16" (see `LSTMCell`); not part of the
+            architecture: the weights are float32 either way.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class DigitsLSTM(tf.Module):
         init: str,
         output_activation: str,
         seed: int,
+        precision: str = Precision.fp32.value,
     ):
         super().__init__(name="digits_lstm")
         allowed = names(OutputActivation)
@@ -72,7 +75,10 @@ class DigitsLSTM(tf.Module):
         self.output_activation = output_activation
         self.init = init
         self.seed = seed
-        self.cell = LSTMCell(input_size, hidden_size, cell=cell, init=init, seed=seed)
+        self.precision = precision
+        self.cell = LSTMCell(
+            input_size, hidden_size, cell=cell, init=init, seed=seed, precision=precision
+        )
         self.Wv: tf.Variable | None = None
         self.bv: tf.Variable | None = None
 

@@ -157,7 +157,7 @@ def _set_up(cfg: DictConfig, run: Any, threads: int | None, reopening: Any) -> _
         run.log_datasets(splits, loader=SOURCE)
         run.mark_experiment()  # the UI opens it on training runs
     spec = model_spec(cfg, data)
-    built = DigitsLSTM(**spec["model"]).build()
+    built = DigitsLSTM(**spec["model"], precision=cfg.precision.value).build()
     trainer = loop.trainer_for(built, cfg.learning_rate, cfg.batch_size, cfg.epochs,
                                 seed=cfg.seed, shuffle=cfg.data.shuffle)  # fmt: skip
     earlier, logged, first = [], {}, 1

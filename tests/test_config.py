@@ -148,3 +148,29 @@ def test_a_users_config_directory_adds_presets_and_configs(tmp_path):
     assert (lab.epochs, lab.hidden_size) == (5, 50)  # the packaged defaults, then the user's
     searched = config.preflight([f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine"])
     assert searched.cfg.hidden_size == 7
+
+
+def test_precision_defaults_to_fp32_and_bf16_is_refused_where_the_cpu_lacks_it(monkeypatch):
+    from lstm_cli import hardware
+
+    assert config.compose([]).precision.value == "fp32"
+    monkeypatch.setattr(hardware, "has_bf16", lambda: False)
+    with pytest.raises(UserError) as info:
+        config.preflight(["precision=bf16"])
+    assert "precision=bf16 needs a CPU with bfloat16 instructions" in str(info.value)
+    assert "\n" not in str(info.value)
+    monkeypatch.setattr(hardware, "has_bf16", lambda: True)
+    assert config.preflight(["precision=bf16"]).cfg.precision.value == "bf16"
+    with pytest.raises(UserError, match="fp32, bf16"):
+        config.preflight(["precision=fp16"])
+
+
+def test_bf16_support_is_read_from_the_cpu_flags(tmp_path):
+    from lstm_cli import hardware
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
+    assert not hardware.has_bf16(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert hardware.has_bf16(cpuinfo)
+    assert not hardware.has_bf16(tmp_path / "missing")

@@ -222,3 +222,21 @@ def test_a_served_module_is_kept_for_its_model_and_saves_the_weights_it_has_then
         saved.append(tf.saved_model.load(str(tmp_path / str(step)))(images).numpy())
         np.testing.assert_allclose(saved[-1], served.__call__(images).numpy(), rtol=1e-6)
     assert not np.allclose(saved[0], saved[1])
+
+
+def test_bf16_matmuls_stay_near_fp32_and_fp32_is_the_default(digits):
+    """precision=bf16 (emulated where the CPU lacks it: a test of the numbers, not the speed)
+    gives the fp32 outputs to bfloat16's 8 bits of mantissa, and trains alike."""
+    fp32 = build(init="glorot")
+    assert fp32.precision == "fp32" and fp32.cell.compute_dtype == tf.float32
+    bf16 = build(init="glorot", precision="bf16")
+    x = tf.constant(digits.x_val[:50])
+    out32, out16 = fp32(x).numpy(), bf16(x).numpy()
+    assert bf16(x).dtype == tf.float32
+    np.testing.assert_allclose(out16, out32, atol=0.05)
+    assert not np.array_equal(out16, out32)  # the matmuls did run in bfloat16
+    loss32 = fit(digits, epochs=2, init="glorot")[-1].train_loss
+    loss16 = fit(digits, epochs=2, init="glorot", precision="bf16")[-1].train_loss
+    assert abs(loss16 - loss32) < 0.05 * loss32
+    with pytest.raises(ValueError, match="precision must be one of"):
+        build(precision="fp16")

@@ -13,7 +13,16 @@ from enum import Enum
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from lstm_cli.choices import Cell, Init, Monitored, OutputActivation, Pruning, Scaling
+from lstm_cli import hardware
+from lstm_cli.choices import (
+    Cell,
+    Init,
+    Monitored,
+    OutputActivation,
+    Precision,
+    Pruning,
+    Scaling,
+)
 from lstm_cli.errors import UserError
 
 
@@ -70,6 +79,7 @@ class Schema:
     init: Init = MISSING
     seed: int = MISSING
     threads: int | None = MISSING
+    precision: Precision = MISSING
     data: DataSchema = field(default_factory=DataSchema)
     early_stopping: EarlyStoppingSchema = field(default_factory=EarlyStoppingSchema)
     prune: PruneSchema = field(default_factory=PruneSchema)
@@ -124,6 +134,11 @@ def check(cfg: DictConfig) -> None:
         raise UserError(
             f"prune={cfg.prune.kind.value} needs a validation split to compare the points on: "
             "data.val_size=0 would choose on the test split; give data.val_size > 0"
+        )
+    if cfg.precision == Precision.bf16 and not hardware.has_bf16():
+        raise UserError(
+            "precision=bf16 needs a CPU with bfloat16 instructions (avx512_bf16 or amx_bf16 in "
+            "/proc/cpuinfo); this one has neither: use precision=fp32"
         )
     if not cfg.tracking.experiment:
         raise UserError("tracking.experiment is empty: give the MLflow experiment a name")
