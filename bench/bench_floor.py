@@ -150,8 +150,9 @@ def child(args: argparse.Namespace) -> None:
 
 def one_epoch_trainer(cfg: dict, digits):
     """Our loop as `lstm-digits train` runs it, one epoch a `fit` (the same shuffle each)."""
-    from lstm_cli.model import DigitsLSTM
     from lstm_cli.train import Trainer, set_seed
+
+    from lstm_cli.model import DigitsLSTM
 
     set_seed(cfg["seed"])
     model = DigitsLSTM(

@@ -188,9 +188,8 @@ def config_page() -> str:
         lines.append(f"| `{key}` | `{default}` | {_cell(kind)} | {_cell(comment)} |")
     lines += ["", "## Config groups", "", "Chosen with `GROUP=OPTION`:", "", "| group | options |",
               "| --- | --- |"]  # fmt: skip
-    lines += [
-        f"| `{g}` | {', '.join(f'`{o}`' for o in config_files.options(g))} |" for g in config_files.GROUPS
-    ]
+    for group in config_files.GROUPS:
+        lines.append(f"| `{group}` | {', '.join(f'`{o}`' for o in config_files.options(group))} |")
     return "\n".join(lines) + "\n"
 
 

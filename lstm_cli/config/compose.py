@@ -17,8 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from lstm_cli.config import launchers, schema
-from lstm_cli.errors import UserError
 from lstm_cli.config_files import CONF_DIR, CONFIG_NAME
+from lstm_cli.errors import UserError
 
 PARENT_KEY = "tracking.parent_run_id"  # set by a sweep on its jobs' command line
 
