@@ -45,9 +45,9 @@ def cores() -> int:
 
 def threads_for(hidden: int) -> int | None:
     """The thread count `lstm-digits train threads=null` uses in this process's tree."""
-    from lstm_cli.train import default_threads
+    from bench_train import loop_module
 
-    return default_threads(hidden, cores())
+    return loop_module().default_threads(hidden, cores())
 
 
 def set_threads(threads: int | None) -> None:
@@ -150,22 +150,11 @@ def child(args: argparse.Namespace) -> None:
 
 def one_epoch_trainer(cfg: dict, digits):
     """Our loop as `lstm-digits train` runs it, one epoch a `fit` (the same shuffle each)."""
-    from lstm_cli.train import Trainer, set_seed
+    from bench_train import default_model, loop_module
 
-    from lstm_cli.model import DigitsLSTM
-
-    set_seed(cfg["seed"])
-    model = DigitsLSTM(
-        input_size=digits.input_size,
-        num_classes=digits.num_classes,
-        hidden_size=cfg["hidden_size"],
-        cell=cfg["cell"],
-        init=cfg["init"],
-        output_activation=cfg["output_activation"],
-        seed=cfg["seed"],
-    ).build()
+    model = default_model(cfg, digits)
     lr, batch, shuffle = cfg["learning_rate"], cfg["batch_size"], cfg["data"]["shuffle"]
-    return Trainer(model, lr, batch, 1, seed=cfg["seed"], shuffle=shuffle)
+    return loop_module().Trainer(model, lr, batch, 1, seed=cfg["seed"], shuffle=shuffle)
 
 
 def article(hidden: int, epochs: int) -> None:

@@ -48,7 +48,7 @@ TARGET = 0.75  # ratio part: parallel wall time at most this fraction of the seq
 THROUGHPUT_GRID = ["seed=range(1,17)"]  # 16 default jobs
 WORKERS = 2
 JOBLIB = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={WORKERS}"]
-WORKER_START = (  # what a joblib worker imports before its first job (process.warm_up_workers)
+WORKER_START = (  # what a joblib worker imports before its first job (internals.warm_up_workers)
     "import time; t = time.perf_counter(); from lstm_cli import process; ("
     "getattr(process, 'import_job_modules', None) or process._import_job_modules)(); "
     "print(time.perf_counter() - t)"  # its name before 2026-11-27: _import_job_modules

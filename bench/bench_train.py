@@ -81,13 +81,22 @@ def timing(start: float, epoch_ends: list[float], steps: int, val_accuracy: floa
     )
 
 
-def time_ours(data, cfg: dict, epochs: int, jit_compile: bool = False, on_epoch=None) -> Timing:
-    """`Trainer.fit` on `DigitsLSTM` with the defaults; `on_epoch(epoch, seconds)` if given."""
-    from lstm_cli.loop import Trainer, set_seed
+def loop_module():
+    """`lstm_cli.loop`: `lstm_cli.train` before the renames of 2026-12-02 (an older tree's)."""
+    import importlib
+
+    try:
+        return importlib.import_module("lstm_cli.loop")
+    except ModuleNotFoundError:
+        return importlib.import_module("lstm_cli.train")
+
+
+def default_model(cfg: dict, data):
+    """A new `DigitsLSTM` as `lstm-digits train` builds it from `cfg` (seeds set)."""
     from lstm_cli.model import DigitsLSTM
 
-    set_seed(cfg["seed"])
-    model = DigitsLSTM(
+    loop_module().set_seed(cfg["seed"])
+    return DigitsLSTM(
         input_size=data.input_size,
         num_classes=data.num_classes,
         hidden_size=cfg["hidden_size"],
@@ -96,6 +105,13 @@ def time_ours(data, cfg: dict, epochs: int, jit_compile: bool = False, on_epoch=
         output_activation=cfg["output_activation"],
         seed=cfg["seed"],
     ).build()
+
+
+def time_ours(data, cfg: dict, epochs: int, jit_compile: bool = False, on_epoch=None) -> Timing:
+    """`Trainer.fit` on `DigitsLSTM` with the defaults; `on_epoch(epoch, seconds)` if given."""
+    from lstm_cli.loop import Trainer
+
+    model = default_model(cfg, data)
     trainer = Trainer(
         model,
         cfg["learning_rate"],

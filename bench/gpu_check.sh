@@ -30,7 +30,7 @@ import yaml
 
 from lstm_cli.data import load_digits
 from lstm_cli.model import DigitsLSTM
-from lstm_cli.train import Trainer, configure_threads, default_threads, evaluate, set_seed
+from lstm_cli.loop import Trainer, configure_threads, default_threads, evaluate, set_seed
 
 gpus = tf.config.list_physical_devices("GPU")
 print(f"TensorFlow {tf.__version__}, GPUs: {[g.name for g in gpus] or 'none'}")
