@@ -50,12 +50,14 @@ def threads_for(hidden: int) -> int | None:
     return loop_module().default_threads(hidden, cores())
 
 
-def set_threads(threads: int | None) -> None:
+def set_threads(threads: str | int | None) -> None:
+    """`threads`: N (intra- and inter-op, as the loop sets them) or "N/M" (intra N, inter M)."""
     import tensorflow as tf
 
     if threads is not None:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        intra, _, inter = str(threads).partition("/")
+        tf.config.threading.set_intra_op_parallelism_threads(int(intra))
+        tf.config.threading.set_inter_op_parallelism_threads(int(inter or intra))
 
 
 def emit(record: dict) -> None:
@@ -180,12 +182,12 @@ def article(hidden: int, epochs: int) -> None:
         emit({"val_accuracy": accuracy})  # the test split: the article validates on it
 
 
-def measure(loop: str, hidden: int, epochs: int, tree: Path, threads: int | None) -> dict:
+def measure(loop: str, hidden: int, epochs: int, tree: Path, threads: str | None) -> dict:
     """One fresh process: the medians of its ms per epoch (the loop's, and the floor's where
     they alternate), and the loop's last val accuracy."""
     cmd = [sys.executable, __file__, "--child", loop, "--hidden", str(hidden)]
     cmd += ["--epochs", str(epochs), "--tree", str(tree)]
-    cmd += [] if threads is None else ["--threads", str(threads)]
+    cmd += [] if threads is None else ["--threads", threads]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     figures = {}
@@ -233,9 +235,8 @@ def main() -> None:
     parser.add_argument("--loops", nargs="+", default=list(LOOPS), choices=LOOPS)
     parser.add_argument(
         "--threads",
-        type=int,
         nargs="+",
-        help="run each loop at each of these thread counts "
+        help="run each loop at each of these thread counts, N or intra/inter as 2/1 "
         "(default: the one `threads=null` picks; the article's script keeps TensorFlow's)",
     )
     parser.add_argument("--base", metavar="DIR", help="also time the loop of the tree at DIR")
