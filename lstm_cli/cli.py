@@ -7,27 +7,58 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from lstm_cli import config_files, console, internals, process, signals
+from lstm_cli import console, internals, process, signals
 from lstm_cli.cli_shared import (
     EXIT_FAILED,
+    EXIT_USAGE,
     HELP_OPTIONS,
+    TRAIN_EPILOG,
     Experiment,
     ModelRef,
     OverridesCommand,
-    Root,
     RunId,
     TrackingUri,
     docs,
     fail,
-    key_listing,
+    print_version,
     reading,
     store,
 )
 from lstm_cli.errors import DEBUG_ENV
+
+# Typer (0.29) vendors its own click: its usage errors derive from the one error it exports.
+CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class Root(TyperGroup):
+    """The `lstm-digits` group: a usage error (an unknown command, a missing argument, a bad
+    option) is one line on stderr, `error: ...`, exit 2, as every other error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except CLICK_ERROR as ex:
+            if type(ex).__name__ != "NoArgsIsHelpError":  # no command: the help was the answer
+                console.error(usage_error(ex))
+            code = EXIT_USAGE
+        if not standalone_mode:
+            return code
+        raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def usage_error(ex: Any) -> str:
+    """Click's message in one line, with the command it is about and where to read its help."""
+    message = ex.format_message().strip().rstrip(".").replace("\n", " ")
+    message = (message[:1].lower() + message[1:]).replace(". Did you mean", "; did you mean")
+    ctx = getattr(ex, "ctx", None)
+    path = ctx.command_path if ctx is not None else "lstm-digits"
+    return f"{path}: {message} (see: {path} -h)"
+
 
 app = typer.Typer(
     name="lstm-digits",
@@ -41,20 +72,12 @@ app = typer.Typer(
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        import lstm_cli
-
-        console.console.print(f"lstm-digits {lstm_cli.__version__}")
-        raise typer.Exit()
-
-
 @app.callback()
 def root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+            "--version", is_eager=True, callback=print_version, help="Print the version and exit."
         ),
     ] = False,
     debug: Annotated[
@@ -69,15 +92,6 @@ def root(
     """Train, sweep and compare a from-scratch TensorFlow LSTM on the 8x8 digits."""
     if debug:  # sweep jobs in other processes inherit it
         os.environ[DEBUG_ENV] = "1"
-
-
-TRAIN_EPILOG = (
-    "Config groups (GROUP=OPTION):\n\n"
-    + config_files.listing().replace("\n", "\n\n")
-    + f"\n\nKeys (KEY=VALUE): {key_listing()}. Their defaults: `lstm-digits train --cfg job`."
-    + "\n\n"
-    + docs("configuration", "Configuration; every key in the config reference")
-)
 
 
 @app.command(cls=OverridesCommand, context_settings=OVERRIDES, epilog=TRAIN_EPILOG)

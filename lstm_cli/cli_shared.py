@@ -1,6 +1,6 @@
-"""What the commands of `lstm-digits` share: how each ends (exit codes, one-line errors, usage
-errors included), how their help reads, and the options and arguments of the commands that
-read runs back."""
+"""What the commands of `lstm-digits` share: how each ends (exit codes, one-line errors), how
+their help reads (the docs line, `train`'s overrides and keys, --version), and the options and
+arguments of the commands that read runs back. Usage errors are the group's, in cli.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand
 
 from lstm_cli import config_files, console, process, signals
 from lstm_cli.errors import Interrupted, UserError, debugging, one_line, traceback_text
@@ -46,35 +46,6 @@ DOCS = "docs/{page}.md in the repository; `make docs` serves the site"
 def docs(page: str, title: str) -> str:
     """The line of a command's help that names its page of the docs."""
     return f"Docs: {title} ({DOCS.format(page=page)})."
-
-
-# Typer (0.29) vendors its own click: its usage errors derive from the one error it exports.
-CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-
-
-class Root(TyperGroup):
-    """The `lstm-digits` group: a usage error (an unknown command, a missing argument, a bad
-    option) is one line on stderr, `error: ...`, exit 2, as every other error."""
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except CLICK_ERROR as ex:
-            if type(ex).__name__ != "NoArgsIsHelpError":  # no command: the help was the answer
-                console.error(usage_error(ex))
-            code = EXIT_USAGE
-        if not standalone_mode:
-            return code
-        raise SystemExit(code if isinstance(code, int) else 0)
-
-
-def usage_error(ex: Any) -> str:
-    """Click's message in one line, with the command it is about and where to read its help."""
-    message = ex.format_message().strip().rstrip(".").replace("\n", " ")
-    message = (message[:1].lower() + message[1:]).replace(". Did you mean", "; did you mean")
-    ctx = getattr(ex, "ctx", None)
-    path = ctx.command_path if ctx is not None else "lstm-digits"
-    return f"{path}: {message} (see: {path} -h)"
 
 
 class OverridesCommand(TyperCommand):
@@ -160,3 +131,21 @@ def reading() -> Iterator[None]:
         raise typer.Exit(EXIT_SIGNAL + signum) from None
     except Exception as ex:
         fail(ex)
+
+
+def print_version(value: bool) -> None:
+    """--version: print it and exit."""
+    if value:
+        import lstm_cli
+
+        console.console.print(f"lstm-digits {lstm_cli.__version__}")
+        raise typer.Exit()
+
+
+TRAIN_EPILOG = (
+    "Config groups (GROUP=OPTION):\n\n"
+    + config_files.listing().replace("\n", "\n\n")
+    + f"\n\nKeys (KEY=VALUE): {key_listing()}. Their defaults: `lstm-digits train --cfg job`."
+    + "\n\n"
+    + docs("configuration", "Configuration; every key in the config reference")
+)
