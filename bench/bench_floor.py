@@ -3,6 +3,7 @@
     make bench                                   # also runs this: hidden 50, 200, 512
     python bench/bench_floor.py --hidden 200 512 --epochs 8 --repeats 3
     python bench/bench_floor.py --base DIR       # DIR: an earlier tree (git archive REV | tar -x)
+    python bench/bench_floor.py --precision bf16 --hidden 200 512   # ours and its floor in bfloat16
 
 The floor is the matmuls one epoch of our loop issues, forward and backward, at the run's shapes
 (batch 100, 8 rows of 8 pixels, the training and validation splits), dtype (float32) and
@@ -74,13 +75,20 @@ def data():
     return cfg, load_digits(d["test_size"], d["split_seed"], d["scaling"])
 
 
-def floor_epoch(hidden: int, batch: int, n_train: int, n_val: int, steps: int = 8):
-    """A tf.function running one epoch's matmuls (see the module's docstring), chained."""
+def floor_epoch(
+    hidden: int, batch: int, n_train: int, n_val: int, precision: str = "fp32", steps: int = 8
+):
+    """A tf.function running one epoch's matmuls (see the module's docstring), chained, in
+    float32 or (`precision="bf16"`) bfloat16."""
     import tensorflow as tf
 
     inputs, classes, h4 = 8, 10, 4 * hidden
     n_batches = math.ceil(n_train / batch)
-    rnd = tf.random.stateless_normal
+    dtype = tf.bfloat16 if precision == "bf16" else tf.float32
+
+    def rnd(shape, seed):
+        return tf.cast(tf.random.stateless_normal(shape, seed=seed), dtype)
+
     x = rnd([batch * steps, inputs], seed=[0, 1])  # (batch*steps, input)
     w_x, w_h = rnd([inputs, h4], seed=[0, 2]), rnd([hidden, h4], seed=[0, 3])
     h, wv = rnd([batch, hidden], seed=[0, 4]), rnd([hidden, classes], seed=[0, 7])
@@ -129,7 +137,7 @@ def child(args: argparse.Namespace) -> None:
     import_tensorflow()
     set_threads(threads_for(hidden) if args.threads is None else args.threads[0])
     cfg, digits = data()
-    cfg["hidden_size"] = hidden
+    cfg["hidden_size"], cfg["precision"] = hidden, args.precision
     if args.loop == "keras":  # a fit of `epochs`: its steady state over epochs 2..
         sys.path.insert(0, str(ROOT / "bench"))
         from bench_train import time_keras
@@ -137,7 +145,8 @@ def child(args: argparse.Namespace) -> None:
         t = time_keras(digits, cfg, args.epochs)
         ms = 1000 * t.steady / (args.epochs - 1)
         return emit({"loop_ms": ms, "val_accuracy": t.val_accuracy})
-    floor = floor_epoch(hidden, cfg["batch_size"], len(digits.y_train), len(digits.y_val))
+    n_train, n_val = len(digits.y_train), len(digits.y_val)
+    floor = floor_epoch(hidden, cfg["batch_size"], n_train, n_val, args.precision)
     trainer = one_epoch_trainer(cfg, digits)
     timed = {"floor_ms": lambda: floor().numpy(), "loop_ms": lambda: trainer.fit(digits)}
     history = [f() for f in timed.values()][-1]  # traced: not timed
@@ -182,11 +191,13 @@ def article(hidden: int, epochs: int) -> None:
         emit({"val_accuracy": accuracy})  # the test split: the article validates on it
 
 
-def measure(loop: str, hidden: int, epochs: int, tree: Path, threads: str | None) -> dict:
+def measure(
+    loop: str, hidden: int, epochs: int, tree: Path, threads: str | None, precision: str
+) -> dict:
     """One fresh process: the medians of its ms per epoch (the loop's, and the floor's where
     they alternate), and the loop's last val accuracy."""
     cmd = [sys.executable, __file__, "--child", loop, "--hidden", str(hidden)]
-    cmd += ["--epochs", str(epochs), "--tree", str(tree)]
+    cmd += ["--epochs", str(epochs), "--tree", str(tree), "--precision", precision]
     cmd += [] if threads is None else ["--threads", threads]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
@@ -239,6 +250,12 @@ def main() -> None:
         help="run each loop at each of these thread counts, N or intra/inter as 2/1 "
         "(default: the one `threads=null` picks; the article's script keeps TensorFlow's)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="the matmuls' dtype, of our loop and the floor (bf16: on a CPU with avx512_bf16)",
+    )
     parser.add_argument("--base", metavar="DIR", help="also time the loop of the tree at DIR")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--child", choices=LOOPS, dest="loop", help=argparse.SUPPRESS)
@@ -246,6 +263,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.loop:
         return child(args)
+    if args.precision == "bf16":  # Keras's and the article's loops are float32 only
+        args.loops = ["ours"]
     variants = [(loop, ROOT, None) for loop in args.loops]
     if args.base:
         variants.insert(1, ("base", Path(args.base).resolve(), None))
@@ -258,7 +277,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, tree, threads in variants:
                 loop = "ours" if name.startswith("base") else name.split()[0]
-                runs[name].append(measure(loop, hidden, args.epochs, tree, threads))
+                runs[name].append(measure(loop, hidden, args.epochs, tree, threads, args.precision))
         figures[hidden] = {"figures": report(hidden, runs), "runs": runs}
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")

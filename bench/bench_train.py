@@ -96,6 +96,8 @@ def default_model(cfg: dict, data):
     from lstm_cli.model import DigitsLSTM
 
     loop_module().set_seed(cfg["seed"])
+    # precision=bf16 only where asked: a tree from before it has no such argument
+    bf16 = {"precision": "bf16"} if cfg.get("precision") == "bf16" else {}
     return DigitsLSTM(
         input_size=data.input_size,
         num_classes=data.num_classes,
@@ -104,6 +106,7 @@ def default_model(cfg: dict, data):
         init=cfg["init"],
         output_activation=cfg["output_activation"],
         seed=cfg["seed"],
+        **bf16,
     ).build()
 
 

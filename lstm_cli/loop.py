@@ -37,9 +37,10 @@ ONE_THREAD_UP_TO = 128  # hidden units up to which one thread trains fastest (do
 
 
 def default_threads(hidden_size: int, cores: int | None = None) -> int | None:
-    """Threads for `threads: null`: one for small models, whose ops are too small to split
-    (hidden 50: 23 ms/epoch on 1 thread, 29 ms on 2; hidden 200: 149 ms vs 134 ms), else
-    every core the job may use (`cores`; None: TensorFlow's default)."""
+    """Threads for `threads: null`: one for small models, whose ops are too small to split,
+    else every core the job may use (`cores`; None: TensorFlow's default). Measured on a quiet
+    2-core machine, ms an epoch on 1 and 2 threads: hidden 50 25 vs 31, 128 102 vs 110, 200
+    171 vs 155, 384 557 vs 458, 512 1086 vs 942 (bench/RESULTS.md, 2026-12-03)."""
     return 1 if hidden_size <= ONE_THREAD_UP_TO else cores
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from lstm_cli import hardware
 from tests.helpers import (
     CLI,
     EPOCHS,
@@ -106,6 +107,26 @@ def test_same_config_and_seed_give_the_same_metrics(trained_run, tmp_path):
     first = MlflowClient(trained_run.uri).get_run(trained_run.run_id).data.metrics
     for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
         assert rerun.data.metrics[name] == first[name]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hardware.has_bf16(), reason="the CPU has no bfloat16 instructions")
+def test_bf16_trains_where_the_cpu_has_it_and_stays_near_fp32(trained_run, tmp_path):
+    """precision=bf16 on a CPU with avx512_bf16 or amx_bf16: the same run as `trained_run`
+    (fp32), recorded as bf16, within 0.1 of its validation accuracy and 10% of its loss."""
+    uri = sqlite_uri(tmp_path)
+    result = run_cli(
+        "train", f"epochs={EPOCHS}", "hidden_size=16", f"tracking.uri={uri}", "seed=1",
+        "precision=bf16", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["precision"] == "bf16"
+    fp32 = MlflowClient(trained_run.uri).get_run(trained_run.run_id).data
+    assert fp32.params["precision"] == "fp32"
+    assert abs(run.data.metrics["val_accuracy"] - fp32.metrics["val_accuracy"]) <= 0.1
+    assert run.data.metrics["train_loss"] == pytest.approx(fp32.metrics["train_loss"], rel=0.1)
 
 
 @pytest.mark.slow
