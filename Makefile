@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml $(LOCK)
 	@# A .venv made before TensorFlow came as one distribution: tensorflow-cpu writes the same module.
 	$(BIN)/python -m pip uninstall --quiet --yes tensorflow-cpu 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[$(EXTRAS)]'
+	@# The fused gate kernel (gates=auto): built now rather than by the first run (about 10 s).
+	$(BIN)/python -m lstm_cli.gates_kernel
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the package with its dev, optuna and postgres extras, at the locked versions

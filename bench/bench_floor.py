@@ -4,6 +4,7 @@
     python bench/bench_floor.py --hidden 200 512 --epochs 8 --repeats 3
     python bench/bench_floor.py --base DIR       # DIR: an earlier tree (git archive REV | tar -x)
     python bench/bench_floor.py --precision bf16 --hidden 200 512   # ours and its floor in bfloat16
+    python bench/bench_floor.py --gates fused ops --loops ours      # the fused kernel vs TF ops
 
 The floor is the matmuls one epoch of our loop issues, forward and backward, at the run's shapes
 (batch 100, 8 rows of 8 pixels, the training and validation splits), dtype (float32) and
@@ -137,7 +138,7 @@ def child(args: argparse.Namespace) -> None:
     import_tensorflow()
     set_threads(threads_for(hidden) if args.threads is None else args.threads[0])
     cfg, digits = data()
-    cfg["hidden_size"], cfg["precision"] = hidden, args.precision
+    cfg["hidden_size"], cfg["precision"], cfg["gates"] = hidden, args.precision, args.gates[0]
     if args.loop == "keras":  # a fit of `epochs`: its steady state over epochs 2..
         sys.path.insert(0, str(ROOT / "bench"))
         from bench_train import time_keras
@@ -161,11 +162,12 @@ def child(args: argparse.Namespace) -> None:
 
 def one_epoch_trainer(cfg: dict, digits):
     """Our loop as `lstm-digits train` runs it, one epoch a `fit` (the same shuffle each)."""
-    from bench_train import default_model, loop_module
+    from bench_train import default_model, gates_for, loop_module
 
     model = default_model(cfg, digits)
     lr, batch, shuffle = cfg["learning_rate"], cfg["batch_size"], cfg["data"]["shuffle"]
-    return loop_module().Trainer(model, lr, batch, 1, seed=cfg["seed"], shuffle=shuffle)
+    return loop_module().Trainer(model, lr, batch, 1, seed=cfg["seed"], shuffle=shuffle,
+                                 **gates_for(cfg))  # fmt: skip
 
 
 def article(hidden: int, epochs: int) -> None:
@@ -192,12 +194,14 @@ def article(hidden: int, epochs: int) -> None:
 
 
 def measure(
-    loop: str, hidden: int, epochs: int, tree: Path, threads: str | None, precision: str
-) -> dict:
+    loop: str, hidden: int, epochs: int, tree: Path, threads: str | None, precision: str,
+    gates: str,
+) -> dict:  # fmt: skip
     """One fresh process: the medians of its ms per epoch (the loop's, and the floor's where
     they alternate), and the loop's last val accuracy."""
     cmd = [sys.executable, __file__, "--child", loop, "--hidden", str(hidden)]
     cmd += ["--epochs", str(epochs), "--tree", str(tree), "--precision", precision]
+    cmd += ["--gates", gates]
     cmd += [] if threads is None else ["--threads", threads]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
@@ -229,12 +233,12 @@ def report(hidden: int, runs: dict[str, list[dict]]) -> dict:
         print(f"  {name:10s} {ms:8.1f} ms/epoch  {ratio:5.2f}x floor  ({each})  val acc {acc}",
               flush=True)  # fmt: skip
         figures[name] = {"loop_ms": ms, "x_floor": ratio}
-    if hidden >= 200 and "ours" in figures:
-        ok = figures["ours"]["x_floor"] <= TARGET
-        print(f"  target ours <= {TARGET}x floor at hidden >= 200: {'PASS' if ok else 'MISS'}")
-    if "ours" in runs and "base" in runs:
-        ratio = figures["ours"]["loop_ms"] / figures["base"]["loop_ms"]
-        print(f"  ours / base (medians of ms/epoch) = {ratio:.3f}")
+    for name in (n for n in figures if n.startswith("ours") and hidden >= 200):
+        ok = figures[name]["x_floor"] <= TARGET
+        print(f"  target {name} <= {TARGET}x floor at hidden >= 200: {'PASS' if ok else 'MISS'}")
+    for name in (n for n in figures if n.startswith("ours") and "base" in runs):
+        ratio = figures[name]["loop_ms"] / figures["base"]["loop_ms"]
+        print(f"  {name} / base (medians of ms/epoch) = {ratio:.3f}")
     return figures
 
 
@@ -256,6 +260,13 @@ def main() -> None:
         default="fp32",
         help="the matmuls' dtype, of our loop and the floor (bf16: on a CPU with avx512_bf16)",
     )
+    parser.add_argument(
+        "--gates",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "fused", "ops"],
+        help="our loop at each of these gates= settings (default: auto, as `lstm-digits train`)",
+    )
     parser.add_argument("--base", metavar="DIR", help="also time the loop of the tree at DIR")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--child", choices=LOOPS, dest="loop", help=argparse.SUPPRESS)
@@ -265,19 +276,25 @@ def main() -> None:
         return child(args)
     if args.precision == "bf16":  # Keras's and the article's loops are float32 only
         args.loops = ["ours"]
-    variants = [(loop, ROOT, None) for loop in args.loops]
-    if args.base:
-        variants.insert(1, ("base", Path(args.base).resolve(), None))
+    many = len(args.gates) > 1  # (name, tree, threads, gates) of each variant
+    variants = [(f"ours {g}" if many else "ours", ROOT, None, g) for g in args.gates]
+    variants += [(loop, ROOT, None, "auto") for loop in args.loops if loop != "ours"]
+    if "ours" not in args.loops:
+        variants = variants[len(args.gates) :]
+    if args.base:  # an earlier tree: its own loop (the gates setting, if it has one, auto)
+        variants.insert(1, ("base", Path(args.base).resolve(), None, "auto"))
     if args.threads:
-        variants = [(f"{n} t{t}", tree, t) for n, tree, _ in variants for t in args.threads]
+        variants = [(f"{n} t{t}", tree, t, g) for n, tree, _, g in variants for t in args.threads]
     figures = {}
     print(f"{cores()} cores; {args.epochs} epochs a run, {args.repeats} rounds", flush=True)
     for hidden in args.hidden:
-        runs: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
+        runs: dict[str, list[dict]] = {name: [] for name, *_ in variants}
         for _ in range(args.repeats):
-            for name, tree, threads in variants:
+            for name, tree, threads, gates in variants:
                 loop = "ours" if name.startswith("base") else name.split()[0]
-                runs[name].append(measure(loop, hidden, args.epochs, tree, threads, args.precision))
+                runs[name].append(
+                    measure(loop, hidden, args.epochs, tree, threads, args.precision, gates)
+                )
         figures[hidden] = {"figures": report(hidden, runs), "runs": runs}
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")

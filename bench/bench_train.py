@@ -110,6 +110,16 @@ def default_model(cfg: dict, data):
     ).build()
 
 
+def gates_for(cfg: dict) -> dict:
+    """The Trainer's `fused` argument as `lstm-digits train gates=...` picks it (cfg's `gates`,
+    default auto); {} in a tree from before the fused gate kernel."""
+    try:
+        from lstm_cli import gates_kernel
+    except ImportError:
+        return {}
+    return {"fused": gates_kernel.for_config(cfg.get("gates", "auto"))[0]}
+
+
 def time_ours(data, cfg: dict, epochs: int, jit_compile: bool = False, on_epoch=None) -> Timing:
     """`Trainer.fit` on `DigitsLSTM` with the defaults; `on_epoch(epoch, seconds)` if given."""
     from lstm_cli.loop import Trainer
@@ -123,6 +133,7 @@ def time_ours(data, cfg: dict, epochs: int, jit_compile: bool = False, on_epoch=
         seed=cfg["seed"],
         shuffle=cfg["data"]["shuffle"],
         jit_compile=jit_compile,
+        **gates_for(cfg),
     )
     ends: list[float] = []
 

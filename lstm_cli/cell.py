@@ -11,15 +11,17 @@ One weight matrix holds the four small networks z, i, f, o:
 Splitting `[x, h] @ W` into `x @ W_x + h @ W_h` is the same mathematics; it lets the model
 project every time step's input in one matmul before the recurrent loop (`project_inputs`).
 With precision="bf16" the two matmuls take bfloat16 operands (W cast once per sequence) and
-give float32; W, B, the gates and the state stay float32.
+give float32; W, B, the gates and the state stay float32. `fused_step` computes the same step
+with its elementwise part in one C++ kernel (gates=fused, `gates_kernel`).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import tensorflow as tf
 
+from lstm_cli import gates_kernel
 from lstm_cli.choices import Cell, Init, Precision, names
 
 DTYPES = {Precision.fp32.value: tf.float32, Precision.bf16.value: tf.bfloat16}
@@ -108,11 +110,12 @@ class LSTMCell(tf.Module):
 
     def project_inputs(self, x: tf.Tensor, w_x: tf.Tensor) -> list[tf.Tensor]:
         """x @ W_x + B for every step in one matmul: x (batch, steps, input) -> steps x
-        (batch, 4*hidden)."""
+        (batch, 4*hidden). Time-major, so that each step's rows are contiguous: the split
+        (and its gradient, a concat) copies whole blocks, not strided rows."""
         steps = x.shape[1]
-        flat = tf.reshape(x, [-1, self.input_size])  # (batch*steps, input)
-        xw = tf.reshape(self.matmul(flat, w_x) + self.B, [-1, steps, 4 * self.hidden_size])
-        return tf.unstack(xw, num=steps, axis=1)  # one op (and one in the gradient)
+        flat = tf.reshape(tf.transpose(x, [1, 0, 2]), [-1, self.input_size])  # (steps*batch, input)
+        xw = self.matmul(flat, w_x) + self.B  # (steps*batch, 4*hidden)
+        return tf.split(xw, steps, axis=0)  # steps x (batch, 4*hidden)
 
     def step(
         self,
@@ -131,6 +134,19 @@ class LSTMCell(tf.Module):
         c_t = z * i if c_tm1 is None else c_tm1 * f + z * i  # (batch, hidden)
         h_t = c_t * o if self.cell == Cell.seed else tf.tanh(c_t) * o  # (batch, hidden)
         return h_t, c_t, Gates(z, i, f, o)
+
+    def fused_steps(self, fused: Any, x: tf.Tensor) -> tf.Tensor:
+        """The last h (batch, hidden) of x (batch, steps, input), each step's work but the
+        recurrent matmul in the fused kernel (`gates_kernel.load()`), input projection
+        included: the numbers of `step` to float rounding."""
+        w_x, w_h = self.split_kernel()
+        w_x = tf.cast(w_x, tf.float32)  # the projection (8 terms) runs in float32 in the kernel
+        standard = self.cell == Cell.standard
+        h = c = None  # the zero state
+        for t in range(x.shape[1]):
+            hw = None if h is None else self.matmul(h, w_h)  # (batch, 4*hidden)
+            h, c = gates_kernel.step(fused, x, t, w_x, self.B, hw, c, standard)
+        return h
 
     def __call__(
         self, x_t: tf.Tensor, state: tuple[tf.Tensor, tf.Tensor]

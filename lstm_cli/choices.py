@@ -58,6 +58,14 @@ class Precision(str, Enum):
     bf16 = "bf16"  # bfloat16 matmuls: opt in, on CPUs with bfloat16 instructions only
 
 
+class GateKernel(str, Enum):
+    """`gates`: how the cell's elementwise steps (activations, state update) are computed."""
+
+    auto = "auto"  # fused where the kernel builds and the CPU runs the model, else ops
+    fused = "fused"  # one C++ kernel a step, forward and backward (built on first use)
+    ops = "ops"  # TensorFlow ops: the reference
+
+
 def names(choice: type[Enum]) -> list[str]:
     """The allowed values as typed on the command line."""
     return [member.value for member in choice]

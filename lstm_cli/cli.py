@@ -320,7 +320,7 @@ def resume(
 ) -> None:
     """Go on with a stopped run (KILLED, FAILED, or FINISHED with more epochs) in the same
     MLflow run, from its latest checkpoint. OVERRIDES (KEY=VALUE) may change only epochs,
-    threads, checkpoint.*, tracking.log_model and tracking.outage_minutes.
+    threads, gates, checkpoint.*, tracking.log_model and tracking.outage_minutes.
 
     \b
     Examples:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -157,6 +158,8 @@ class Trainer:
         shuffle: reshuffle the training split every epoch.
         jit_compile: compile the epoch with XLA. Off: on CPU, XLA spends 15-25 s compiling the
             epoch's loop (its last batch is smaller) and runs it ~35x slower (`bench --ab`).
+        fused: the fused gate kernel's ops (`gates_kernel.for_config`), or None: TensorFlow
+            ops for the cell's elementwise steps.
     """
 
     def __init__(
@@ -169,6 +172,7 @@ class Trainer:
         seed: int,
         shuffle: bool,
         jit_compile: bool = False,
+        fused: Any = None,
     ):
         self.model = model
         self.learning_rate = learning_rate
@@ -177,6 +181,7 @@ class Trainer:
         self.seed = seed
         self.shuffle = shuffle
         self.jit_compile = jit_compile
+        self.fused = fused
         self.optimizer = Adam(model.trainable_variables, learning_rate)
         self._epoch: Callable[..., tf.Tensor] | None = None  # the traced epoch (`_compile`)
 
@@ -276,7 +281,7 @@ class Trainer:
                 idx, w = batches[b], weights[b]  # (batch_size,) this step's images and weights
                 xb, yb = tf.gather(x_train, idx), tf.gather(y_train, idx)
                 with tf.GradientTape() as tape:
-                    loss, batch_correct = loss_and_correct(model(xb), yb, w)
+                    loss, batch_correct = loss_and_correct(model(xb, self.fused), yb, w)
                 grads = tape.gradient(loss, variables)
                 optimizer.apply(grads)
                 loss_sum += loss * tf.reduce_sum(w)
@@ -294,7 +299,7 @@ class Trainer:
                 train_step,
                 (tf.constant(0), tf.constant(0.0), tf.constant(0.0), batches),
             )
-            val_loss, val_correct = loss_and_correct(model(x_val), y_val)
+            val_loss, val_correct = loss_and_correct(model(x_val, self.fused), y_val)
             # One call per epoch, one transfer back: (train loss, train acc, val loss, val acc).
             return tf.stack(
                 [loss_sum / n, correct / n, val_loss, val_correct / float(x_val.shape[0])]
@@ -305,7 +310,7 @@ class Trainer:
 
 def trainer_for(
     model: DigitsLSTM, learning_rate: float, batch_size: int, epochs: int, *, seed: int,
-    shuffle: bool,
+    shuffle: bool, fused: Any = None,
 ) -> Trainer:  # fmt: skip
     """A Trainer for the new `model`, as `Trainer(...)` gives. In a process whose last Trainer
     was for the same architecture and settings (a sweep's jobs in one worker), that one, reset
@@ -314,13 +319,14 @@ def trainer_for(
     weights), not `model`."""
     key = (model.input_size, model.num_classes, model.hidden_size, model.cell.cell,
            model.output_activation, model.init, model.precision, learning_rate, batch_size,
-           shuffle)  # fmt: skip
+           shuffle, fused is not None)  # fmt: skip
     trainer = worker_cache.get("trainer", key)
     if trainer is not None:
         trainer.reset(model.get_weights(), seed)
         trainer.epochs = epochs
         return trainer
-    trainer = Trainer(model, learning_rate, batch_size, epochs, seed=seed, shuffle=shuffle)
+    trainer = Trainer(model, learning_rate, batch_size, epochs, seed=seed, shuffle=shuffle,
+                      fused=fused)  # fmt: skip
     return worker_cache.put("trainer", trainer, key)
 
 

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import tensorflow as tf
 
@@ -113,10 +113,14 @@ class DigitsLSTM(tf.Module):
         steps = [(h, c, g.i, g.f, g.o) for h, c, g in self._steps(x)]
         return Trace(*(tf.stack(parts) for parts in zip(*steps, strict=True)))
 
-    def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        """x (batch, steps, input) -> activated outputs (batch, classes)."""
-        *_, (h, _, _) = self._steps(x)  # the state after the last row
-        return self.head(h)  # (batch, classes)
+    def __call__(self, x: tf.Tensor, fused: Any = None) -> tf.Tensor:
+        """x (batch, steps, input) -> activated outputs (batch, classes). `fused`: the fused
+        gate kernel's ops (`gates_kernel.load()`), or None for TensorFlow ops (as the logged
+        model, which must load without this package)."""
+        if fused is None:
+            *_, (h, _, _) = self._steps(x)  # the state after the last row
+            return self.head(h)  # (batch, classes)
+        return self.head(self.cell.fused_steps(fused, x))  # (batch, classes)
 
     def get_weights(self) -> dict[str, object]:
         """Weights as NumPy arrays, by name."""

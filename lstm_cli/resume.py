@@ -21,8 +21,9 @@ from lstm_cli.errors import UserError
 from lstm_cli.pruning import TAG
 
 # Keys a resume may change: how long, how fast, how often it saves, whether the model is logged.
-CHANGEABLE = ("epochs", "threads", "checkpoint.every_epochs", "checkpoint.every_seconds",
-              "tracking.log_model", "tracking.outage_minutes")  # fmt: skip
+CHANGEABLE = ("epochs", "threads", "gates", "checkpoint.every_epochs",
+              "checkpoint.every_seconds", "tracking.log_model",
+              "tracking.outage_minutes")  # fmt: skip
 CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")  # per-epoch metrics
 
 

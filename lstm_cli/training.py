@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_cli import config, console, masking, process, pruning, signals
+from lstm_cli import config, console, gates_kernel, masking, process, pruning, signals
 from lstm_cli.checkpointing import Saver, model_spec, split_digest
 from lstm_cli.data import split_for
 from lstm_cli.early_stopping import EarlyStopping
@@ -146,7 +146,10 @@ def _set_up(cfg: DictConfig, run: Any, threads: int | None, reopening: Any) -> _
     if cfg.tracking.get("system_metrics"):
         run.monitor_system()
     in_force = loop.configure_threads(threads)
-    run.set_tags({"tf_threads": str(in_force or "default")})
+    fused, why_not = gates_kernel.for_config(cfg.gates.value)
+    if why_not:
+        console.note(why_not)
+    run.set_tags({"tf_threads": str(in_force or "default"), "gates": "fused" if fused else "ops"})
     loop.set_seed(cfg.seed)
     data = split_for(cfg.data)
     if reopening is None:
@@ -159,7 +162,7 @@ def _set_up(cfg: DictConfig, run: Any, threads: int | None, reopening: Any) -> _
     spec = model_spec(cfg, data)
     built = DigitsLSTM(**spec["model"], precision=cfg.precision.value).build()
     trainer = loop.trainer_for(built, cfg.learning_rate, cfg.batch_size, cfg.epochs,
-                                seed=cfg.seed, shuffle=cfg.data.shuffle)  # fmt: skip
+                                seed=cfg.seed, shuffle=cfg.data.shuffle, fused=fused)  # fmt: skip
     earlier, logged, first = [], {}, 1
     es = cfg.early_stopping
     stopping = EarlyStopping(es.patience, es.metric.value, es.min_delta) if es.patience else None

@@ -13,9 +13,10 @@ from enum import Enum
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from lstm_cli import hardware
+from lstm_cli import gates_kernel, hardware
 from lstm_cli.choices import (
     Cell,
+    GateKernel,
     Init,
     Monitored,
     OutputActivation,
@@ -80,6 +81,7 @@ class Schema:
     seed: int = MISSING
     threads: int | None = MISSING
     precision: Precision = MISSING
+    gates: GateKernel = MISSING
     data: DataSchema = field(default_factory=DataSchema)
     early_stopping: EarlyStoppingSchema = field(default_factory=EarlyStoppingSchema)
     prune: PruneSchema = field(default_factory=PruneSchema)
@@ -139,6 +141,11 @@ def check(cfg: DictConfig) -> None:
         raise UserError(
             "precision=bf16 needs a CPU with bfloat16 instructions (avx512_bf16 or amx_bf16 in "
             "/proc/cpuinfo); this one has neither: use precision=fp32"
+        )
+    if cfg.gates == GateKernel.fused and gates_kernel.missing_compiler():
+        raise UserError(
+            f"gates=fused needs the kernel built: {gates_kernel.missing_compiler()}; "
+            "use gates=auto or ops"
         )
     if not cfg.tracking.experiment:
         raise UserError("tracking.experiment is empty: give the MLflow experiment a name")

@@ -1,0 +1,211 @@
+"""The fused gate kernel (`gates=fused`): the cell's elementwise steps as one C++ op a step,
+forward and backward (`gates_kernel.cc`), built on first use with the machine's C++ compiler
+against the installed TensorFlow and kept in a cache, then loaded with its gradients.
+
+Why: with TensorFlow ops a step is about 10 small ops forward and 15 backward, each a pass
+over (batch, hidden) or (batch, 4*hidden) memory; one kernel makes a pass each way. What it
+buys, measured, is in docs/performance.md (bench/RESULTS.md).
+
+The build is cached by everything that changes the binary: the source, TensorFlow's version
+and flags, the compiler and its flags (the CPU's vector instructions), so a shared home on a
+cluster of different CPUs keeps one build per kind. `gates=auto` (the default) falls back to
+TensorFlow ops, with a note, where the kernel cannot be built or a GPU would run the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lstm_cli import hardware
+from lstm_cli.choices import GateKernel
+from lstm_cli.errors import UserError
+
+SOURCE = Path(__file__).with_name("gates_kernel.cc")
+BUILD_SECONDS = 300  # a compile that takes longer has failed
+# Vector instructions the build may use, by CPU flag: AVX-512 (the subsets Eigen uses), else
+# AVX2 and FMA, else the compiler's default (SSE2 on x86_64). Not -march=native: with GCC 12
+# it turns on AVX512-FP16, whose Eigen header does not compile.
+ISA = (
+    (("avx512f", "avx512dq", "avx512bw", "avx512vl", "avx2", "fma"),
+     ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma"]),
+    (("avx2", "fma"), ["-mavx2", "-mfma"]),
+)  # fmt: skip
+
+
+class KernelUnavailable(Exception):
+    """The kernel cannot be built or used here; the message says why, in a few words."""
+
+
+def cache_dir() -> Path:
+    """Where builds are kept: $XDG_CACHE_HOME/lstm-digits/kernels (~/.cache by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lstm-digits" / "kernels"
+
+
+def isa_flags(cpu: set[str] | None = None) -> list[str]:
+    """The compiler flags for this CPU's vector instructions (see `ISA`)."""
+    cpu = hardware.cpu_flags() if cpu is None else cpu
+    return next((flags for needs, flags in ISA if set(needs) <= cpu), [])
+
+
+def missing_compiler() -> str | None:
+    """Why no C++ compiler can build the kernel ($CXX, else g++), or None if there is one."""
+    cxx = os.environ.get("CXX") or "g++"
+    if shutil.which(cxx) is None:
+        return f"no C++ compiler ({cxx} not found; install g++ or set CXX)"
+    return None
+
+
+def _compiler() -> tuple[str, str]:
+    """The C++ compiler ($CXX, else g++) and its version line."""
+    missing = missing_compiler()
+    if missing:
+        raise KernelUnavailable(missing)
+    cxx = os.environ.get("CXX") or "g++"
+    try:
+        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise KernelUnavailable(f"{cxx} --version failed: {e}") from None
+    return cxx, (out.stdout.splitlines() or [""])[0]
+
+
+def build(directory: Path | None = None) -> Path:
+    """The kernel's shared library for this TensorFlow, compiler and CPU: built into
+    `directory` (default `cache_dir()`) unless it is there already. Concurrent callers (a
+    sweep's workers) wait for one build. Raises KernelUnavailable."""
+    import tensorflow as tf
+
+    cxx, version = _compiler()
+    flags = ["-shared", "-fPIC", "-O3", "-ffp-contract=off", "-w", *isa_flags()]
+    tf_flags = [*tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
+    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest.update("\n".join([tf.__version__, version, *flags, *tf_flags]).encode())
+    directory = cache_dir() if directory is None else directory
+    target = directory / f"gates-{digest.hexdigest()[:16]}.so"
+    if target.exists():
+        return target
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with _locked(directory / f"{target.stem}.lock"):
+            if not target.exists():
+                _compile([cxx, *flags, str(SOURCE), *tf_flags], target)
+    except OSError as e:
+        raise KernelUnavailable(f"cannot write its build to {directory}: {e.strerror}") from None
+    return target
+
+
+def _compile(command: list[str], target: Path) -> None:
+    """Run `command` with `-o` a temporary file beside `target`, then move it into place (a
+    reader never sees a half-written library)."""
+    fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".so.partial")
+    os.close(fd)
+    try:
+        done = subprocess.run(
+            [*command, "-o", partial], capture_output=True, text=True, timeout=BUILD_SECONDS
+        )
+        if done.returncode != 0:
+            lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+            said = [line for line in lines if "error" in line] or lines[-1:]
+            why = said[0] if said else f"exit status {done.returncode}"
+            raise KernelUnavailable(f"{command[0]} failed to build it: {why[:200]}")
+        os.replace(partial, target)
+    except subprocess.TimeoutExpired:
+        raise KernelUnavailable(f"{command[0]} took over {BUILD_SECONDS} s") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def load(directory: Path | None = None) -> Any:
+    """The kernel's ops (built if needed), with their gradients registered. Raises
+    KernelUnavailable."""
+    import tensorflow as tf
+
+    try:
+        ops = tf.load_op_library(str(build(directory)))
+    except tf.errors.NotFoundError as e:  # a library TensorFlow cannot load (symbols, ABI)
+        raise KernelUnavailable(f"TensorFlow cannot load it: {e.message[:120]}") from None
+    _register_gradients(ops)
+    return ops
+
+
+def for_config(gates: str) -> tuple[Any, str]:
+    """The kernel for `gates` ("auto", "fused" or "ops"), and a note for the user: the ops (or
+    None: TensorFlow ops) and "" or why "auto" runs TensorFlow ops. Raises UserError where
+    "fused" cannot run."""
+    if gates == GateKernel.ops:
+        return None, ""
+    import tensorflow as tf
+
+    try:
+        if tf.config.list_physical_devices("GPU"):
+            raise KernelUnavailable("a GPU runs the model, and the kernel is for the CPU")
+        return load(), ""
+    except KernelUnavailable as e:
+        if gates == GateKernel.fused:
+            raise UserError(f"gates=fused cannot run here: {e}; use gates=auto or ops") from None
+        return None, f"the fused gate kernel is not used: {e}; training with TensorFlow ops"
+
+
+def step(
+    ops: Any, x: Any, t: int, w_x: Any, b: Any, hw: Any, c_tm1: Any, standard: bool
+) -> tuple[Any, Any]:
+    """Step `t` fused: x (batch, steps, input) the images, w_x (input, 4*hidden) and b
+    (4*hidden,) the input weights, hw = h_tm1 @ W_h (batch, 4*hidden) (hw and c_tm1 None for
+    the zero state) -> h_t, c_t (batch, hidden)."""
+    if c_tm1 is None:
+        h_t, c_t, _ = ops.lstm_digits_gates_first(x, w_x, b, standard=standard, step=t)
+    else:
+        h_t, c_t, _ = ops.lstm_digits_gates(x, w_x, b, hw, c_tm1, standard=standard, step=t)
+    return h_t, c_t
+
+
+def _register_gradients(ops: Any) -> None:
+    """The gradients of the forward ops, by the backward ops. TensorFlow's registry is the
+    process's: a second load (a later job) finds them registered already."""
+    import tensorflow as tf
+
+    def gradients(op: Any, dh: Any, dc: Any) -> tuple[Any, ...]:
+        h, c, gates = op.outputs
+        dh = tf.zeros_like(h) if dh is None else dh  # (batch, hidden)
+        dc = tf.zeros_like(c) if dc is None else dc  # (batch, hidden): from the next step
+        x, w_x, b = op.inputs[:3]
+        attrs = {"standard": op.get_attr("standard"), "step": op.get_attr("step")}
+        if op.type == "LstmDigitsGatesFirst":
+            _, dw_x, db = ops.lstm_digits_gates_first_grad(x, w_x, b, dh, dc, gates, c, **attrs)
+            return None, dw_x, db
+        dpre, dw_x, db, dc_tm1 = ops.lstm_digits_gates_grad(x, w_x, b, dh, dc, gates, c,
+                                                            op.inputs[4], **attrs)  # fmt: skip
+        return None, dw_x, db, dpre, dc_tm1  # x, w_x, b, hw (batch, 4*hidden), c_tm1
+
+    for name in ("LstmDigitsGates", "LstmDigitsGatesFirst"):
+        with contextlib.suppress(KeyError):  # registered by an earlier load in this process
+            tf.RegisterGradient(name)(lambda op, dh, dc, _gates: gradients(op, dh, dc))
+
+
+if __name__ == "__main__":  # `python -m lstm_cli.gates_kernel`: build ahead (make install)
+    from lstm_cli.process import import_tensorflow, quiet
+
+    quiet()
+    import_tensorflow()
+    try:
+        print(f"gates kernel: {build()}")
+    except KernelUnavailable as e:
+        print(f"gates kernel not built: {e} (training uses TensorFlow ops)", file=sys.stderr)

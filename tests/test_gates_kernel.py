@@ -1,0 +1,170 @@
+"""The fused gate kernel (gates=fused): the same numbers as TensorFlow ops, its build and its
+cache, and what `auto` and `fused` do where it cannot be built."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import tensorflow as tf
+from mlflow.tracking import MlflowClient
+
+from lstm_cli import gates_kernel
+from lstm_cli.errors import UserError
+from lstm_cli.loop import Trainer
+from lstm_cli.model import DigitsLSTM
+from tests.helpers import EXPERIMENT, assert_one_line_error, held_out, run_cli, sqlite_uri
+
+HAS_COMPILER = gates_kernel.missing_compiler() is None
+
+
+@pytest.fixture(scope="module")
+def fused():
+    if not HAS_COMPILER:
+        pytest.skip("no C++ compiler here")
+    return gates_kernel.load()
+
+
+def _model(hidden: int, cell: str) -> DigitsLSTM:
+    return DigitsLSTM(8, 10, hidden, cell=cell, init="glorot", output_activation="tanh",
+                      seed=3).build()  # fmt: skip
+
+
+def _outputs_and_gradients(model: DigitsLSTM, x: tf.Tensor, fused) -> list[np.ndarray]:
+    with tf.GradientTape() as tape:
+        outputs = model(x, fused)  # (batch, classes)
+        loss = tf.reduce_sum(outputs * outputs)
+    grads = tape.gradient(loss, model.trainable_variables)
+    return [outputs.numpy(), *(g.numpy() for g in grads)]
+
+
+@pytest.mark.parametrize("cell", ["seed", "standard"])
+@pytest.mark.parametrize("hidden", [1, 16, 50])
+def test_fused_gates_give_the_outputs_and_gradients_of_tensorflow_ops(fused, cell, hidden):
+    """Forward and backward through all 8 steps: within float rounding of the ops' values, on
+    a batch (37) that no vector width divides."""
+    model = _model(hidden, cell)
+    x = tf.random.stateless_normal([37, 8, 8], seed=[1, 2]) * 4.0
+    reference = _outputs_and_gradients(model, x, None)
+    for ours, theirs in zip(_outputs_and_gradients(model, x, fused), reference, strict=True):
+        scale = np.abs(theirs).max()
+        assert scale > 0
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=2e-6 * scale)
+
+
+def test_fused_gates_under_bf16_matmuls_stay_near_the_ops(fused):
+    """precision=bf16 (emulated where the CPU lacks it): the recurrent matmul in bfloat16 on
+    both paths; the fused kernel's input projection takes the same bfloat16-rounded weights in
+    float32 (the pixels are exact in bfloat16)."""
+    model = DigitsLSTM(8, 10, 32, cell="seed", init="glorot", output_activation="tanh", seed=3,
+                       precision="bf16").build()  # fmt: skip
+    x = tf.round(tf.random.stateless_uniform([20, 8, 8], seed=[4, 5]) * 16.0)
+    ours, theirs = model(x, fused).numpy(), model(x).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-2 * np.abs(theirs).max())
+
+
+def test_a_step_of_the_wrong_shape_is_refused_by_the_kernel(fused):
+    x, w_x, b = tf.zeros([4, 8, 8]), tf.zeros([8, 40]), tf.zeros([40])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="hw must be"):
+        fused.lstm_digits_gates(x, w_x, b, tf.zeros([4, 12]), tf.zeros([4, 10]),
+                                standard=False, step=0)  # fmt: skip
+    with pytest.raises(tf.errors.InvalidArgumentError, match="step < steps"):
+        fused.lstm_digits_gates_first(x, w_x, b, standard=False, step=8)
+
+
+def test_fused_training_follows_the_ops_history(fused, defaults):
+    """Three epochs of the real loop, fused and with ops, from the same seed: the same curves
+    to float rounding (a few units in the 6th digit)."""
+    digits = held_out(defaults)
+    curves = []
+    for kernel in (None, fused):
+        model = _model(24, "seed")
+        trainer = Trainer(model, 0.003, 100, 3, seed=1, shuffle=True, fused=kernel)
+        curves.append([list(m.as_dict().values()) for m in trainer.fit(digits)])
+    np.testing.assert_allclose(curves[1], curves[0], rtol=2e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler here")
+def test_a_build_is_cached_and_a_second_build_reuses_it(tmp_path):
+    """The first build compiles into the cache; the next finds it there (no compile: the
+    library's file is not touched)."""
+    first = gates_kernel.build(tmp_path)
+    assert first.parent == tmp_path and first.suffix == ".so"
+    stamp = first.stat().st_mtime_ns
+    assert gates_kernel.build(tmp_path) == first and first.stat().st_mtime_ns == stamp
+    assert [p.name for p in tmp_path.glob("*.partial")] == []  # nothing half-written left
+
+
+def test_the_vector_instructions_follow_the_cpu():
+    assert "-mavx512f" in gates_kernel.isa_flags({"avx512f", "avx512dq", "avx512bw",
+                                                  "avx512vl", "avx2", "fma"})  # fmt: skip
+    assert gates_kernel.isa_flags({"avx2", "fma", "sse4_2"}) == ["-mavx2", "-mfma"]
+    assert gates_kernel.isa_flags({"sse2"}) == []
+
+
+def test_without_a_compiler_auto_falls_back_and_fused_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    kernel, note = gates_kernel.for_config("auto")
+    assert kernel is None and "no C++ compiler" in note and "TensorFlow ops" in note
+    with pytest.raises(UserError, match=r"^gates=fused cannot run here: no C\+\+ compiler"):
+        gates_kernel.for_config("fused")
+    assert gates_kernel.for_config("ops") == (None, "")
+
+
+def test_a_failed_build_says_why_in_one_line_and_leaves_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXX", shutil.which("false") or "/bin/false")
+    with pytest.raises(gates_kernel.KernelUnavailable, match="failed to build it: exit status 1"):
+        gates_kernel.build(tmp_path)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler here")
+def test_train_records_which_gates_ran_and_the_logged_model_needs_no_kernel(trained_run):
+    """The default (auto) trains with the fused kernel and tags the run `gates=fused`; the
+    logged model holds TensorFlow's ops only, so it loads where this package is not."""
+    run = MlflowClient(trained_run.uri).get_run(trained_run.run_id)
+    assert run.data.tags["gates"] == "fused" and run.data.params["gates"] == "auto"
+    mlflow.set_tracking_uri(trained_run.uri)
+    saved = mlflow.artifacts.download_artifacts(f"runs:/{trained_run.run_id}/model")
+    graphs = list(Path(saved).rglob("saved_model.pb"))
+    assert graphs and all(b"LstmDigits" not in g.read_bytes() for g in graphs)
+
+
+@pytest.mark.slow
+def test_train_without_a_compiler_notes_it_and_trains_with_ops(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    env = {"CXX": str(tmp_path / "no-such-compiler"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = run_cli("train", "epochs=2", "hidden_size=8", "tracking.log_model=false",
+                     f"tracking.uri={uri}", cwd=tmp_path, **env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "note: the fused gate kernel is not used: no C++ compiler "
+        f"({env['CXX']} not found; install g++ or set CXX); training with TensorFlow ops"
+    ]
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["gates"] == "ops"
+    refused = run_cli("train", "gates=fused", f"tracking.uri={uri}", cwd=tmp_path, **env)
+    assert_one_line_error(refused, 2, "gates=fused needs the kernel built: no C++ compiler")
+    assert len(client.search_runs([run.info.experiment_id])) == 1  # refused before a run
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler here")
+def test_python_m_builds_ahead_and_says_where(tmp_path):
+    """`python -m lstm_cli.gates_kernel` (make install) builds into the cache and prints it."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "lstm_cli.gates_kernel"], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    path = Path(done.stdout.strip().removeprefix("gates kernel: "))
+    assert path.exists() and path.is_relative_to(tmp_path / "lstm-digits" / "kernels")
