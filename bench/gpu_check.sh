@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf
 import yaml
 
+from lstm_cli import gates_kernel
 from lstm_cli.data import load_digits
 from lstm_cli.model import DigitsLSTM
 from lstm_cli.loop import Trainer, configure_threads, default_threads, evaluate, set_seed
@@ -40,6 +41,8 @@ cfg = yaml.safe_load(open("conf/config.yaml"))
 d, epochs = cfg["data"], int(os.environ["EPOCHS"])
 data = load_digits(d["test_size"], d["split_seed"], d["scaling"], d["val_size"])
 configure_threads(default_threads(512, len(os.sched_getaffinity(0))))
+fused, note = gates_kernel.for_config(cfg["gates"])  # auto: TensorFlow ops where a GPU runs
+print(f"gates: {'fused' if fused else 'ops'}" + (f" ({note})" if note else ""))
 for hidden in (50, 512):
     set_seed(cfg["seed"])
     model = DigitsLSTM(
@@ -48,7 +51,7 @@ for hidden in (50, 512):
         seed=cfg["seed"],
     ).build()
     trainer = Trainer(model, cfg["learning_rate"], cfg["batch_size"], epochs, seed=cfg["seed"],
-                      shuffle=d["shuffle"])
+                      shuffle=d["shuffle"], fused=fused)
     ends = []
     start = time.perf_counter()
     history = trainer.fit(data, on_epoch=lambda m: ends.append(time.perf_counter()))

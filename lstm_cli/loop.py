@@ -40,8 +40,9 @@ ONE_THREAD_UP_TO = 128  # hidden units up to which one thread trains fastest (do
 def default_threads(hidden_size: int, cores: int | None = None) -> int | None:
     """Threads for `threads: null`: one for small models, whose ops are too small to split,
     else every core the job may use (`cores`; None: TensorFlow's default). Measured on a quiet
-    2-core machine, ms an epoch on 1 and 2 threads: hidden 50 25 vs 31, 128 102 vs 110, 200
-    171 vs 155, 384 557 vs 458, 512 1086 vs 942 (bench/RESULTS.md, 2026-12-03)."""
+    2-core machine with the fused gate kernel, ms an epoch on 1 and 2 threads: hidden 50 12.8
+    vs 17.4, 128 37.5 vs 41.4, 200 82.5 vs 77.2, 256 128 vs 113, 512 492 vs 361
+    (bench/RESULTS.md, 2026-12-04)."""
     return 1 if hidden_size <= ONE_THREAD_UP_TO else cores
 
 
