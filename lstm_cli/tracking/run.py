@@ -33,8 +33,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
 
 from lstm_cli import process, signals
-from lstm_cli.errors import UserError
-from lstm_cli.tracking import checkpoint
+from lstm_cli.tracking import checkpoint, system
 from lstm_cli.tracking.ending import ending
 from lstm_cli.tracking.owner import process_tags
 from lstm_cli.tracking.writer import Writer, retrying
@@ -44,8 +43,6 @@ PARENT_TAG = MLFLOW_PARENT_RUN_ID  # how MLflow links a child run to its parent 
 # writer retries instead, for tracking.outage_minutes, without blocking the training.
 HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 DATASET_RETRY_S = 0.2  # after the store refused a dataset another job added meanwhile
-# MLflow samples every 10 s by default, longer than most of our runs: they would log nothing.
-SYSTEM_METRICS_EVERY_S = 1.0  # $MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it
 SOURCE = "lstm-digits train"  # the UI's Source column (a joblib worker's argv[0] says nothing)
 KIND_TAG = "mlflow.experimentKind"  # MLflow 3's UI opens an experiment on what it is for
 KIND = "custom_model_development"  # training runs, not GenAI traces
@@ -110,16 +107,7 @@ class Run:
         if not self.opened:
             self._wants_monitor = True  # started once the run is RUNNING again
             return
-        try:
-            import psutil  # noqa: F401 - MLflow's monitors read the system through it
-        except ImportError:
-            raise UserError(
-                "system metrics need psutil, which is not installed: pip install psutil"
-            ) from None
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-        self._monitor = SystemMetricsMonitor(self.run_id, sampling_interval=SYSTEM_METRICS_EVERY_S)
-        self._monitor.start()
+        self._monitor = system.start(self.run_id)
 
     def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
         """Per-epoch metrics with step=epoch, sent in the background within a second."""
@@ -246,7 +234,7 @@ class Run:
         with signals.deferred():
             try:
                 if self._monitor is not None:
-                    self._monitor.finish()  # joins its thread and writes what it sampled
+                    system.stop(self._monitor)
                 self._writer.drain()
                 if error:
                     self._writer.call(lambda: self._set_error(error))
