@@ -95,6 +95,19 @@ def assert_no_runs(uri: str) -> None:
         assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
 
 
+def runs_so_far(uri: str) -> list:
+    """Every run in the SQLite store at `uri`; none while the CLI under test has not made the
+    store yet. A client opened before that makes the store itself (MLflow builds its schema
+    in the constructor, about 1 s of migrations), racing the CLI's own: two processes
+    migrating one new file fail ("no such column: spans.dimension_attributes")."""
+    from mlflow.tracking import MlflowClient
+
+    if not Path(uri.removeprefix("sqlite:///")).exists():
+        return []
+    client = MlflowClient(uri)
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
 CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")  # per-epoch metrics
 
 

@@ -24,6 +24,7 @@ from tests.helpers import (
     free_port,
     held_out,
     run_cli,
+    runs_so_far,
     sqlite_uri,
 )
 
@@ -218,15 +219,13 @@ def test_a_stopped_run_is_killed_and_keeps_its_metrics(tmp_path, signum, code, r
         stderr=subprocess.PIPE,
         text=True,
     )
-    client = MlflowClient(uri)
     deadline = time.monotonic() + 120
     history = []
     while time.monotonic() < deadline and not history:  # wait until epochs reach the store
         time.sleep(1)
-        if (tmp_path / "mlflow.db").exists():
-            runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-            if runs:
-                history = client.get_metric_history(runs[0].info.run_id, "val_accuracy")
+        runs = runs_so_far(uri)
+        if runs:
+            history = MlflowClient(uri).get_metric_history(runs[0].info.run_id, "val_accuracy")
     assert history, "no epoch was logged within two minutes"
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
@@ -234,6 +233,7 @@ def test_a_stopped_run_is_killed_and_keeps_its_metrics(tmp_path, signum, code, r
     (line,) = stderr.strip().splitlines()
     run_id = runs[0].info.run_id
     assert line.endswith(f"go on with: lstm-digits resume {run_id}"), line  # the last line
+    client = MlflowClient(uri)
     run = client.get_run(run_id)
     assert run.info.status == "KILLED" and run.data.tags["error"] == reason
     logged = client.get_metric_history(run_id, "val_accuracy")

@@ -47,13 +47,13 @@ def _train_until_stopped(tmp_path, uri: str, *args: str, after: int) -> str:
     proc = subprocess.Popen([CLI, "train", *args, f"tracking.uri={uri}"], cwd=tmp_path,
                             env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
-    client = MlflowClient(uri)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             time.sleep(0.3)
-            runs = _runs(uri)
-            if runs and len(client.get_metric_history(runs[0].info.run_id, "val_loss")) >= after:
+            runs = _runs(uri)  # no client before the CLI has made the store: it would make it
+            if runs and len(MlflowClient(uri).get_metric_history(runs[0].info.run_id,
+                                                                "val_loss")) >= after:  # fmt: skip
                 break
     finally:
         stderr = stop(proc, signal.SIGTERM)

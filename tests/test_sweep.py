@@ -23,6 +23,7 @@ from tests.helpers import (
     cli_env,
     descendant_pids,
     run_cli,
+    runs_so_far,
     sqlite_uri,
     stop,
     sweep_runs,
@@ -217,15 +218,12 @@ def test_sigterm_during_a_sweep_kills_every_run(tmp_path, launcher):
          f"hydra/launcher={launcher}", f"tracking.uri={uri}"],
         cwd=tmp_path, env=cli_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    client = MlflowClient(uri)
     try:
         deadline = time.monotonic() + 120
         training = []
         while time.monotonic() < deadline and not training:  # a job has logged epochs
             time.sleep(1)
-            if (tmp_path / "mlflow.db").exists():
-                runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-                training = [r for r in runs if r.data.metrics.get("val_accuracy") is not None]
+            training = [r for r in runs_so_far(uri) if "val_accuracy" in r.data.metrics]
         assert training, "no job logged an epoch within two minutes"
         workers = descendant_pids(proc.pid)
     finally:
