@@ -277,10 +277,12 @@ def main() -> None:
     if args.precision == "bf16":  # Keras's and the article's loops are float32 only
         args.loops = ["ours"]
     many = len(args.gates) > 1  # (name, tree, threads, gates) of each variant
-    variants = [(f"ours {g}" if many else "ours", ROOT, None, g) for g in args.gates]
-    variants += [(loop, ROOT, None, "auto") for loop in args.loops if loop != "ours"]
-    if "ours" not in args.loops:
-        variants = variants[len(args.gates) :]
+    variants = []
+    for loop in args.loops:
+        if loop == "ours":
+            variants += [(f"ours {g}" if many else "ours", ROOT, None, g) for g in args.gates]
+        else:
+            variants.append((loop, ROOT, None, "auto"))
     if args.base:  # an earlier tree: its own loop (the gates setting, if it has one, auto)
         variants.insert(1, ("base", Path(args.base).resolve(), None, "auto"))
     if args.threads:

@@ -11,8 +11,8 @@ One weight matrix holds the four small networks z, i, f, o:
 Splitting `[x, h] @ W` into `x @ W_x + h @ W_h` is the same mathematics; it lets the model
 project every time step's input in one matmul before the recurrent loop (`project_inputs`).
 With precision="bf16" the two matmuls take bfloat16 operands (W cast once per sequence) and
-give float32; W, B, the gates and the state stay float32. `fused_step` computes the same step
-with its elementwise part in one C++ kernel (gates=fused, `gates_kernel`).
+give float32; W, B, the gates and the state stay float32. `fused_steps` computes the same steps
+with all but the recurrent matmul in one C++ kernel a step (gates=fused, `gates_kernel`).
 """
 
 from __future__ import annotations

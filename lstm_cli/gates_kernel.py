@@ -58,20 +58,24 @@ def isa_flags(cpu: set[str] | None = None) -> list[str]:
     return next((flags for needs, flags in ISA if set(needs) <= cpu), [])
 
 
+def _cxx() -> str:
+    """The C++ compiler to build with: $CXX, else g++."""
+    return os.environ.get("CXX") or "g++"
+
+
 def missing_compiler() -> str | None:
     """Why no C++ compiler can build the kernel ($CXX, else g++), or None if there is one."""
-    cxx = os.environ.get("CXX") or "g++"
-    if shutil.which(cxx) is None:
-        return f"no C++ compiler ({cxx} not found; install g++ or set CXX)"
+    if shutil.which(_cxx()) is None:
+        return f"no C++ compiler ({_cxx()} not found; install g++ or set CXX)"
     return None
 
 
 def _compiler() -> tuple[str, str]:
-    """The C++ compiler ($CXX, else g++) and its version line."""
+    """The C++ compiler and its version line."""
     missing = missing_compiler()
     if missing:
         raise KernelUnavailable(missing)
-    cxx = os.environ.get("CXX") or "g++"
+    cxx = _cxx()
     try:
         out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:

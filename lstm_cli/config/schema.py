@@ -142,11 +142,9 @@ def check(cfg: DictConfig) -> None:
             "precision=bf16 needs a CPU with bfloat16 instructions (avx512_bf16 or amx_bf16 in "
             "/proc/cpuinfo); this one has neither: use precision=fp32"
         )
-    if cfg.gates == GateKernel.fused and gates_kernel.missing_compiler():
-        raise UserError(
-            f"gates=fused needs the kernel built: {gates_kernel.missing_compiler()}; "
-            "use gates=auto or ops"
-        )
+    missing = gates_kernel.missing_compiler() if cfg.gates == GateKernel.fused else None
+    if missing:
+        raise UserError(f"gates=fused needs the kernel built: {missing}; use gates=auto or ops")
     if not cfg.tracking.experiment:
         raise UserError("tracking.experiment is empty: give the MLflow experiment a name")
     if cfg.tracking.register and not cfg.tracking.log_model:
