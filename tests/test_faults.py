@@ -343,7 +343,7 @@ def test_a_stop_keeps_every_epoch_and_resume_finishes_the_run(tmp_path, processe
 
 
 TORN = (
-    "epochs=6",
+    "epochs=4",
     "hidden_size=8",
     "checkpoint.every_epochs=2",
     "checkpoint.every_seconds=0",
@@ -352,11 +352,17 @@ TORN = (
 
 
 def _trained_with_two_slots(workdir: Path) -> tuple[str, str, dict]:
-    """A finished 6-epoch run with both slots filled; its URI, run id and latest.json."""
+    """A finished 6-epoch run with both slots filled; its URI, run id and latest.json.
+
+    Trained to 4 epochs, then resumed to 6: each ends with a checkpoint, and the resume's goes
+    into the other slot. (One 6-epoch run may fill only one: its writer drops an unsent
+    checkpoint for a newer one, and a fast machine trains epochs 2 to 6 within one flush.)
+    """
     uri = sqlite_uri(workdir)
     done = run_cli("train", *TORN, f"tracking.uri={uri}", cwd=workdir)
     assert done.returncode == 0, done.stderr
     run_id = _only_run_id(uri)
+    _resume_finishes(workdir, uri, run_id, 6, "epochs=6")
     latest = _latest(uri, run_id)
     assert latest is not None and latest["epoch"] == 6, latest
     slots = _artifact_dir(uri, run_id) / "checkpoints"
