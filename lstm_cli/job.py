@@ -215,7 +215,8 @@ def run_job(cfg: DictConfig, job: str | None) -> float:
 
     hc = HydraConfig.get()
     uri = store.resolve_uri(cfg.tracking.uri)
-    experiment_id = store.open_experiment(uri, cfg.tracking.experiment)
+    parent = cfg.tracking.parent_run_id
+    experiment_id = store.open_experiment(uri, cfg.tracking.experiment, parent)
     params = {k: masking.masked(v) for k, v in config.flatten(cfg).items()}
     overrides = masking.mask(" ".join(config.job_overrides(list(hc.overrides.task))))
     commit = git_commit()
@@ -232,7 +233,6 @@ def run_job(cfg: DictConfig, job: str | None) -> float:
         tags["sweep_job"] = job
         if not watch.shows_jobs():  # else the sweep's live line shows its start and its end
             console.job_line(job, f"start {overrides or '(defaults)'}")
-    parent = cfg.tracking.parent_run_id
     # Progress: a single run's, and a scheduled job's in its own log file (.submitit/); jobs
     # sharing this terminal (basic, joblib) print a line at their start and end only (none
     # while the sweep's live line shows them).

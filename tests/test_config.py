@@ -104,6 +104,19 @@ def test_a_sweep_of_values_and_groups_passes_preflight():
     assert request.multirun and request.cfg.seed == 0  # without the swept keys
 
 
+def test_a_glob_of_presets_is_left_to_hydra_to_expand():
+    request = config.preflight(["-m", "experiment=glob(*)", "seed=1,2"])
+    assert request.multirun and request.cfg.seed == 0
+
+
+def test_the_basic_sweepers_params_on_the_command_line_say_what_to_do_instead():
+    with pytest.raises(UserError) as info:
+        config.preflight(["-m", "hydra.sweeper.params={hidden_size:'8,16'}"])
+    text = str(info.value)
+    assert text.startswith("hydra.sweeper.params cannot be set on the command line")
+    assert "-m hidden_size=8,16,32" in text and "\n" not in text
+
+
 def test_range_errors_in_a_sweep_are_left_to_their_job():
     request = config.preflight(["-m", "hidden_size=10,0"])
     assert request.multirun and request.cfg.hidden_size == 50  # without the swept key

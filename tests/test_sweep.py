@@ -85,6 +85,22 @@ def test_grid_sweep_with_seeds_is_summarised_on_the_parent(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_sweep_over_presets_keeps_its_points_in_its_own_experiment(tmp_path):
+    # experiment=debug asks for the MLflow experiment lstm-digits-debug; a sweep's point goes
+    # into its sweep's, where the summary, the pruning rungs and the UI look for it.
+    uri = sqlite_uri(tmp_path)
+    result = run_cli("train", "-m", "experiment=glob([deb*,wide])", *TINY, "hidden_size=8",
+                     f"tracking.uri={uri}", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    parent, children = sweep_runs(uri)
+    assert [c.data.params["tracking.experiment"] for c in children] == [
+        "lstm-digits-debug", "lstm-digits",
+    ]  # fmt: skip
+    assert {c.info.experiment_id for c in children} == {parent.info.experiment_id}
+    assert parent.data.tags["best_run_id"] in {c.info.run_id for c in children}
+
+
+@pytest.mark.slow
 def test_joblib_on_a_fresh_store_with_a_failing_job(tmp_path):
     uri = sqlite_uri(tmp_path)  # does not exist yet: three jobs start at once on it
     result = run_cli(

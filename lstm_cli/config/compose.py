@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,13 @@ def describe(ex: BaseException) -> str:
         )
     cause = ex.__cause__ if isinstance(ex.__cause__, OmegaConfBaseException) else ex
     key = getattr(cause, "full_key", None)
+    said = re.search(r"full_key: (\S+)", str(cause))  # a plain error of OmegaConf's says it
+    key = key or (said[1] if said else None)
+    if key and key.startswith("hydra.sweeper.params"):  # the basic sweeper's are null: no merge
+        return (
+            f"{key} cannot be set on the command line: sweep the keys themselves "
+            "(-m hidden_size=8,16,32) or give params: in a config of your own (-cd DIR)"
+        )
     if isinstance(cause, ConfigKeyError | ConfigAttributeError) and " not in " in str(cause):
         known = sorted(schema.flatten(compose([])))  # the packaged config's keys
         close = difflib.get_close_matches(key, known, n=1)
@@ -119,6 +127,12 @@ def _composed(overrides: list[str], source: Source, hydra_node: bool = False) ->
         return compose(overrides, hydra_node=hydra_node, source=source)
     except Exception as ex:
         raise UserError(describe(ex)) from None
+
+
+def _is_glob(override: Any) -> bool:
+    from hydra.core.override_parser.types import ValueType
+
+    return override.value_type == ValueType.GLOB_CHOICE_SWEEP
 
 
 def _takes_value(cfg: DictConfig, override: Any, value: Any) -> bool:
@@ -203,7 +217,8 @@ def preflight(argv: list[str]) -> Request:
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     base = _composed(fixed, source, hydra_node=True)
     for o in parsed:
-        if o.is_sweep_override() and o.is_discrete_sweep():
+        # A glob picks among the group's own options (Hydra expands it with its config loader).
+        if o.is_sweep_override() and o.is_discrete_sweep() and not _is_glob(o):
             key = o.get_key_element()
             for value, text in zip(o.sweep_iterator(), o.sweep_string_iterator(), strict=True):
                 if not _takes_value(base, o, value):  # anything else is composed, as Hydra will

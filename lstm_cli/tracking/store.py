@@ -180,8 +180,13 @@ def _keep_template(store: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def open_experiment(uri: str, name: str) -> str:
-    """Point MLflow at `uri`, create the experiment if needed (once, race-safe); return its id."""
+def open_experiment(uri: str, name: str, parent: str | None = None) -> str:
+    """Point MLflow at `uri`, create the experiment if needed (once, race-safe); return its id.
+
+    A sweep's job (`parent`: its sweep's run) goes into its sweep's experiment whatever `name`
+    its point asks for (`-m experiment=debug,keras`): the summary, the pruning rungs and the
+    UI's nesting look for a sweep's children there.
+    """
     check_store(uri)
     try:
         db = sqlite_path(uri)
@@ -189,6 +194,8 @@ def open_experiment(uri: str, name: str) -> str:
             create_sqlite_store(db)
         mlflow.set_tracking_uri(uri)
         client = MlflowClient(uri)
+        if parent:
+            return client.get_run(parent).info.experiment_id
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             try:
