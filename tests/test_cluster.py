@@ -173,10 +173,15 @@ def test_a_cancelled_job_ends_killed_and_the_sweep_says_so(clean, tmp_path):
 @pytest.mark.slow
 @pytest.mark.cluster
 def test_a_job_past_its_time_limit_ends_killed(clean, tmp_path):
+    """SLURM's warning (SIGUSR2) comes signal_delay_s before the limit, or up to 60 s earlier
+    (sbatch(1)): here at least 30 s after the start, when the run trains. (With a 1-minute
+    limit and the default 120 s it came at the first check after the start, on a loaded
+    machine before the job had made its run: submitit then ends the job with no run.)"""
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}
     proc = _sweep(tmp_path, uri, "epochs=100000", "hidden_size=8", "tracking.log_model=false",
-                  "hydra.launcher.timeout_min=1", "hydra.launcher.max_num_timeout=0")  # fmt: skip
+                  "hydra.launcher.timeout_min=2", "hydra.launcher.max_num_timeout=0",
+                  "hydra.launcher.signal_delay_s=30")  # fmt: skip
     stdout, stderr = proc.communicate(timeout=400)
     assert proc.returncode == 1, stdout + stderr
     parent, (child,) = _children(uri, before)
