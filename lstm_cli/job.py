@@ -237,7 +237,7 @@ def run_job(cfg: DictConfig, job: str | None) -> float:
     # sharing this terminal (basic, joblib) print a line at their start and end only (none
     # while the sweep's live line shows them).
     quiet = job is not None and not os.environ.get("SUBMITIT_EXECUTOR")
-    earlier = _requeued_run(parent, job)
+    earlier = _requeued_run(experiment_id, parent, job)
     reopening = None
     if earlier is not None:  # a requeued job (or packed point): its run from the attempt before
         run_id, status, accuracy = earlier
@@ -263,14 +263,16 @@ def run_job(cfg: DictConfig, job: str | None) -> float:
     return result["val_accuracy"]
 
 
-def _requeued_run(parent: str | None, job: str | None) -> tuple[str, str, float | None] | None:
-    """In a job SLURM requeued, its run from the attempt before, as (run id, status,
-    val_accuracy); None in any other job, or if that attempt made no run."""
+def _requeued_run(
+    experiment_id: str, parent: str | None, job: str | None
+) -> tuple[str, str, float | None] | None:
+    """In a job SLURM requeued, its run from the attempt before (in its sweep's experiment), as
+    (run id, status, val_accuracy); None in any other job, or if that attempt made no run."""
     if not (parent and job and os.environ.get("SLURM_RESTART_COUNT", "0") != "0"):
         return None
     from lstm_cli.tracking.sweep import find_child
 
-    return find_child(parent, job)
+    return find_child(experiment_id, parent, job)
 
 
 def cores_per_job(launcher: Any, available: int) -> int | None:

@@ -141,13 +141,13 @@ def start_parent(experiment_id: str, name: str, tags: dict[str, str]) -> Iterato
                 parent.end("FINISHED")
 
 
-def find_child(parent_id: str, job: str) -> tuple[str, str, float | None] | None:
-    """The run of job `job` of sweep `parent_id`, as (run id, status, val_accuracy), or None (a
-    job SLURM requeued finds its run)."""
-    client = MlflowClient()
-    parent = client.get_run(parent_id)
-    found = client.search_runs(
-        [parent.info.experiment_id],
+def find_child(
+    experiment_id: str, parent_id: str, job: str
+) -> tuple[str, str, float | None] | None:
+    """The run of job `job` of sweep `parent_id` (in its `experiment_id`), as (run id, status,
+    val_accuracy), or None (a job SLURM requeued finds its run)."""
+    found = MlflowClient().search_runs(
+        [experiment_id],
         filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}' and tags.sweep_job = '{job}'",
         max_results=1,
     )
