@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
+from lstm_cli.errors import TrainingFailed
+
 
 def model_spec(cfg: DictConfig, data: Any) -> dict[str, Any]:
     """What builds the model again: the architecture (from the config and the data's shapes),
@@ -78,6 +80,13 @@ class Saver:
         state = trainer.state(epoch)
         meta = {**self.meta, "beta_powers": [float(b) for b in state.beta_powers]}
         arrays = {k: np.array(v, copy=True) for k, v in state.arrays().items()}  # not views
+        broken = [k for k, v in arrays.items() if not np.isfinite(v).all()]
+        if broken:  # a resume from it would train on NaN: the run ends before it is saved
+            raise TrainingFailed(
+                f"the training state after epoch {epoch} holds NaN or infinite values "
+                f"({', '.join(broken[:3])}): not checkpointed; train it again with a lower "
+                "learning_rate"
+            )
         if self.stopping is not None:
             meta["early_stopping"], best = self.stopping.state()
             arrays |= best  # copies already

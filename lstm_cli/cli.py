@@ -22,6 +22,7 @@ from lstm_cli.cli_shared import (
     ModelRef,
     OverridesCommand,
     RunId,
+    StoppedRun,
     TrackingUri,
     docs,
     fail,
@@ -314,25 +315,32 @@ def register(
 )
 def resume(
     ctx: typer.Context,
-    run_id: RunId,
+    run_id: StoppedRun,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = None,
 ) -> None:
     """Go on with a stopped run (KILLED, FAILED, or FINISHED with more epochs) in the same
-    MLflow run, from its latest checkpoint. OVERRIDES (KEY=VALUE) may change only epochs,
-    threads, gates, checkpoint.*, tracking.log_model and tracking.outage_minutes.
+    MLflow run, from its latest checkpoint (none: from its start, its stored epochs replayed).
+    OVERRIDES (KEY=VALUE) may change only epochs, threads, gates, checkpoint.*,
+    tracking.log_model and tracking.outage_minutes.
+
+    Given a sweep's parent run, finish the sweep on its own launcher: stopped points go on in
+    their runs, points never started run, finished and pruned ones stay; OVERRIDES may change
+    only the launcher's keys (hydra.launcher.KEY=VALUE).
 
     \b
     Examples:
       lstm-digits resume 3f2a
       lstm-digits resume best epochs=300
+      lstm-digits resume latest
+      lstm-digits resume 9c1e hydra.launcher.n_jobs=4    (a sweep)
     """
-    from lstm_cli import training
+    from lstm_cli import job
 
     process.quiet()
     try:
         with signals.scope():  # SIGTERM, as Ctrl-C, ends the run again, KILLED
-            training.resume_run(*store(tracking_uri, experiment), run_id, list(ctx.args))
+            job.go_on(*store(tracking_uri, experiment), run_id, list(ctx.args))
     except (Exception, KeyboardInterrupt) as ex:
         fail(ex)
 

@@ -24,12 +24,8 @@ def fail(ex: BaseException) -> NoReturn:
     if isinstance(ex, KeyboardInterrupt):
         signum = ex.signum if isinstance(ex, Interrupted) else Interrupted().signum
         what = "interrupted" if signum == Interrupted().signum else one_line(ex)
-        run_id = getattr(ex, "run_id", None)  # the run it stopped, if that one can go on
-        if run_id:
-            console.error(f"{what}: run {run_id} is KILLED with a checkpoint of its last epoch; "
-                          f"go on with: lstm-digits resume {run_id}")  # fmt: skip
-        else:
-            console.error(f"{what}: a run already started is marked KILLED, its metrics kept")
+        # What the stop left (the runs' handles say it), or that it came before any run.
+        console.error(f"{what}: {getattr(ex, 'told', None) or 'no run was made'}")
         code = EXIT_SIGNAL + signum
     else:
         console.error(one_line(ex))
@@ -94,6 +90,14 @@ RunId = Annotated[
     str,
     typer.Argument(
         help="A run id, a unique prefix of one, or `best` (highest val_accuracy).", metavar="RUN"
+    ),
+]
+StoppedRun = Annotated[
+    str,
+    typer.Argument(
+        help="A run or a sweep (its parent run): an id, a unique prefix of one, `best` (highest "
+        "val_accuracy) or `latest` (the newest run or sweep).",
+        metavar="RUN|SWEEP",
     ),
 ]
 ModelRef = Annotated[

@@ -19,7 +19,7 @@ from rich.control import Control
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.segment import ControlType
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from lstm_cli.summary import PRUNED
@@ -27,6 +27,7 @@ from lstm_cli.summary import PRUNED
 PLAIN_EVERY = 10  # plain progress lines: every 10th of the epochs ...
 PLAIN_AT_LEAST_S = 30.0  # ... and at least this often
 PIPED_WIDTH = 1000  # not a terminal: lines as wide as their data, tables not cut to 80
+BAR_WIDTH = 12  # the progress bar's columns: the rest of a line is for the numbers
 
 
 def _width() -> int | None:
@@ -101,20 +102,31 @@ def epoch_progress(epochs: int) -> Iterator[Any]:
     if not console.is_interactive:
         yield _plain_progress(epochs)
         return
+    # The count and the time first, then the numbers, validation's first: the one column a
+    # narrow terminal cuts (80 columns show the bar, 100/100, the time and val_acc, val_loss).
+    whole = Column(no_wrap=True)
     progress = Progress(
         TextColumn("[bold]epoch"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(),
+        BarColumn(bar_width=BAR_WIDTH),
+        MofNCompleteColumn(table_column=whole),
+        TimeElapsedColumn(table_column=whole),
+        TextColumn(
+            "{task.fields[stats]}",
+            table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1),
+        ),
         console=console,
         transient=False,
+        expand=True,
     )
     with progress:
         task = progress.add_task("train", total=epochs, stats="")
 
         def update(m: Any) -> None:
-            progress.update(task, completed=m.epoch, stats=_stats(m))
+            stats = (
+                f"val_acc {m.val_accuracy:.4f}  val_loss {m.val_loss:.4f}  "
+                f"acc {m.train_accuracy:.4f}  loss {m.train_loss:.4f}"
+            )
+            progress.update(task, completed=m.epoch, stats=stats)
 
         yield update
 

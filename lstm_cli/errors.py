@@ -14,7 +14,31 @@ class UserError(Exception):
 
 
 class TrainingFailed(Exception):
-    """Training stopped on its own terms (for example a NaN loss); the run is marked FAILED."""
+    """Training stopped on its own terms (for example a NaN loss); the run is marked FAILED.
+
+    `run_id`, once the run's handle has set it, starts the message with the run it ended.
+    """
+
+    run_id: str | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"run {self.run_id} FAILED: {text}" if self.run_id else text
+
+
+DIVERGED_TAG = "diverged_at_epoch"  # on a run whose loss became NaN or infinite: no resume
+
+
+class Diverged(TrainingFailed):
+    """The loss became NaN or infinite at `epoch`: the run ends FAILED before anything of that
+    epoch is checkpointed, and `resume` refuses it (it would diverge again)."""
+
+    def __init__(self, epoch: int, learning_rate: float):
+        super().__init__(
+            f"the loss became NaN or infinite at epoch {epoch} (learning_rate={learning_rate:g}): "
+            "train it again with a lower learning_rate"
+        )
+        self.epoch = epoch
 
 
 class StoreUnavailable(Exception):
@@ -29,19 +53,25 @@ class StoreUnavailable(Exception):
     def __str__(self) -> str:
         text = super().__str__()
         if self.run_id:
-            text += f"; then go on with: lstm-digits resume {self.run_id}"
+            text += f"; then go on with: {resume_command(self.run_id)}"
         return text
+
+
+def resume_command(run_id: str) -> str:
+    """The one command that goes on with a stopped run or sweep."""
+    return f"lstm-digits resume {run_id}"
 
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) or a stop request (SIGTERM: a scheduler, `docker stop`, `kill`).
 
     A KeyboardInterrupt, so that Hydra, joblib and our own code treat both alike: runs end
-    KILLED, and the process exits 128 + the signal's number. `run_id`: the run it stopped,
-    once that run's handle has set it, if the run can go on (`lstm-digits resume`).
+    KILLED, and the process exits 128 + the signal's number. `told`: what became of the run
+    or sweep it stopped and the command that goes on, once their handles have set it (None:
+    no run was made).
     """
 
-    run_id: str | None = None
+    told: str | None = None
     at_once = False  # a second signal: the user will not wait for the store
 
     def __init__(self, signum: int = signal.SIGINT):

@@ -15,7 +15,6 @@ read back from the store.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from contextlib import nullcontext
@@ -29,7 +28,6 @@ from rich.markup import escape
 
 from lstm_cli import (
     config,
-    config_files,
     console,
     internals,
     masking,
@@ -54,17 +52,20 @@ from lstm_cli.errors import (
 PROGRAM = "lstm-digits train"
 
 
-def launch(argv: list[str]) -> None:
-    """Run `lstm-digits train ARGV`; raise what went wrong, as `cli` reports it."""
+def launch(argv: list[str], reopen: str | None = None) -> None:
+    """Run `lstm-digits train ARGV`; raise what went wrong, as `cli` reports it. `reopen`: the
+    stopped sweep whose command line `argv` is, to go on with (`resume SWEEP`)."""
     process.quiet()
     request = config.preflight(argv)
+    if reopen and not request.multirun:
+        raise UserError(f"run {reopen}'s command line runs no sweep: {' '.join(argv)}")
     # First, before any job or worker starts: on a terminal, the jobs leave their start and
     # end to the sweep's live line.
     with process.environment(watch.job_environment(request)):
-        _run(argv, request)
+        _run(argv, request, reopen)
 
 
-def _run(argv: list[str], request: config.Request) -> None:
+def _run(argv: list[str], request: config.Request, reopen: str | None = None) -> None:
     if request.launcher is not None:  # first: the workers take seconds to start
         internals.warm_up_workers(request.launcher)
     if request.cfg is None:  # Hydra prints help or the config; nothing is tracked
@@ -87,16 +88,54 @@ def _run(argv: list[str], request: config.Request) -> None:
     remote = _is_remote(request.launcher)
     if remote:
         _register_launcher()
-    with sweep.start(uri, request.cfg.tracking.experiment, request.overrides) as running:
+    experiment = request.cfg.tracking.experiment
+    kept = config.portable_argv(request)  # what `resume SWEEP` runs again
+    with sweep.start(uri, experiment, request.overrides, kept, reopen) as running:
         with (
             watch.watching(request, uri, running.parent_id),
             slurm_output.quiet_slurm(console.accounting_note) if remote else nullcontext(),
         ):
             _launch([*argv, f"{config.PARENT_KEY}={running.parent_id}"], Task())
         failed = running.summarise()
+        said = running.told() if failed else ""
     if failed:
         jobs = ", ".join(failed)
-        raise TrainingFailed(f"{len(failed)} sweep job(s) failed (job {jobs}): see above")
+        raise TrainingFailed(f"{len(failed)} sweep job(s) failed (job {jobs}): see above; {said}")
+
+
+def go_on(uri: str, experiment: str, ref: str, overrides: list[str]) -> None:
+    """`lstm-digits resume REF OVERRIDES`: a run goes on (`training.resume_run`), a sweep's
+    parent run goes on as a sweep (`resume_sweep`)."""
+    process.quiet()
+    process.import_tracking()
+    from lstm_cli.tracking import read
+
+    found = read.find_run(uri, experiment, ref)
+    if found.is_sweep_parent:
+        resume_sweep(uri, found, overrides)
+    else:
+        training.resume_run(uri, found, overrides)
+
+
+def resume_sweep(uri: str, parent: Any, overrides: list[str]) -> None:
+    """`lstm-digits resume SWEEP [hydra.launcher.KEY=VALUE]...`: the stopped sweep `parent`
+    (a `tracking.read.RunRecord`) goes on under its own command line and launcher, as
+    `sweep.start` kept it: its finished and pruned points stay, its stopped ones go on in
+    their runs (`run_job` finds them), the ones that never started run; then its summary."""
+    from lstm_cli.tracking import read
+    from lstm_cli.tracking.owner import process_alive
+
+    if parent.status == "RUNNING" and process_alive(parent.tags):
+        raise UserError(f"sweep {parent.run_id} is still running: stop it first")
+    for override in overrides:
+        if not override.startswith("hydra.launcher."):
+            raise UserError(
+                f"{override}: a sweep goes on with the command line it started with; only its "
+                "launcher's keys (hydra.launcher.KEY=VALUE) may change"
+            )
+    argv = read.sweep_command(uri, parent)
+    argv = [a for a in argv if a.partition("=")[0] != "tracking.uri"]
+    launch([*argv, *overrides, f"tracking.uri={uri}"], reopen=parent.run_id)
 
 
 REMOTE_LAUNCHERS = ("SlurmLauncher",)  # launchers whose jobs may run on other machines
@@ -227,33 +266,39 @@ def run_job(cfg: DictConfig, job: str | None) -> float:
         "output_dir": hc.runtime.output_dir,
     }
     name = hc.job.override_dirname or "defaults"
+    reopening = None
+    earlier = _earlier_run(experiment_id, parent, job)
+    if earlier is not None:  # a requeued or resumed sweep's point: its run from before
+        ended = _ended_before(earlier, job)
+        if ended is not None:
+            return ended
+        if not _same_point(earlier.tags.get("overrides", overrides), overrides):
+            raise UserError(
+                f"this point ran as '{earlier.tags['overrides']}' in run {earlier.run_id} and "
+                f"asks for '{overrides}' now: the sweep's points are not the ones it ran "
+                "(optuna's sampler without a seed?); train them as a new sweep"
+            )
+        config.check(cfg)  # as a new run checks it, before its run is touched
+        reopening = resume.reopen(
+            earlier.run_id, cfg, finished=False, requeued=_requeued(), tags=earlier.tags
+        )
     if job is None:
         console.show_config(params)
     else:
         tags["sweep_job"] = job
         if not watch.shows_jobs():  # else the sweep's live line shows its start and its end
-            console.job_line(job, f"start {overrides or '(defaults)'}")
+            start = f"goes on with run {earlier.run_id}: " if reopening else "start "
+            console.job_line(job, f"{start}{overrides or '(defaults)'}")
     # Progress: a single run's, and a scheduled job's in its own log file (.submitit/); jobs
     # sharing this terminal (basic, joblib) print a line at their start and end only (none
     # while the sweep's live line shows them).
     quiet = job is not None and not os.environ.get("SUBMITIT_EXECUTOR")
-    earlier = _requeued_run(experiment_id, parent, job)
-    reopening = None
-    if earlier is not None:  # a requeued job (or packed point): its run from the attempt before
-        run_id, status, accuracy = earlier
-        if status == "FINISHED":  # done then (a job of several points is requeued whole)
-            accuracy = accuracy if accuracy is not None else float("nan")
-            console.job_line(job, f"done before the requeue: val_accuracy={accuracy:.4f} run "
-                             f"{run_id}")  # fmt: skip
-            return accuracy
-        with contextlib.suppress(resume.NoCheckpoint):  # none: it starts anew, in a new run
-            reopening = resume.reopen(run_id, cfg, finished=False, requeued=True)
     new = (experiment_id, name, params, tags, parent)
     result, run_id = training.train_run(cfg, quiet, _threads(cfg), new=new, reopening=reopening)
     if job is not None and watch.shows_jobs():  # the sweep's live line counts it
         return result["val_accuracy"]
     if job is None:
-        how = _ui_command(uri, cfg.tracking.experiment, experiment_id, run_id)
+        how = store.ui_command(uri, cfg.tracking.experiment, experiment_id, run_id)
         console.show_result(result, run_id, masking.mask(uri), masking.mask(how))
     elif pruning.TAG in result:  # optuna gets its value at the epoch where it stopped
         console.job_line(job, f"[yellow]pruned[/] at epoch {result[pruning.TAG]}  val_accuracy="
@@ -263,16 +308,52 @@ def run_job(cfg: DictConfig, job: str | None) -> float:
     return result["val_accuracy"]
 
 
-def _requeued_run(
-    experiment_id: str, parent: str | None, job: str | None
-) -> tuple[str, str, float | None] | None:
-    """In a job SLURM requeued, its run from the attempt before (in its sweep's experiment), as
-    (run id, status, val_accuracy); None in any other job, or if that attempt made no run."""
-    if not (parent and job and os.environ.get("SLURM_RESTART_COUNT", "0") != "0"):
+def _same_point(before: str, now: str) -> bool:
+    """Whether two of a point's overrides (its runs' `overrides` tags) ask for the same
+    training: the store (tracking.uri) may be named differently by a resume."""
+
+    def point(text: str) -> set[str]:
+        return {o for o in text.split() if o.partition("=")[0] != "tracking.uri"}
+
+    return point(before) == point(now)
+
+
+def _requeued() -> bool:
+    """Whether this process is a SLURM job started again by a requeue."""
+    return os.environ.get("SLURM_RESTART_COUNT", "0") != "0"
+
+
+def _earlier_run(experiment_id: str, parent: str | None, job: str | None) -> Any:
+    """The run this sweep point made before, in a job SLURM requeued or a sweep `resume`
+    goes on with (a `tracking.sweep.Child`); None for a point that made none, or a single run."""
+    if not (parent and job):
         return None
     from lstm_cli.tracking.sweep import find_child
 
     return find_child(experiment_id, parent, job)
+
+
+def _ended_before(earlier: Any, job: str) -> float | None:
+    """What a point whose run ended before returns (its val_accuracy, NaN if none), told in a
+    line: finished, pruned, or diverged (it would diverge again). None for a run to go on
+    with; a UserError for one still running."""
+    from lstm_cli.tracking.owner import process_alive
+
+    run_id, accuracy = earlier.run_id, earlier.val_accuracy
+    value = accuracy if accuracy is not None else float("nan")
+    if earlier.status == "FINISHED":  # done then (a job of several points is requeued whole)
+        pruned = earlier.tags.get(pruning.TAG)
+        how = f"[yellow]pruned[/] at epoch {pruned} before" if pruned else "done before"
+        if not watch.shows_jobs():  # else the sweep's live line counts it
+            console.job_line(job, f"{how}: val_accuracy={value:.4f} run {run_id}")
+        return value
+    refusal = resume.diverged(run_id, earlier.tags)
+    if earlier.status == "FAILED" and refusal:
+        console.job_line(job, f"[red]FAILED[/] before: {escape(refusal)}")
+        return float("nan")
+    if earlier.status == "RUNNING" and process_alive(earlier.tags):
+        raise UserError(f"run {run_id} of this point is still running: stop it first")
+    return None
 
 
 def cores_per_job(launcher: Any, available: int) -> int | None:
@@ -302,15 +383,3 @@ def _threads(cfg: DictConfig) -> int | None:
     if hc.mode == RunMode.MULTIRUN:
         cores = cores_per_job(hc.launcher, os.cpu_count() or 1)
     return default_threads(cfg.hidden_size, cores)
-
-
-def _ui_command(uri: str, experiment: str, experiment_id: str, run_id: str) -> str:
-    """How to look at the run: the server's page, else the `ui` command for this store."""
-    from lstm_cli.tracking.store import default_uri, is_server
-
-    if is_server(uri):
-        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-    command = "lstm-digits ui" if uri == default_uri() else f"lstm-digits ui --tracking-uri {uri}"
-    if experiment != config_files.default("tracking.experiment"):
-        command += f" --experiment {experiment}"
-    return command

@@ -17,7 +17,7 @@ from typing import Any
 
 from lstm_cli import console, internals, masking, summary
 from lstm_cli.tracking import store
-from lstm_cli.tracking.sweep import Parent, start_parent
+from lstm_cli.tracking.sweep import Parent, start_parent, told
 
 
 class Sweep:
@@ -70,6 +70,10 @@ class Sweep:
         console.show_sweep(rows, groups, parent.run_id, masking.mask(self.uri))
         return [str(r["job"]) for r in failed]
 
+    def told(self) -> str:
+        """What a failed sweep left, and how to go on (see `tracking.sweep.told`)."""
+        return told(self.parent_id, "FAILED", self.parent.unfinished())
+
 
 def _sweep_dir(records: list[dict[str, Any]]) -> dict[str, str]:
     """The sweep's output directory (its jobs' directories are its subdirectories)."""
@@ -78,17 +82,23 @@ def _sweep_dir(records: list[dict[str, Any]]) -> dict[str, str]:
 
 
 @contextmanager
-def start(uri: str, experiment: str, overrides: list[str]) -> Iterator[Sweep]:
-    """Before any job: open the store and the experiment once and create the parent run.
+def start(
+    uri: str, experiment: str, overrides: list[str], argv: list[str], reopen: str | None = None
+) -> Iterator[Sweep]:
+    """Before any job: open the store and the experiment once and create the parent run, the
+    command line `argv` kept for a resume; or reopen the stopped sweep `reopen`.
 
     If anything stops the sweep (Ctrl-C, SIGTERM, a launcher's error), the joblib workers are
     stopped first, so that no job still writes when the parent and its children are closed.
     """
-    experiment_id = store.open_experiment(uri, experiment)
+    experiment_id = store.open_experiment(uri, experiment, reopen)
     text = masking.mask(" ".join(overrides))
     named = " ".join(o for o in overrides if o.partition("=")[0] != "tracking.uri")
-    with start_parent(experiment_id, f"sweep {named}".strip(), {"overrides": text}) as parent:
-        console.console.print(f"[bold]sweep[/] parent run {parent.run_id} in {masking.mask(uri)}")
+    command = {"argv": [masking.mask(a) for a in argv]}
+    name = f"sweep {named}".strip()
+    with start_parent(experiment_id, name, {"overrides": text}, command, reopen) as parent:
+        went_on = "goes on" if reopen else "parent run"
+        console.console.print(f"[bold]sweep[/] {went_on} {parent.run_id} in {masking.mask(uri)}")
         try:
             yield Sweep(parent, uri)
         except BaseException:

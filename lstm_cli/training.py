@@ -11,6 +11,7 @@ epoch's end with a checkpoint (see `signals.graceful`).
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -18,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_cli import config, console, gates_kernel, masking, process, pruning, signals
+from lstm_cli import config, console, gates_kernel, masking, process, pruning, resume, signals
 from lstm_cli.checkpointing import Saver, model_spec, split_digest
 from lstm_cli.data import split_for
 from lstm_cli.early_stopping import EarlyStopping
-from lstm_cli.errors import Interrupted
+from lstm_cli.errors import DIVERGED_TAG, Diverged, Interrupted
 
 if TYPE_CHECKING:
     from lstm_cli.resume import Reopening
@@ -44,36 +45,41 @@ def train_run(
     metrics and the run's id."""
     from lstm_cli.tracking import run as tracked
 
-    outage_s = 60 * cfg.tracking.outage_minutes
+    store = {"outage_s": 60 * cfg.tracking.outage_minutes, "on_wait": console.note}
     if reopening is not None:
         if reopening.note:
             console.note(reopening.note)
-        reopened = {"resume": reopening.run_id, "slot": reopening.checkpoint.slot,
-                    "requeued": reopening.requeued}  # fmt: skip
-        with tracked.start_run("", "", {}, tags or {}, outage_s=outage_s, **reopened) as run:
+        saved = reopening.checkpoint
+        reopened = {
+            "resume": reopening.run_id,
+            "requeued": reopening.requeued,
+            "slot": saved.slot if saved else None,
+            "epoch": saved.epoch if saved else 0,
+            "continued": reopening.continued,
+        }
+        with tracked.start_run("", "", {}, tags or {}, **reopened, **store) as run:
             return fit_and_log(cfg, run, quiet, threads, reopening), run.run_id
     experiment_id, name, params, tags, parent = new
-    with tracked.start_run(experiment_id, name, params, tags, parent, outage_s=outage_s) as run:
+    with tracked.start_run(experiment_id, name, params, tags, parent, **store) as run:
         config.check(cfg)
         run.log_text(masking.mask(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
         return fit_and_log(cfg, run, quiet, threads), run.run_id
 
 
-def resume_run(uri: str, experiment: str, ref: str, overrides: list[str]) -> None:
-    """`lstm-digits resume REF OVERRIDES`: check everything (`resume.plan`), then go on with
-    the run."""
-    from lstm_cli import resume
-    from lstm_cli.tracking.store import resolve_uri
+def resume_run(uri: str, run: Any, overrides: list[str]) -> None:
+    """`lstm-digits resume RUN OVERRIDES` for `run` (a `tracking.read.RunRecord` of the store at
+    `uri`): check everything (`resume.plan`), then go on with the run."""
+    from lstm_cli.tracking import store
 
-    process.quiet()
-    process.import_tracking()
-    cfg, reopening = resume.plan(uri, experiment, ref, overrides)
-    uri = resolve_uri(cfg.tracking.uri)
+    cfg, reopening = resume.plan(uri, run, overrides)
+    uri = store.resolve_uri(cfg.tracking.uri)
     saved = reopening.checkpoint
-    console.console.print(f"[bold]resume[/] run {reopening.run_id} after epoch {saved.epoch}")
+    where = f"after epoch {saved.epoch}" if saved else "from its start (it has no checkpoint)"
+    console.console.print(f"[bold]resume[/] run {reopening.run_id} {where}")
     tags = {"resume_overrides": " ".join(overrides)}
     result, run_id = train_run(cfg, False, _resume_threads(cfg), reopening=reopening, tags=tags)
-    console.show_result(result, run_id, masking.mask(uri), "lstm-digits ui")
+    how = store.ui_command(uri, reopening.experiment, reopening.experiment_id, run_id)
+    console.show_result(result, run_id, masking.mask(uri), masking.mask(how))
 
 
 def _resume_threads(cfg: DictConfig) -> int | None:
@@ -108,7 +114,7 @@ def fit_and_log(
     }
     if pruned:  # a losing point: its metrics stay, no test split, figures or model
         run.set_tags({pruning.TAG: str(last)})
-        run.log_metrics({k: summary[k] for k in ("best_val_accuracy", "train_seconds")})
+        run.log_metrics({k: summary[k] for k in ("best_val_accuracy", "train_seconds")}, last)
         return summary | {pruning.TAG: last}
     summary |= _keep_best(run, training, history)
     _report(cfg, run, quiet, training, history, summary)
@@ -149,9 +155,15 @@ def _set_up(cfg: DictConfig, run: Any, threads: int | None, reopening: Any) -> _
     fused, why_not = gates_kernel.for_config(cfg.gates.value)
     if why_not:
         console.note(why_not)
-    run.set_tags({"tf_threads": str(in_force or "default"), "gates": "fused" if fused else "ops"})
     loop.set_seed(cfg.seed)
     data = split_for(cfg.data)
+    run.set_tags(
+        {
+            "tf_threads": str(in_force or "default"),
+            "gates": "fused" if fused else "ops",
+            resume.DATA_TAG: split_digest(data),
+        }
+    )
     if reopening is None:
         splits = {"training": ("digits-train", data.x_train, data.y_train)}
         if data.has_validation:
@@ -166,14 +178,16 @@ def _set_up(cfg: DictConfig, run: Any, threads: int | None, reopening: Any) -> _
     earlier, logged, first = [], {}, 1
     es = cfg.early_stopping
     stopping = EarlyStopping(es.patience, es.metric.value, es.min_delta) if es.patience else None
-    if reopening is not None:
-        saved = reopening.checkpoint
-        trainer.restore(loop.TrainState.from_arrays(saved.epoch, saved.arrays,
-                                                     saved.meta["beta_powers"]))  # fmt: skip
+    saved = reopening.checkpoint if reopening is not None else None
+    if saved is not None:
+        state = loop.TrainState.from_arrays(saved.epoch, saved.arrays, saved.meta["beta_powers"])
+        trainer.restore(state)
         if stopping is not None and "early_stopping" in saved.meta:
             stopping.restore(saved.meta["early_stopping"], saved.arrays)
         earlier = [loop.EpochMetrics(epoch=k, **v) for k, v in enumerate(reopening.history, 1)]
-        logged, first = reopening.logged, saved.epoch + 1
+        first = saved.epoch + 1
+    if reopening is not None:  # epochs replayed log only what the store lacks
+        logged = reopening.logged
     if stopping is not None and stopping.stopped_epoch:  # it had stopped early: no epoch left
         first = cfg.epochs + 1
     saver = Saver(run, cfg.checkpoint.every_epochs, cfg.checkpoint.every_seconds,
@@ -194,6 +208,9 @@ def _epochs(cfg: DictConfig, run: Any, quiet: bool, t: _Training) -> list[Any]:
             run.log_epoch({k: v for k, v in values.items() if m.epoch not in t.logged.get(k, ())},
                           m.epoch)  # fmt: skip
             update(m)
+            if not (math.isfinite(m.train_loss) and math.isfinite(m.val_loss)):
+                run.set_tags({DIVERGED_TAG: str(m.epoch)})  # before anything is checkpointed
+                raise Diverged(m.epoch, cfg.learning_rate)
             done = t.stopping is not None and t.stopping.update(m, t.trainer.model)
             if not done and t.pruner is not None:  # at a rung: against the sweep's other points
                 done = t.pruner.decide(m.epoch, getattr(m, t.pruner.metric))
@@ -220,8 +237,9 @@ def _keep_best(run: Any, t: _Training, history: list[Any]) -> dict[str, float]:
     kept = history[stopping.best_epoch - 1].as_dict()
     run.log_epoch({k: v for k, v in kept.items() if last + 1 not in t.logged.get(k, ())},
                   last + 1)  # fmt: skip
-    run.log_metrics({"stopped_epoch": stopping.stopped_epoch,
-                     "restored_epoch": stopping.best_epoch})  # fmt: skip
+    run.log_metrics(
+        {"stopped_epoch": stopping.stopped_epoch, "restored_epoch": stopping.best_epoch}, last
+    )
     return {**kept, "stopped_epoch": last, "restored_epoch": stopping.best_epoch}
 
 
@@ -235,15 +253,15 @@ def _report(
     from lstm_cli.data import pixel_scale
 
     model, data = t.trainer.model, t.data
-    summary["test_loss"], summary["test_accuracy"] = loop.evaluate(model, data.x_test,
-                                                                    data.y_test)  # fmt: skip
-    run.log_metrics({"test_loss": summary["test_loss"], "test_accuracy": summary["test_accuracy"]})
+    last = history[-1].epoch  # the final figures' step
+    summary["test_loss"], summary["test_accuracy"] = loop.evaluate(model, data.x_test, data.y_test)
+    run.log_metrics({k: summary[k] for k in ("test_loss", "test_accuracy")}, last)
     _log_results(run, model, data, history)
     start = time.perf_counter()
     _log_insight(run, model, data)
     summary["insight_seconds"] = time.perf_counter() - start  # its cost, kept with every run
     run.log_metrics(
-        {k: summary[k] for k in ("best_val_accuracy", "train_seconds", "insight_seconds")}
+        {k: summary[k] for k in ("best_val_accuracy", "train_seconds", "insight_seconds")}, last
     )
     if cfg.tracking.log_model:
         raw = data.x_test[:EXAMPLE_IMAGES] / pixel_scale(t.spec["scaling"])  # 0..16, as stored

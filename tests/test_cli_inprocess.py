@@ -60,8 +60,8 @@ def test_reading_commands_get_the_store_and_experiment_train_uses(received, tmp_
         (OSError(13, "Permission denied", "/x"), 2, "error: cannot write or read /x: Permission"),
         (TrainingFailed("the loss became NaN"), 1, "error: the loss became NaN"),
         (RuntimeError("boom\nmore"), 1, "error: RuntimeError: boom"),
-        (KeyboardInterrupt(), 130, "error: interrupted: a run already started is marked KILLED"),
-        (Interrupted(signal.SIGTERM), 143, "error: terminated (SIGTERM): a run already started"),
+        (KeyboardInterrupt(), 130, "error: interrupted: no run was made"),
+        (Interrupted(signal.SIGTERM), 143, "error: terminated (SIGTERM): no run was made"),
     ],
 )
 def test_every_failure_of_train_is_one_line_with_its_exit_code(monkeypatch, error, code, line):

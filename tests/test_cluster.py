@@ -161,8 +161,12 @@ def test_a_cancelled_job_ends_killed_and_the_sweep_says_so(clean, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 1, stdout + stderr
-    assert stderr.strip().splitlines()[-1] == "error: 1 sweep job(s) failed (job 1): see above"
     parent, children = _children(uri, before)
+    assert stderr.strip().splitlines()[-1] == (
+        f"error: 1 sweep job(s) failed (job 1): see above; sweep {parent.info.run_id} is FAILED "
+        f"with 1 run(s) unfinished ({children[1].info.run_id[:8]}); go on with: "
+        f"lstm-digits resume {parent.info.run_id}"
+    )
     assert [c.info.status for c in children] == ["FINISHED", "KILLED"]
     assert children[1].data.tags["error"] == "terminated (SIGTERM)"
     assert parent.info.status == "FAILED"
@@ -366,4 +370,46 @@ def test_a_requeued_pack_skips_its_finished_point_and_goes_on_with_the_stopped_o
     steps = [m.step for m in client.get_metric_history(second.info.run_id, "val_loss")]
     assert sorted(steps) == list(range(1, 1501))
     logs = [p.read_text() for p in (tmp_path / "sweep" / ".submitit").rglob("*_log.out")]
-    assert any("[job 0] done before the requeue" in log for log in logs)
+    assert any("[job 0] done before: val_accuracy=" in log for log in logs)
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+@pytest.mark.fault
+def test_a_sweep_whose_slurm_jobs_were_cancelled_is_finished_by_resume(clean, tmp_path):
+    """`scancel` of every job of a sweep, then `lstm-digits resume SWEEP`: the sweep goes on on
+    SLURM, each stopped point in its own run, and ends FINISHED with its summary."""
+    uri, epochs = clean, 300
+    before = {r.info.run_id for r in _runs(uri)}
+    grid = ("hidden_size=8,16", f"epochs={epochs}", "batch_size=8", "tracking.log_model=false")
+    proc = _sweep(tmp_path, uri, *grid, "hydra.launcher.cpus_per_task=1")  # both jobs at once
+    try:
+        _wait_for_epochs(uri, before, "0")
+        subprocess.run(["scancel", "--user", "root"], check=True)  # the sweep's jobs only
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, stdout + stderr
+    parent, children = _children(uri, before)
+    assert parent.info.status == "FAILED" and all(c.info.status != "FINISHED" for c in children)
+    assert (
+        stderr.strip()
+        .splitlines()[-1]
+        .endswith(f"go on with: lstm-digits resume {parent.info.run_id}")
+    ), stderr
+
+    command = [CLI, "resume", parent.info.run_id, "--tracking-uri", uri]
+    resumed = subprocess.run(
+        command, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=900
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    parent, children = _children(uri, before)
+    assert parent.info.status == "FINISHED" and parent.data.tags["resumed"] == "1"
+    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
+    client = MlflowClient(uri)
+    for child in children:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
+        assert sorted(steps) == list(range(1, epochs + 1))  # every epoch once
+    assert parent.data.tags["best_run_id"] in {c.info.run_id for c in children}
+    assert "sweep_results.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}

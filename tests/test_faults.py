@@ -327,16 +327,22 @@ def test_a_stop_keeps_every_epoch_and_resume_finishes_the_run(tmp_path, processe
     stopped = training.result(timeout=60)
 
     assert stopped.returncode == code, stopped.stderr
-    last = stopped.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and f"lstm-digits resume {run_id}" in last, stopped.stderr
-    assert MlflowClient(uri).get_run(run_id).info.status == "KILLED"
     saved, logged = _latest(uri, run_id), _steps(uri, run_id)
     assert saved is not None, "no checkpoint at the stop"
+    last = stopped.stderr.strip().splitlines()[-1]  # the run, its epoch, how to go on
+    assert last.endswith(
+        f": run {run_id} is KILLED after epoch {saved['epoch']} (its checkpoint of epoch "
+        f"{saved['epoch']}); go on with: lstm-digits resume {run_id}"
+    ), stopped.stderr
+    assert MlflowClient(uri).get_run(run_id).info.status == "KILLED"
+    assert "error.txt" in {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
     assert saved["epoch"] == logged["val_accuracy"][-1] < epochs, (saved, logged["val_accuracy"])
     for name in CURVES:
         assert logged[name] == list(range(1, saved["epoch"] + 1)), name
 
-    _resume_finishes(tmp_path, uri, run_id, epochs)
+    _, run = _resume_finishes(tmp_path, uri, run_id, epochs)
+    assert "error" not in run.data.tags  # a finished run: its stop is no error of its own
+    assert "error.txt" not in {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
 
 
 # ---------------------------------------------------------------- a torn checkpoint
@@ -389,15 +395,18 @@ def test_a_torn_newest_checkpoint_resumes_from_the_other_slot_and_says_so(tmp_pa
 
 @pytest.mark.slow
 @pytest.mark.fault
-def test_a_resume_with_both_checkpoints_torn_is_refused_and_leaves_the_run_alone(tmp_path):
+def test_a_resume_with_both_checkpoints_torn_goes_on_from_the_start_and_says_so(tmp_path):
     uri, run_id, _ = _trained_with_two_slots(tmp_path)
     for slot in ("a", "b"):
         _tear(_artifact_dir(uri, run_id) / "checkpoints" / slot / "state.npz")
-    before = _run_state(uri, run_id)
+    before = histories(uri, run_id)
 
-    refused = run_cli("resume", run_id, "epochs=10", "--tracking-uri", uri, cwd=tmp_path)
-    assert_one_line_error(refused, 2)
-    assert _run_state(uri, run_id) == before
+    resumed, _ = _resume_finishes(tmp_path, uri, run_id, 10, "epochs=10")
+    said = [s for s in resumed.stderr.splitlines() if "cannot be used" in s]
+    assert len(said) == 1 and "going on from its start" in said[0], resumed.stderr
+    after = histories(uri, run_id)
+    assert all(after[name][:6] == before[name] for name in CURVES)  # the stored epochs stay
+    assert _latest(uri, run_id)["epoch"] == 10
 
 
 # ---------------------------------------------------------------- store faults (root)
@@ -441,6 +450,25 @@ def test_a_full_disk_ends_in_one_line_and_resume_finishes_once_there_is_room(tmp
     _, run = _resume_finishes(tmp_path, uri, run_id, epochs)
     assert run.outputs.model_outputs, "the resumed run has no model"
     assert "learning_curves.png" in {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
+
+
+@pytest.mark.slow
+@pytest.mark.fault
+def test_a_full_disk_before_the_first_checkpoint_is_no_dead_end(tmp_path, mounts):
+    """With the default checkpoint settings the first comes after a minute: a store full before
+    then leaves no checkpoint, and resume replays the run from its start. 1000k: the empty
+    store (~930 KiB) and about 150 epochs of metrics."""
+    store = mounts.tmpfs(tmp_path / "store", "1000k")
+    uri, epochs = sqlite_uri(store), 600
+    args = (f"epochs={epochs}", "hidden_size=8", "tracking.log_model=false", f"tracking.uri={uri}")
+    full = run_cli("train", *args, cwd=tmp_path)
+    run_id = _only_run_id(uri, full)
+    assert_one_line_error(full, 1, str(store / "mlflow.db"), f"lstm-digits resume {run_id}")
+    assert _latest(uri, run_id) is None
+
+    mounts.resize(store, "64m")
+    resumed, _ = _resume_finishes(tmp_path, uri, run_id, epochs)
+    assert "from its start" in resumed.stdout
 
 
 @pytest.mark.slow
@@ -543,6 +571,11 @@ def test_a_server_away_for_three_minutes_costs_no_training_time_and_no_metric(tm
     done = training.result(timeout=900)
 
     assert done.returncode == 0, done.stderr
+    waits = [line for line in done.stderr.splitlines() if "does not answer" in line]
+    assert waits == [  # told once, as the first write waited
+        f"note: the tracking store {url} does not answer: the run's records wait and are sent "
+        "again for up to 10 minutes (tracking.outage_minutes)"
+    ], done.stderr
     client = MlflowClient(url)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"

@@ -76,6 +76,8 @@ main()
 # counts: the writer drops a checkpoint a newer one overtook, so counts vary from run to run.
 META_EPOCH = "json.loads(Path(args[2], 'meta.json').read_text())['epoch']"
 POINTS = {
+    # With no checkpoint yet (the first is of epoch 3): resume replays the run from its start.
+    "before the first checkpoint": "call lstm_cli.tracking.run Run.log_epoch before args[2] == 2",
     "in an epoch's end": "call lstm_cli.tracking.run Run.log_epoch before args[2] == 8",
     "after a metrics write": "call lstm_cli.tracking.run Run._log_metrics_now after "
     "any(m.key == 'val_loss' and m.step >= 7 for m in args[1])",
@@ -127,6 +129,8 @@ def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path, uninte
     assert resumed.returncode == 0, resumed.stderr
     if "torn" in point:  # the slot it died in is not used: said in one line
         assert "cannot be read" in resumed.stderr
+    if point == "before the first checkpoint":
+        assert f"resume run {run_id} from its start (it has no checkpoint)" in resumed.stdout
     run = MlflowClient(uri).get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["resumed"] == "1"
     got, (want, weights) = histories(uri, run_id), uninterrupted

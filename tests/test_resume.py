@@ -119,6 +119,13 @@ def test_a_finished_run_goes_on_with_more_epochs(tmp_path):
     assert run.info.status == "FINISHED"
     assert [s for s, _ in histories(uri, run_id)["val_loss"]] == list(range(1, 31))
     assert run.data.tags["resumed"] == "1" and run.data.tags["resume_overrides"] == "epochs=30"
+    # The final figures are the trained-on model's, at its new last epoch (the 20 epochs' stay).
+    history = MlflowClient(uri).get_metric_history(run_id, "test_accuracy")
+    tested = sorted((m.step, m.value) for m in history)
+    assert [step for step, _ in tested] == [20, 30]
+    assert run.data.metrics["test_accuracy"] == tested[-1][1]
+    (shown,) = [line for line in more.stdout.splitlines() if "test_accuracy" in line]
+    assert f"{tested[-1][1]:.4f}" in shown
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +149,6 @@ def resumable(tmp_path_factory):
     [
         ("with", ["hidden_size=16", "epochs=9"], "hidden_size= would change what run"),
         ("with", ["data.split_seed=1", "epochs=9"], "data.split_seed= would change"),
-        ("without", ["epochs=9"], "has no checkpoint"),
         (None, ["epochs=9"], "no run 'ffffffff'"),
     ],
 )
@@ -154,6 +160,44 @@ def test_resume_refusals_are_one_line_and_leave_the_run_alone(resumable, which, 
     assert_one_line_error(result, 2, fragment)
     after = MlflowClient(uri).get_run(with_checkpoint)
     assert (after.info.status, after.info.end_time) == (before.info.status, before.info.end_time)
+
+
+@pytest.mark.slow
+def test_a_run_without_a_checkpoint_goes_on_from_its_start_in_the_same_run(resumable):
+    """Training is deterministic: its epochs are replayed, and the store keeps what it has."""
+    workdir, uri, _, without = resumable
+    before = histories(uri, without)
+    more = run_cli("resume", without, "epochs=9", "--tracking-uri", uri, cwd=workdir)
+    assert more.returncode == 0, more.stderr
+    assert f"resume run {without} from its start (it has no checkpoint)" in more.stdout
+    assert f"lstm-digits ui --tracking-uri {uri}" in more.stdout  # the store it resumed in
+    after = histories(uri, without)
+    for name in CURVES:
+        assert [step for step, _ in after[name]] == list(range(1, 10))  # each step once
+        assert after[name][:5] == before[name]  # the stored epochs, as they were
+    assert MlflowClient(uri).get_run(without).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_a_diverged_run_ends_failed_in_one_line_and_resume_refuses_it(tmp_path):
+    """The loss checked before any checkpoint: none holds NaN, and `resume` refuses the run (it
+    would diverge again)."""
+    uri = sqlite_uri(tmp_path)
+    diverging = ("epochs=5", "learning_rate=1e38", "checkpoint.every_epochs=1")
+    failed = run_cli("train", *diverging, *TRAINING, f"tracking.uri={uri}", cwd=tmp_path)
+    run = _only_run(uri)
+    assert_one_line_error(
+        failed,
+        1,
+        f"run {run.info.run_id} FAILED: the loss became NaN or infinite at epoch 1 "
+        "(learning_rate=1e+38): train it again with a lower learning_rate",
+    )
+    assert run.info.status == "FAILED" and run.data.tags["diverged_at_epoch"] == "1"
+    names = {a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)}
+    assert "checkpoints" not in names
+    refused = run_cli("resume", run.info.run_id, "--tracking-uri", uri, cwd=tmp_path)
+    assert_one_line_error(refused, 2, f"run {run.info.run_id} diverged at epoch 1", "learning_rate")
+    assert MlflowClient(uri).get_run(run.info.run_id).info == run.info
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -108,9 +109,16 @@ def test_joblib_on_a_fresh_store_with_a_failing_job(tmp_path):
         "hydra.launcher.n_jobs=3", f"tracking.uri={uri}", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: 1 sweep job(s) failed (job 1): see above"
     assert "job 1 FAILED: hidden_size=0 is invalid" in result.stdout
     parent, children = sweep_runs(uri)
+    assert (
+        result.stderr.strip()
+        == (  # the failed sweep, named, and how to go on
+            f"error: 1 sweep job(s) failed (job 1): see above; sweep {parent.info.run_id} is FAILED "
+            f"with 1 run(s) unfinished ({children[1].info.run_id[:8]}); go on with: "
+            f"lstm-digits resume {parent.info.run_id}"
+        )
+    )
     assert parent.info.status == "FAILED"
     assert [c.info.status for c in children] == ["FINISHED", "FAILED", "FINISHED"]
     assert "hidden_size=0 is invalid" in children[1].data.tags["error"]
@@ -140,11 +148,12 @@ def test_ctrl_c_while_joblib_workers_warm_up_is_one_line_and_kills_the_sweep(tmp
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130
-    assert stderr.strip().splitlines() == [
-        "error: interrupted: a run already started is marked KILLED, its metrics kept"
+    parent, children = sweep_runs(uri)
+    assert stderr.strip().splitlines() == [  # the sweep, named, and how to go on
+        f"error: interrupted: sweep {parent.info.run_id} is KILLED; go on with: "
+        f"lstm-digits resume {parent.info.run_id}"
     ]  # nothing from joblib's workers or its resource tracker
     assert "Traceback" not in stdout
-    parent, children = sweep_runs(uri)
     assert parent.info.status == "KILLED"
     assert all(c.info.status != "RUNNING" for c in children)
 
@@ -245,12 +254,18 @@ def test_sigterm_during_a_sweep_kills_every_run(tmp_path, launcher):
     finally:
         stderr = stop(proc, signal.SIGTERM)
     assert proc.returncode == 143, stderr
-    assert stderr.strip().splitlines() == [
-        "error: terminated (SIGTERM): a run already started is marked KILLED, its metrics kept"
-    ]
     parent, children = sweep_runs(uri)
     assert parent.info.status == "KILLED"
     assert children and {c.info.status for c in children} == {"KILLED"}
+    stopped = " ".join(sorted(c.info.run_id[:8] for c in children))
+    (line,) = stderr.strip().splitlines()  # the sweep and its stopped runs, named
+    said = re.fullmatch(
+        rf"error: terminated \(SIGTERM\): sweep {parent.info.run_id} is KILLED with "
+        rf"{len(children)} run\(s\) unfinished \(([0-9a-f ]+)\); go on with: "
+        rf"lstm-digits resume {parent.info.run_id}",
+        line,
+    )
+    assert said and " ".join(sorted(said[1].split())) == stopped, line
     time.sleep(1)
     assert not [pid for pid in workers if alive(pid)]
 
@@ -287,3 +302,88 @@ def test_a_password_in_the_tracking_uri_is_stored_and_shown_nowhere(tmp_path, ml
         for p in mlflow_server.root.rglob("*")
         if p.is_file() and secret.encode() in p.read_bytes()
     ] == []
+
+
+# A 3-point sweep whose points train for a few seconds each, so that a stop lands mid-way.
+STOPPABLE = ("-m", "hidden_size=8,12,16", "epochs=100", "batch_size=8", "tracking.log_model=false")
+COMPARED = (
+    "job",
+    "overrides",
+    "status",
+    "val_accuracy",
+    "test_accuracy",
+    "val_loss",
+    "train_accuracy",
+    "best_val_accuracy",
+)
+
+
+def _summary(uri: str, parent_id: str) -> list[dict]:
+    """The sweep's results table as its parent keeps it, without what differs between runs
+    of the same points (ids, times)."""
+    rows = csv.DictReader(io.StringIO(artifact_text(uri, parent_id, "sweep_results.csv")))
+    return [{k: row[k] for k in COMPARED} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def unstopped_sweep(tmp_path_factory):
+    """The sweep, never stopped: what a stopped and resumed one must equal."""
+    workdir = tmp_path_factory.mktemp("unstopped")
+    uri = sqlite_uri(workdir)
+    done = run_cli("train", *STOPPABLE, f"tracking.uri={uri}", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    parent, children = sweep_runs(uri)
+    return _summary(uri, parent.info.run_id), children
+
+
+@pytest.mark.slow
+@pytest.mark.fault
+@pytest.mark.parametrize(
+    ("launcher", "stopped_once"),
+    [
+        # Jobs 0 and 1 side by side: both stopped, job 2 never started.
+        (("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"), ("0", 10)),
+        # One after another: job 0 finished, job 1 stopped, job 2 never started.
+        (("hydra/launcher=basic",), ("1", 10)),
+    ],
+    ids=["joblib", "basic"],
+)
+def test_a_stopped_sweep_resumed_equals_the_unstopped_one(
+    tmp_path, unstopped_sweep, launcher, stopped_once
+):
+    """SIGTERM to the command mid-way, then `lstm-digits resume SWEEP`: every point FINISHED as
+    in the sweep that was never stopped, with the same numbers, and the same summary."""
+    uri = sqlite_uri(tmp_path)
+    command = [CLI, "train", *STOPPABLE, *launcher, f"tracking.uri={uri}"]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    proc = subprocess.Popen(command, cwd=tmp_path, env=cli_env(), text=True, **pipes)
+    job, epochs = stopped_once
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # the job has logged `epochs` epochs
+            time.sleep(0.3)
+            runs = [r for r in runs_so_far(uri) if r.data.tags.get("sweep_job") == job]
+            client = MlflowClient(uri)
+            if runs and len(client.get_metric_history(runs[0].info.run_id, "val_loss")) >= epochs:
+                break
+    finally:
+        stderr = stop(proc, signal.SIGTERM)
+    assert proc.returncode == 143, stderr
+    parent, children = sweep_runs(uri)
+    assert parent.info.status == "KILLED" and len(children) == 2  # job 2 never started
+    assert f"lstm-digits resume {parent.info.run_id}" in stderr.strip().splitlines()[-1]
+
+    resumed = run_cli("resume", parent.info.run_id[:8], "--tracking-uri", uri, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    parent, children = sweep_runs(uri)
+    assert parent.info.status == "FINISHED" and parent.data.tags["resumed"] == "1"
+    want_summary, want_children = unstopped_sweep
+    assert _summary(uri, parent.info.run_id) == want_summary
+    assert [c.info.status for c in children] == ["FINISHED"] * 3
+    for got, want in zip(children, want_children, strict=True):
+        steps = [m.step for m in MlflowClient(uri).get_metric_history(got.info.run_id, "val_loss")]
+        assert sorted(steps) == list(range(1, 101))  # every epoch once
+        for key in ("val_accuracy", "test_accuracy", "val_loss"):
+            assert got.data.metrics[key] == pytest.approx(want.data.metrics[key], abs=1e-6)
+    best = next(c for c in children if c.info.run_id == parent.data.tags["best_run_id"])
+    assert best.data.tags["sweep_job"] == want_summary[0]["job"]

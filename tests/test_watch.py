@@ -220,9 +220,10 @@ def test_ctrl_c_ends_the_live_line_then_the_sweep(tmp_path):
     last = final_live_line(raw)
     assert last.startswith("sweep 0/2 done"), last
     after = screen[screen.index(last) + 1 :]
-    assert [line for line in after if line.strip()] == [
-        "error: interrupted: a run already started is marked KILLED, its metrics kept"
-    ], raw
+    said = [line for line in after if line.strip()]
+    assert len(said) == 1, raw
+    named = r"error: interrupted: sweep (\w+) is KILLED( with 1 run\(s\) unfinished \(\w+\))?; "
+    assert re.fullmatch(named + r"go on with: lstm-digits resume \1", said[0]), raw
     assert "Traceback" not in raw and "\x1b[?25h" in raw[raw.rindex("elapsed") :]
 
 

@@ -156,3 +156,38 @@ def test_epoch_metrics_reach_the_store_within_a_flush_without_a_checkpoint():
         time.sleep(0.05)
     assert store.log == [("metric", 1), ("metric", 2)]  # no drain, no checkpoint asked for it
     writer.close()
+
+
+def test_a_fault_is_told_in_whole_words_however_long_the_library_says_it():
+    """requests says an outage in a line of hundreds of characters: the one line keeps the
+    words that tell it, not a cut (it was `...port=5079): Max r): start it again`)."""
+    said = (
+        "HTTPConnectionPool(host='127.0.0.1', port=5079): Max retries exceeded with url: "
+        "/api/2.0/mlflow/runs/log-batch (Caused by NewConnectionError('<urllib3.connection."
+        "HTTPConnection object at 0x7f>: Failed to establish a new connection: [Errno 111] "
+        "Connection refused'))"
+    )
+    line = writes.describe("unreachable", "http://127.0.0.1:5079", 600, ConnectionError(said))
+    assert line == (
+        "the tracking server http://127.0.0.1:5079 was unreachable for 10 minutes "
+        "(tracking.outage_minutes) (connection refused): start it again"
+    )
+
+
+def test_a_store_that_refuses_for_a_while_is_told_once_as_the_writes_wait(monkeypatch):
+    """The training is told once, when the first write waits (it may end meanwhile: a finished
+    bar and nothing else for as long as the outage lasts is no answer)."""
+    monkeypatch.setattr(writes, "RETRY_FIRST_S", 0.01)
+    store, told = FakeStore(), []
+    store.refusal = ConnectionError("Connection refused")
+    writer = Writer("http://127.0.0.1:1", 60, store.metrics, told.append)
+    writer.add_metrics(["m1"])
+    writer.put(store.checkpoint(1), "checkpoint")
+    time.sleep(0.2)  # several attempts
+    store.refusal = None
+    writer.drain()
+    assert store.log == [("metric", "m1"), ("checkpoint", 1)]
+    assert told == [
+        "the tracking store http://127.0.0.1:1 does not answer: the run's records wait and are "
+        "sent again for up to 1 minute (tracking.outage_minutes)"
+    ]

@@ -12,11 +12,20 @@ from lstm_cli.config.compose import (
     compose,
     describe,
     job_overrides,
+    portable_argv,
     preflight,
 )
 from lstm_cli.config.schema import check, flatten, register
 
 __all__ = [
-    "PARENT_KEY", "Request", "check", "compose", "describe", "flatten", "job_overrides",
-    "preflight", "register",
-]  # fmt: skip
+    "PARENT_KEY",
+    "Request",
+    "check",
+    "compose",
+    "describe",
+    "flatten",
+    "job_overrides",
+    "portable_argv",
+    "preflight",
+    "register",
+]

@@ -195,16 +195,7 @@ def preflight(argv: list[str]) -> Request:
     from lstm_cli import internals
 
     args, unknown = internals.hydra_arguments(argv)
-    if unknown:  # a usage error, in one line as every other (not argparse's usage box)
-        raise UserError(
-            f"lstm-digits train: no such option: {unknown[0]} (Hydra's flags are -m, --cfg, "
-            "-cd, -cn and the others of: lstm-digits train -h)"
-        )
-    if args.shell_completion:
-        raise UserError(
-            "Hydra's shell completion (-sc) does not fit this command line: "
-            "`lstm-digits --install-completion` completes commands, options and overrides"
-        )
+    _check_flags(args, unknown)
     source = Source.from_args(args)
     if args.help or args.hydra_help or args.info:
         return Request(argv, None, args.overrides)
@@ -216,29 +207,67 @@ def preflight(argv: list[str]) -> Request:
         )
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     base = _composed(fixed, source, hydra_node=True)
-    for o in parsed:
-        # A glob picks among the group's own options (Hydra expands it with its config loader).
-        if o.is_sweep_override() and o.is_discrete_sweep() and not _is_glob(o):
-            key = o.get_key_element()
-            for value, text in zip(o.sweep_iterator(), o.sweep_string_iterator(), strict=True):
-                if not _takes_value(base, o, value):  # anything else is composed, as Hydra will
-                    _composed([*fixed, f"{key}={text}"], source, key.startswith("hydra"))
+    for o in swept:
+        _check_swept_values(o, base, fixed, source)
     if args.cfg or args.resolve:  # Hydra prints the config; nothing runs
         return Request(argv, None, args.overrides)
     launcher = base.hydra.launcher
     cfg = OmegaConf.masked_copy(base, [k for k in base if k != "hydra"])
     if not args.multirun:
-        schema.check(cfg)
-        if cfg.prune.kind.value != "none":
-            raise UserError(
-                f"prune={cfg.prune.kind.value} compares the points of a sweep: add -m and sweep "
-                "some values (a single run has nothing to be compared with)"
-            )
-    elif launcher.get("points_per_task", 1) < 1:
-        raise UserError("hydra.launcher.points_per_task must be at least 1 (sweep points per job)")
-    if not args.multirun:
+        _check_single_run(cfg)
         return Request(argv, cfg, args.overrides)
+    if launcher.get("points_per_task", 1) < 1:
+        raise UserError("hydra.launcher.points_per_task must be at least 1 (sweep points per job)")
     return Request(argv, cfg, args.overrides, True, launcher, base.hydra.sweeper)
+
+
+def _check_flags(args: Any, unknown: list[str]) -> None:
+    """Refuse a flag Hydra does not know, and Hydra's shell completion, in one line."""
+    if unknown:  # a usage error, in one line as every other (not argparse's usage box)
+        raise UserError(
+            f"lstm-digits train: no such option: {unknown[0]} (Hydra's flags are -m, --cfg, "
+            "-cd, -cn and the others of: lstm-digits train -h)"
+        )
+    if args.shell_completion:
+        raise UserError(
+            "Hydra's shell completion (-sc) does not fit this command line: "
+            "`lstm-digits --install-completion` completes commands, options and overrides"
+        )
+
+
+def _check_swept_values(o: Any, base: DictConfig, fixed: list[str], source: Source) -> None:
+    """Each value the sweep override `o` asks for composes (a glob picks among the group's own
+    options: Hydra expands it with its config loader)."""
+    if not o.is_discrete_sweep() or _is_glob(o):
+        return
+    key = o.get_key_element()
+    for value, text in zip(o.sweep_iterator(), o.sweep_string_iterator(), strict=True):
+        if not _takes_value(base, o, value):  # anything else is composed, as Hydra will
+            _composed([*fixed, f"{key}={text}"], source, key.startswith("hydra"))
+
+
+def _check_single_run(cfg: DictConfig) -> None:
+    """A single run's ranges, and nothing a sweep alone can do."""
+    schema.check(cfg)
+    if cfg.prune.kind.value != "none":
+        raise UserError(
+            f"prune={cfg.prune.kind.value} compares the points of a sweep: add -m and sweep "
+            "some values (a single run has nothing to be compared with)"
+        )
+
+
+def portable_argv(request: Request) -> list[str]:
+    """The command line of `request` as it runs again from any directory (`resume SWEEP`):
+    its flags that choose what runs (-m, -cd as an absolute path, -cn) and its overrides."""
+    from lstm_cli import internals
+
+    args, _ = internals.hydra_arguments(request.argv)
+    argv = ["-m"] if args.multirun else []
+    if args.config_dir is not None:
+        argv += ["-cd", str(Path(args.config_dir).expanduser().resolve())]
+    if args.config_name is not None:
+        argv += ["-cn", args.config_name]
+    return [*argv, *args.overrides]
 
 
 def job_overrides(task_overrides: list[str]) -> list[str]:

@@ -1,13 +1,34 @@
 """How a run ends, whatever stops its block: FINISHED, KILLED on a stop, FAILED on an error,
-never left RUNNING; a stop or a store fault names the run, so that the user is told how to go
-on (see `tracking.run.start_run`)."""
+never left RUNNING; a stop, a store fault or a failure names the run, and a stop or a store
+fault says how to go on (see `tracking.run.start_run`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from lstm_cli.errors import Interrupted, StoreUnavailable, one_line
+from lstm_cli.errors import (
+    Interrupted,
+    StoreUnavailable,
+    TrainingFailed,
+    one_line,
+    resume_command,
+)
+
+
+def told(run: Any) -> str:
+    """What a stop left of `run` (a `tracking.run.Run`), and the command that goes on."""
+    go_on = f"go on with: {resume_command(run.run_id)}"
+    if not run.opened:  # a reopened run that this process never wrote to
+        return f"run {run.run_id} is as it was before; {go_on}"
+    if not run.last_epoch:
+        return f"run {run.run_id} is KILLED before its first epoch; {go_on}"
+    if run.checkpoint_epoch:
+        saved = f"its checkpoint of epoch {run.checkpoint_epoch}"
+    else:  # `resume` trains it again from its start, keeping what the store holds
+        saved = "no checkpoint yet: resume replays it from its start"
+    return f"run {run.run_id} is KILLED after epoch {run.last_epoch} ({saved}); {go_on}"
 
 
 @contextmanager
@@ -21,36 +42,53 @@ def ending(current) -> Iterator[None]:
         run = current()
         if run is not None:
             run.abandon("FAILED", one_line(ex))
-            ex.run_id = ex.run_id or (run.run_id if run.has_checkpoint else None)
+            ex.run_id = ex.run_id or run.run_id
         raise
     except KeyboardInterrupt as ex:
-        run = current()
-        if run is not None:
-            if getattr(ex, "at_once", False):  # a second signal: no wait for the store
-                run.abandon("KILLED", one_line(ex))
-                raise
-            try:
-                run.end("KILLED", one_line(ex))
-            except (Exception, KeyboardInterrupt):  # a second signal, or the store failed
-                run.abandon("KILLED", one_line(ex))
-                raise ex from None
-            if isinstance(ex, Interrupted) and run.has_checkpoint and run.opened:
-                ex.run_id = ex.run_id or run.run_id
+        if current() is not None:
+            _stopped(current(), ex)
         raise
     except BaseException as ex:
         if current() is not None:
-            try:
-                current().end("FAILED", one_line(ex))
-            except Exception:  # the store failed too (or the writer did): one attempt
-                current().abandon("FAILED", one_line(ex))
+            _failed(current(), ex)
         raise
     else:
-        try:
-            current().end("FINISHED")
-        except StoreUnavailable as ex:  # what is left could not be sent: resume sends it
-            current().abandon("FAILED", one_line(ex))
-            ex.run_id = ex.run_id or (current().run_id if current().has_checkpoint else None)
-            raise
-        except Exception as ex:  # the writer failed otherwise: never left RUNNING
-            current().abandon("FAILED", one_line(ex))
-            raise
+        _finished(current())
+
+
+def _stopped(run: Any, ex: KeyboardInterrupt) -> None:
+    """End `run` KILLED by the stop `ex`, which then tells what it left."""
+    if isinstance(ex, Interrupted) and ex.told is None:
+        ex.told = told(run)
+    if getattr(ex, "at_once", False):  # a second signal: no wait for the store
+        run.abandon("KILLED", one_line(ex))
+        return
+    try:
+        run.end("KILLED", one_line(ex))
+    except (Exception, KeyboardInterrupt):  # a second signal, or the store failed
+        run.abandon("KILLED", one_line(ex))
+        raise ex from None
+
+
+def _failed(run: Any, ex: BaseException) -> None:
+    """End `run` FAILED by the error `ex` (a TrainingFailed then names the run)."""
+    reason = one_line(ex)  # before the run's id joins a TrainingFailed's message
+    if isinstance(ex, TrainingFailed):
+        ex.run_id = ex.run_id or run.run_id
+    try:
+        run.end("FAILED", reason)
+    except Exception:  # the store failed too (or the writer did): one attempt
+        run.abandon("FAILED", reason)
+
+
+def _finished(run: Any) -> None:
+    """End `run` FINISHED, or FAILED if what is left cannot reach the store."""
+    try:
+        run.end("FINISHED")
+    except StoreUnavailable as ex:  # what is left could not be sent: resume sends it
+        run.abandon("FAILED", one_line(ex))
+        ex.run_id = ex.run_id or run.run_id
+        raise
+    except Exception as ex:  # the writer failed otherwise: never left RUNNING
+        run.abandon("FAILED", one_line(ex))
+        raise

@@ -160,12 +160,31 @@ def best(uri: str, experiment: str, parent_id: str | None = None) -> RunRecord:
             raise UserError(f"no finished run with a val_accuracy in experiment '{experiment}' yet")
 
 
+def latest(uri: str, experiment: str) -> RunRecord:
+    """The newest run of `experiment` that is not a sweep's point: a run, or a sweep's parent."""
+    client = reader(uri)
+    ids, token = [_experiment_id(client, uri, experiment)], None
+    while True:  # MLflow cannot search for a missing tag: a sweep's points are skipped here
+        page = client.search_runs(
+            ids, "", max_results=BEST_PAGE, order_by=NEWEST_FIRST, page_token=token
+        )
+        for run in page:
+            if PARENT_TAG not in run.data.tags:
+                return _record(run)
+        token = page.token
+        if not token:
+            raise UserError(f"{NO_RUNS} (experiment '{experiment}' in {uri} is empty)")
+
+
 def find_run(uri: str, experiment: str, ref: str) -> RunRecord:
-    """The run `ref` names: `best`, a full run id, or a unique prefix of one in `experiment`."""
+    """The run `ref` names: `best`, `latest`, a full run id, or a unique prefix of one in
+    `experiment`."""
     client = reader(uri)
     ref = ref.strip().lower()
     if ref == "best":
         return best(uri, experiment)
+    if ref == "latest":
+        return latest(uri, experiment)
     if len(ref) == 32:  # a full id may belong to any experiment of the store
         try:
             return _record(client.get_run(ref))
@@ -245,6 +264,24 @@ def epoch_history(
     return history, logged
 
 
+@dataclass(frozen=True)
+class StoredRun:
+    """Where a run of the current store is: its experiment, by id and name, and its tags."""
+
+    run_id: str
+    experiment_id: str
+    experiment: str
+    tags: dict[str, str]
+
+
+def stored_run(run_id: str) -> StoredRun:
+    """Run `run_id` of the current store (a resume goes on in it)."""
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    experiment = client.get_experiment(run.info.experiment_id)
+    return StoredRun(run_id, experiment.experiment_id, experiment.name, dict(run.data.tags))
+
+
 def artifact_text(run_id: str, path: str) -> str | None:
     """A text artifact of a run of the current store; None if it has none at `path`."""
     try:
@@ -252,3 +289,19 @@ def artifact_text(run_id: str, path: str) -> str | None:
             return Path(MlflowClient().download_artifacts(run_id, path, tmp)).read_text()
     except (MlflowException, OSError):
         return None
+
+
+def sweep_command(uri: str, parent: RunRecord) -> list[str]:
+    """The command line (after `train`) that ran sweep `parent`, as its start kept it (URIs
+    masked); for a sweep from before that, its overrides (its -cd and -cn, if any, unknown)."""
+    import json
+
+    from lstm_cli.tracking.sweep import SWEEP_COMMAND
+
+    client = reader(uri)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(parent.run_id, SWEEP_COMMAND, tmp)
+            return list(json.loads(Path(path).read_text())["argv"])
+    except (MlflowException, OSError, ValueError, KeyError):
+        return ["-m", *parent.tags.get("overrides", "").split()]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -44,6 +44,7 @@ PARENT_TAG = MLFLOW_PARENT_RUN_ID  # how MLflow links a child run to its parent 
 HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 DATASET_RETRY_S = 0.2  # after the store refused a dataset another job added meanwhile
 SOURCE = "lstm-digits train"  # the UI's Source column (a joblib worker's argv[0] says nothing)
+SOURCE_TAG = MLFLOW_SOURCE_NAME  # where MLflow keeps it: a run of ours says SOURCE there
 KIND_TAG = "mlflow.experimentKind"  # MLflow 3's UI opens an experiment on what it is for
 KIND = "custom_model_development"  # training runs, not GenAI traces
 # Figures as PNG at zlib level 1: the same pixels as matplotlib's default (level 6), files
@@ -72,19 +73,28 @@ def mark_model_training(experiment_id: str) -> None:
 class Run:
     """A started run (see `start_run`). Every method writes to the store, signals deferred."""
 
-    def __init__(self, run_id: str, experiment_id: str, store: str, outage_s: float) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        experiment_id: str,
+        store: str,
+        outage_s: float,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
         self.run_id = run_id
         self.experiment_id = experiment_id
         self._client = MlflowClient()
-        self._writer = Writer(store, outage_s, self._log_metrics_now)
+        self._writer = Writer(store, outage_s, self._log_metrics_now, on_wait)
         self._monitor: Any = None  # MLflow's system-metrics thread, when asked for
         self._reopen: dict[str, str] | None = None  # a reopened run's tags, until `open`
         self.reopened = False  # it goes on after a stop: a value may be in the store already
+        self.continued = False  # a finished run trained on: its final records are new ones
         self._wants_monitor = False
         # The slot of the newest checkpoint in the store: the next one goes into the other,
         # chosen when it is written (the writer drops a checkpoint a newer one overtook).
         self.stored_slot = checkpoint.SLOTS[1]
-        self.has_checkpoint = False  # one is in the store: `lstm-digits resume` can go on
+        self.checkpoint_epoch = 0  # the epoch of the newest checkpoint in the store (0: none)
+        self.last_epoch = 0  # the last epoch handed over (what a stop leaves, in its message)
 
     @property
     def opened(self) -> bool:
@@ -112,6 +122,7 @@ class Run:
     def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
         """Per-epoch metrics with step=epoch, sent in the background within a second."""
         self.open()
+        self.last_epoch = max(self.last_epoch, epoch)
         now_ms = int(time.time() * 1000)
         self._writer.add_metrics([Metric(k, float(v), now_ms, epoch) for k, v in metrics.items()])
 
@@ -122,7 +133,7 @@ class Run:
         def save() -> None:  # on the writer's thread, one at a time
             slot = checkpoint.other(self.stored_slot)
             checkpoint.save(self.run_id, slot, epoch, arrays, meta)
-            self.stored_slot, self.has_checkpoint = slot, True
+            self.stored_slot, self.checkpoint_epoch = slot, epoch
 
         self._writer.put(save, "checkpoint")
 
@@ -145,21 +156,27 @@ class Run:
         metrics = [Metric(name, float(v), now_ms, first_step + k) for k, v in enumerate(values)]
         self._log_once(metrics)
 
-    def log_metrics(self, metrics: dict[str, float]) -> None:
-        """Metrics without a step (final figures, timings)."""
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        """Final figures and timings, at `step`: the last epoch trained, so that a finished run
+        trained on (`resume RUN epochs=MORE`) gets its new figures at its new last epoch."""
         now_ms = int(time.time() * 1000)
-        self._log_once([Metric(k, float(v), now_ms, 0) for k, v in metrics.items()])
+        self._log_once([Metric(k, float(v), now_ms, step) for k, v in metrics.items()])
 
     def _log_once(self, metrics: list[Metric]) -> None:
-        """Log `metrics`; in a reopened run, those whose step is in the store already are left
-        out (a stop during the final logging: its values are there), one value per step."""
+        """Log `metrics`; in a run reopened after a stop, those whose step is in the store
+        already are left out (a stop during the final logging: its values are there), one value
+        per step. A finished run trained on logs its new final records whole."""
         self.open()
 
         def log() -> None:
             batch = metrics
-            if self.reopened:
-                stored = {(name, m.step) for name in {m.key for m in metrics}
-                          for m in self._client.get_metric_history(self.run_id, name)}  # fmt: skip
+            if self.reopened and not self.continued:
+                names = {m.key for m in metrics}
+                stored = {
+                    (m.key, m.step)
+                    for name in names
+                    for m in self._client.get_metric_history(self.run_id, name)
+                }
                 batch = [m for m in metrics if (m.key, m.step) not in stored]
             if batch:
                 self._log_metrics_now(batch)
@@ -255,7 +272,7 @@ class Run:
 
     def _set_error(self, error: str) -> None:
         self._client.set_tag(self.run_id, "error", error[:5000])
-        self._client.log_text(self.run_id, error + "\n", "error.txt")
+        self._client.log_text(self.run_id, error + "\n", ERROR_FILE)
 
 
 def _tags(tags: dict[str, str]) -> list[RunTag]:
@@ -273,11 +290,16 @@ def start_run(
     resume: str | None = None,
     requeued: bool = False,
     slot: str | None = None,
+    epoch: int = 0,
+    continued: bool = False,
     outage_s: float = 600.0,
+    on_wait: Callable[[str], None] | None = None,
 ) -> Iterator[Run]:
     """Start a run (a child of `parent_run_id` if given), or go on with run `resume` (from
-    `lstm-digits resume`, or `requeued` by SLURM) whose checkpoint in `slot` it goes on from,
-    and yield its handle; end it with a true status whatever stops the block.
+    `lstm-digits resume`, or `requeued` by SLURM) from its checkpoint of `epoch` in `slot`
+    (none: from its start; `continued`: a finished run trained on), and yield its handle; end
+    it with a true status whatever stops the block. `on_wait` is told once, in a line, when
+    the run waits for a store that refuses.
 
     A reopened run is written to only from its first write on (`Run.open`): until then, a
     failure or a stop leaves it as it was. `outage_s`: how long the store may refuse writes
@@ -300,10 +322,12 @@ def start_run(
                 before = client.get_run(resume)
                 counter = REQUEUED_TAG if requeued else RESUMED_TAG
                 count = int(before.data.tags.get(counter, "0")) + 1
-                run = Run(resume, before.info.experiment_id, store, outage_s)
+                run = Run(resume, before.info.experiment_id, store, outage_s, on_wait)
                 run._reopen, run.reopened = {**tags, counter: str(count)}, True
+                run.continued = continued
                 if slot:  # the one it goes on from stays untouched until a newer is saved
-                    run.stored_slot, run.has_checkpoint = slot, True
+                    run.stored_slot = slot
+                run.checkpoint_epoch = run.last_epoch = epoch
             else:
                 if parent_run_id:
                     tags[PARENT_TAG] = parent_run_id
@@ -311,9 +335,11 @@ def start_run(
                 tags = resolve_tags(tags)  # the user, as MLflow's start_run adds it
                 started = retrying(  # a store full, locked or away: one line, as later
                     lambda: client.create_run(experiment_id, run_name=run_name(name), tags=tags),
-                    store, outage_s,
-                )  # fmt: skip
-                run = Run(started.info.run_id, experiment_id, store, outage_s)
+                    store,
+                    outage_s,
+                    on_wait=on_wait,
+                )
+                run = Run(started.info.run_id, experiment_id, store, outage_s, on_wait)
                 params = [Param(k, str(v)) for k, v in params.items()]
                 for first in range(0, len(params), 100):  # MLflow's limit per request
                     batch = params[first : first + 100]
@@ -324,13 +350,17 @@ def start_run(
 
 
 RESUMED_TAG, REQUEUED_TAG = "resumed", "requeued"  # how often a run went on after a stop
+ERROR_FILE = "error.txt"  # a failed or stopped run's error, whole (its tag is cut)
 
 
 def _reopen(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
     """Run `run_id` RUNNING again with `tags` (the count of resumes or requeues among them);
-    the error of the stop it goes on from is no error of the run's."""
+    the error of the stop it goes on from is no error of the run's (its tag and its file go)."""
+    from lstm_cli.internals import delete_artifact
+
     before = client.get_run(run_id)
     client.update_run(run_id, "RUNNING")
     client.log_batch(run_id, tags=_tags(tags), synchronous=True)
     if "error" in before.data.tags:
         client.delete_tag(run_id, "error")
+        delete_artifact(before.info.artifact_uri, ERROR_FILE)

@@ -19,7 +19,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from lstm_cli import internals
+from lstm_cli import config_files, internals
 from lstm_cli.errors import UserError, first_line
 from lstm_cli.masking import mask, split_credentials
 
@@ -42,6 +42,16 @@ def resolve_uri(uri: str | None) -> str:
 def is_server(uri: str) -> bool:
     """Whether `uri` is a tracking server (which serves its own UI)."""
     return uri.startswith(("http://", "https://"))
+
+
+def ui_command(uri: str, experiment: str, experiment_id: str, run_id: str) -> str:
+    """How to look at a run: the server's page, else the `ui` command for this store."""
+    if is_server(uri):
+        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    command = "lstm-digits ui" if uri == default_uri() else f"lstm-digits ui --tracking-uri {uri}"
+    if experiment != config_files.default("tracking.experiment"):
+        command += f" --experiment {experiment}"
+    return command
 
 
 def sqlite_path(uri: str) -> Path | None:

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
 
 from lstm_cli import signals
-from lstm_cli.errors import one_line
+from lstm_cli.errors import DIVERGED_TAG, Interrupted, one_line
 from lstm_cli.pruning import TAG as PRUNED_TAG
+from lstm_cli.tracking.owner import process_tags
 from lstm_cli.tracking.run import (
     FIGURE_SAVE,
     PARENT_TAG,
+    RESUMED_TAG,
     SOURCE,
     mark_model_training,
     run_name,
@@ -100,6 +104,15 @@ class Parent:
                     closed += 1
         return closed
 
+    def unfinished(self) -> list[str]:
+        """The children a `resume` of the sweep would go on with: stopped or failed, not
+        diverged (those would diverge again)."""
+        return [
+            child.info.run_id
+            for child in self._children()
+            if child.info.status != "FINISHED" and DIVERGED_TAG not in child.data.tags
+        ]
+
     def end(self, status: str, reason: str | None = None) -> None:
         """Close the parent with `status`; with a reason, its unfinished children too."""
         with signals.deferred():  # one hold: a second signal would leave the parent RUNNING
@@ -110,27 +123,78 @@ class Parent:
             self.ended = True
 
 
+SWEEP_COMMAND = "sweep.json"  # a sweep's command line, for `lstm-digits resume SWEEP`
+SHOWN_IDS = 4  # runs a one-line message names by their id's first 8 characters
+
+
+def told(parent_id: str, status: str, unfinished: list[str]) -> str:
+    """What a stop or a failure left of a sweep, and the command that goes on."""
+    ids = " ".join(run_id[:8] for run_id in unfinished[:SHOWN_IDS])
+    if len(unfinished) > SHOWN_IDS:
+        ids += f" +{len(unfinished) - SHOWN_IDS} more"
+    runs = f" with {len(unfinished)} run(s) unfinished ({ids})" if unfinished else ""
+    return f"sweep {parent_id} is {status}{runs}; go on with: lstm-digits resume {parent_id}"
+
+
+def _create(
+    client: MlflowClient,
+    experiment_id: str,
+    name: str,
+    tags: dict[str, str],
+    command: dict[str, Any] | None,
+) -> Parent:
+    source = {MLFLOW_SOURCE_NAME: f"{SOURCE} -m", MLFLOW_SOURCE_TYPE: "LOCAL"}
+    run = client.create_run(
+        experiment_id,
+        run_name=run_name(name),
+        tags={**source, **tags, SWEEP_TAG: "parent", **process_tags()},
+    )
+    if command is not None:
+        client.log_dict(run.info.run_id, command, SWEEP_COMMAND)
+    mark_model_training(experiment_id)
+    return Parent(run.info.run_id)
+
+
+def _reopen(client: MlflowClient, run_id: str) -> Parent:
+    """A stopped sweep's parent RUNNING again, its process's tags and its resume counted; the
+    error of its stop is no error of the sweep's."""
+    before = client.get_run(run_id)
+    count = int(before.data.tags.get(RESUMED_TAG, "0")) + 1
+    client.update_run(run_id, "RUNNING")
+    tags = {**process_tags(), RESUMED_TAG: str(count)}
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()], synchronous=True)
+    if "error" in before.data.tags:
+        client.delete_tag(run_id, "error")
+    return Parent(run_id)
+
+
 @contextmanager
-def start_parent(experiment_id: str, name: str, tags: dict[str, str]) -> Iterator[Parent]:
-    """Create a sweep's parent run and yield its handle. If the block does not end it, it ends
-    FINISHED; KILLED on Ctrl-C or SIGTERM and FAILED on an error, with its children."""
+def start_parent(
+    experiment_id: str,
+    name: str,
+    tags: dict[str, str],
+    command: dict[str, Any] | None = None,
+    reopen: str | None = None,
+) -> Iterator[Parent]:
+    """Create a sweep's parent run, its `command` ({"argv": [...]}, masked) kept for a
+    resume, or reopen the stopped sweep `reopen`; yield its handle. If the block does not end
+    it, it ends FINISHED; KILLED on Ctrl-C or SIGTERM and FAILED on an error, with its
+    children, the stop naming them."""
     parent = None
     with signals.scope():
         try:
             with signals.deferred():
-                source = {MLFLOW_SOURCE_NAME: f"{SOURCE} -m", MLFLOW_SOURCE_TYPE: "LOCAL"}
-                run = MlflowClient().create_run(
-                    experiment_id,
-                    run_name=run_name(name),
-                    tags={**source, **tags, SWEEP_TAG: "parent"},
-                )
-                parent = Parent(run.info.run_id)
-                mark_model_training(experiment_id)
+                client = MlflowClient()
+                if reopen:
+                    parent = _reopen(client, reopen)
+                else:
+                    parent = _create(client, experiment_id, name, tags, command)
             yield parent
         except KeyboardInterrupt as ex:
-            ex.run_id = None  # a sweep stops many runs: `runs` lists them, each resumable
             if parent is not None and not parent.ended:
                 parent.end("KILLED", one_line(ex))
+                if isinstance(ex, Interrupted):  # a sweep stops many runs: it names them
+                    ex.told = told(parent.run_id, "KILLED", parent.unfinished())
             raise
         except BaseException as ex:
             if parent is not None and not parent.ended:
@@ -141,11 +205,19 @@ def start_parent(experiment_id: str, name: str, tags: dict[str, str]) -> Iterato
                 parent.end("FINISHED")
 
 
-def find_child(
-    experiment_id: str, parent_id: str, job: str
-) -> tuple[str, str, float | None] | None:
-    """The run of job `job` of sweep `parent_id` (in its `experiment_id`), as (run id, status,
-    val_accuracy), or None (a job SLURM requeued finds its run)."""
+@dataclass(frozen=True)
+class Child:
+    """A sweep point's run as a requeued or resumed sweep finds it."""
+
+    run_id: str
+    status: str
+    val_accuracy: float | None
+    tags: dict[str, str]
+
+
+def find_child(experiment_id: str, parent_id: str, job: str) -> Child | None:
+    """The run of job `job` of sweep `parent_id` (in its `experiment_id`), or None (a job
+    SLURM requeued, or a resumed sweep's, finds its run)."""
     found = MlflowClient().search_runs(
         [experiment_id],
         filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}' and tags.sweep_job = '{job}'",
@@ -154,7 +226,9 @@ def find_child(
     if not found:
         return None
     run = found[0]
-    return run.info.run_id, run.info.status, run.data.metrics.get("val_accuracy")
+    return Child(
+        run.info.run_id, run.info.status, run.data.metrics.get("val_accuracy"), run.data.tags
+    )
 
 
 def rung_values(

@@ -57,17 +57,18 @@ def classify(ex: BaseException) -> str | None:
 
 
 def _diagnose(ex: BaseException) -> tuple[str, str] | None:
-    """The fault's kind and the line of the error that says it."""
+    """The fault's kind and the words of the error that say it (whole words: a line of a
+    library's error can be hundreds of characters long)."""
     seen: BaseException | None = ex
     while seen is not None:
         code = getattr(seen, "errno", None)
         if code in _ERRNOS:
-            return _ERRNOS[code], f"{os.strerror(code)}"
-        for line in f"{type(seen).__name__}: {seen}".splitlines():
-            lower = line.lower()
-            for kind, fragments in _FAULTS:
-                if any(f in lower for f in fragments):
-                    return kind, line.strip()
+            return _ERRNOS[code], os.strerror(code).lower()
+        text = f"{type(seen).__name__}: {seen}".lower()
+        for kind, fragments in _FAULTS:
+            said = next((f for f in fragments if f in text), None)
+            if said is not None:
+                return kind, said
         seen = seen.__cause__ or seen.__context__
     return None
 
@@ -75,7 +76,7 @@ def _diagnose(ex: BaseException) -> tuple[str, str] | None:
 def describe(kind: str, store: str, limit_s: float, ex: BaseException) -> str:
     """The one line a store fault is told in: the store, what it did, what to do."""
     store = mask(store)
-    limit = f"{limit_s / 60:g} minutes (tracking.outage_minutes)"
+    limit = f"{_minutes(limit_s)} (tracking.outage_minutes)"
     what = {
         "full": (f"the tracking store {store} is full", "free some space"),
         "read-only": (f"the tracking store {store} cannot be written", "make it writable"),
@@ -87,7 +88,21 @@ def describe(kind: str, store: str, limit_s: float, ex: BaseException) -> str:
     fault, todo = what[kind]
     found = _diagnose(ex)
     detail = found[1] if found else first_line(ex)
-    return f"{fault} ({mask(detail)[:160]}): {todo}"
+    return f"{fault} ({mask(detail)}): {todo}"
+
+
+def waiting(kind: str, store: str, limit_s: float) -> str:
+    """The line that says a store refuses for now and its writes wait (see `retrying`)."""
+    what = "does not answer" if kind == "unreachable" else "is locked"
+    return (
+        f"the tracking store {mask(store)} {what}: the run's records wait and are sent again "
+        f"for up to {_minutes(limit_s)} (tracking.outage_minutes)"
+    )
+
+
+def _minutes(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:g} minute" + ("" if minutes == 1 else "s")
 
 
 def retrying(
@@ -95,10 +110,11 @@ def retrying(
     store: str,
     limit_s: float,
     given_up: Callable[[], bool] = lambda: False,
+    on_wait: Callable[[str], None] | None = None,
 ) -> Any:
     """`write()`, tried again while `store` refuses for a reason that may pass, until `limit_s`
     has passed (or `given_up()`); a StoreUnavailable then, or at once for a full or read-only
-    store. Another error is raised as it is."""
+    store. Another error is raised as it is. `on_wait(line)` is called when a retry begins."""
     first: float | None = None
     delay = RETRY_FIRST_S
     while True:
@@ -108,6 +124,8 @@ def retrying(
             kind = classify(ex)
             if kind is None:
                 raise
+            if first is None and kind in TRANSIENT and on_wait is not None:
+                on_wait(waiting(kind, store, limit_s))
             first = first if first is not None else time.monotonic()
             left = limit_s - (time.monotonic() - first)
             if kind not in TRANSIENT or left <= 0 or given_up():
@@ -124,10 +142,18 @@ class Writer:
     `StoreUnavailable` that stopped the writes, if one did.
     """
 
-    def __init__(self, store: str, limit_s: float, write_metrics: Callable[[list], None]):
+    def __init__(
+        self,
+        store: str,
+        limit_s: float,
+        write_metrics: Callable[[list], None],
+        on_wait: Callable[[str], None] | None = None,
+    ):
         self.store = store
         self.limit_s = limit_s
         self._write_metrics = write_metrics
+        self._on_wait = on_wait  # told once, at the first wait for the store
+        self._told = False
         self._queue: deque[tuple[str | None, Any]] = deque()  # (key, metrics list or callable)
         self._busy = False  # an item is being written
         self._fault: BaseException | None = None
@@ -189,7 +215,12 @@ class Writer:
 
     def retrying(self, write: Callable[[], Any]) -> Any:
         """`write()` with the store's retries (see `retrying`); a closed writer stops trying."""
-        return retrying(write, self.store, self.limit_s, lambda: self._closed)
+        return retrying(write, self.store, self.limit_s, lambda: self._closed, self._tell)
+
+    def _tell(self, line: str) -> None:
+        if self._on_wait is not None and not self._told:
+            self._told = True
+            self._on_wait(line)
 
     # -- the thread
 
