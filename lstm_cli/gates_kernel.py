@@ -15,7 +15,7 @@ TensorFlow ops, with a note, where the kernel cannot be built or a GPU would run
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import errno
 import hashlib
 import os
 import shutil
@@ -132,9 +132,30 @@ def _compile(command: list[str], target: Path) -> None:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    """Hold an exclusive lock on the file `path` while inside, waiting for as long as another
+    process holds it (a build: seconds to minutes). POSIX's flock, else Windows's msvcrt,
+    imported here so that the module (which the cell imports) imports on either."""
+    with open(path, "ab") as lock:  # "a": created if need be, never truncated under a holder
+        try:
+            import fcntl
+        except ImportError:
+            import msvcrt
+
+            # LK_LOCK gives up after 10 tries a second apart (EDEADLK); a build takes longer.
+            while True:
+                try:
+                    msvcrt.locking(lock.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError as e:
+                    if e.errno != errno.EDEADLK:
+                        raise
+            try:
+                yield
+            finally:
+                msvcrt.locking(lock.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield  # closing the file releases the lock
 
 
 def load(directory: Path | None = None) -> Any:

@@ -1,12 +1,15 @@
 """The fused gate kernel (gates=fused): the same numbers as TensorFlow ops, its build and its
-cache, and what `auto` and `fused` do where it cannot be built."""
+cache, its lock, and what `auto` and `fused` do where it cannot be built."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
 import sys
+import time
+import types
 from pathlib import Path
 
 import mlflow
@@ -19,7 +22,14 @@ from lstm_cli import gates_kernel
 from lstm_cli.errors import UserError
 from lstm_cli.loop import Trainer
 from lstm_cli.model import DigitsLSTM
-from tests.helpers import EXPERIMENT, assert_one_line_error, held_out, run_cli, sqlite_uri
+from tests.helpers import (
+    EXPERIMENT,
+    assert_one_line_error,
+    cli_env,
+    held_out,
+    run_cli,
+    sqlite_uri,
+)
 
 HAS_COMPILER = gates_kernel.missing_compiler() is None
 
@@ -124,6 +134,51 @@ def test_a_failed_build_says_why_in_one_line_and_leaves_nothing(monkeypatch, tmp
     with pytest.raises(gates_kernel.KernelUnavailable, match="failed to build it: exit status 1"):
         gates_kernel.build(tmp_path)
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+# A second process after the same build's lock: says when it asks, touches a file once it holds.
+SECOND_HOLDER = """
+import sys
+from pathlib import Path
+from lstm_cli import config, gates_kernel
+print("asking", flush=True)
+with gates_kernel._locked(Path(sys.argv[1])):
+    Path(sys.argv[2]).touch()
+"""
+
+
+def test_the_build_lock_keeps_a_second_process_waiting(tmp_path):
+    """A sweep's workers build once: while one holds the lock, the next waits for it."""
+    lock, held = tmp_path / "gates.lock", tmp_path / "held"
+    with gates_kernel._locked(lock):
+        second = subprocess.Popen(
+            [sys.executable, "-c", SECOND_HOLDER, str(lock), str(held)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+        )
+        assert second.stdout.readline() == "asking\n"
+        time.sleep(0.5)
+        assert not held.exists()
+    assert second.wait(timeout=60) == 0 and held.exists()
+
+
+def test_without_fcntl_the_build_lock_is_msvcrts(monkeypatch, tmp_path):
+    """Windows (no fcntl): msvcrt's LK_LOCK gives up after 10 s (EDEADLK), and a build can take
+    longer, so the lock asks again until it holds it; it unlocks on the way out."""
+    calls = []
+
+    def locking(fd: int, mode: int, nbytes: int) -> None:
+        calls.append(mode)
+        if len(calls) == 1:
+            raise OSError(errno.EDEADLK, "Resource deadlock avoided")
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # as on Windows: `import fcntl` fails
+    msvcrt = types.SimpleNamespace(LK_LOCK=1, LK_UNLCK=0, locking=locking)
+    monkeypatch.setitem(sys.modules, "msvcrt", msvcrt)
+    with gates_kernel._locked(tmp_path / "gates.lock"):
+        assert calls == [msvcrt.LK_LOCK, msvcrt.LK_LOCK]
+    assert calls == [msvcrt.LK_LOCK, msvcrt.LK_LOCK, msvcrt.LK_UNLCK]
 
 
 @pytest.mark.slow
