@@ -6,10 +6,12 @@ Why: with TensorFlow ops a step is about 10 small ops forward and 15 backward, e
 over (batch, hidden) or (batch, 4*hidden) memory; one kernel makes a pass each way. What it
 buys, measured, is in docs/performance.md (bench/RESULTS.md).
 
-The build is cached by everything that changes the binary: the source, TensorFlow's version
-and flags, the compiler and its flags (the CPU's vector instructions), so a shared home on a
-cluster of different CPUs keeps one build per kind. `gates=auto` (the default) falls back to
-TensorFlow ops, with a note, where the kernel cannot be built or a GPU would run the model.
+The build is cached by what decides what it computes and whether TensorFlow loads it: the
+source, TensorFlow's version and flags, and the build's flags (the CPU's vector instructions),
+so a shared home on a cluster of different CPUs keeps one build per kind. The cache is looked
+up before the compiler, so a machine without one (a compute node, a slim container) uses a
+build made elsewhere. `gates=auto` (the default) falls back to TensorFlow ops, with a note,
+where the kernel can be neither found nor built, or a GPU would run the model.
 """
 
 from __future__ import annotations
@@ -70,39 +72,44 @@ def missing_compiler() -> str | None:
     return None
 
 
-def _compiler() -> tuple[str, str]:
-    """The C++ compiler and its version line."""
-    missing = missing_compiler()
-    if missing:
-        raise KernelUnavailable(missing)
-    cxx = _cxx()
-    try:
-        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise KernelUnavailable(f"{cxx} --version failed: {e}") from None
-    return cxx, (out.stdout.splitlines() or [""])[0]
+def missing_kernel(directory: Path | None = None) -> str | None:
+    """Why `gates=fused` cannot run here, as far as is known without TensorFlow (the config
+    check runs before it loads): no compiler and no build at all in `directory` (default
+    `cache_dir()`). None otherwise; `load` makes the exact check."""
+    directory = cache_dir() if directory is None else directory
+    if next(directory.glob("gates-*.so"), None) is not None:
+        return None
+    return missing_compiler()
 
 
 def build(directory: Path | None = None) -> Path:
-    """The kernel's shared library for this TensorFlow, compiler and CPU: built into
-    `directory` (default `cache_dir()`) unless it is there already. Concurrent callers (a
-    sweep's workers) wait for one build. Raises KernelUnavailable."""
+    """The kernel's shared library for this TensorFlow and CPU: found in `directory` (default
+    `cache_dir()`), else built there with the C++ compiler. Concurrent callers (a sweep's
+    workers) wait for one build. Raises KernelUnavailable."""
     import tensorflow as tf
 
-    cxx, version = _compiler()
     flags = ["-shared", "-fPIC", "-O3", "-ffp-contract=off", "-w", *isa_flags()]
     tf_flags = [*tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
+    # The key leaves the compiler out, so that a build is found where no compiler is. Which
+    # compiler made it does not change its numbers (-ffp-contract=off: every product and sum
+    # rounds as written) nor its ABI (TensorFlow's flags set it); g++ 12's build needs of the
+    # system GLIBCXX_3.4.21, CXXABI_1.3.9 and GLIBC_2.27 at most (objdump -T), less than
+    # TensorFlow 2.21's own libtensorflow_framework (3.4.22, 1.3.11, 2.27). A build that
+    # fails to load all the same names itself, to be deleted (`load`).
     digest = hashlib.sha256(SOURCE.read_bytes())
-    digest.update("\n".join([tf.__version__, version, *flags, *tf_flags]).encode())
+    digest.update("\n".join([tf.__version__, *flags, *tf_flags]).encode())
     directory = cache_dir() if directory is None else directory
     target = directory / f"gates-{digest.hexdigest()[:16]}.so"
     if target.exists():
         return target
+    no_compiler = missing_compiler()
+    if no_compiler:
+        raise KernelUnavailable(no_compiler)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with _locked(directory / f"{target.stem}.lock"):
-            if not target.exists():
-                _compile([cxx, *flags, str(SOURCE), *tf_flags], target)
+            if not target.exists():  # else another process built it while this one waited
+                _compile([_cxx(), *flags, str(SOURCE), *tf_flags], target)
     except OSError as e:
         raise KernelUnavailable(f"cannot write its build to {directory}: {e.strerror}") from None
     return target
@@ -159,14 +166,17 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def load(directory: Path | None = None) -> Any:
-    """The kernel's ops (built if needed), with their gradients registered. Raises
-    KernelUnavailable."""
+    """The kernel's ops (built if need be, see `build`), with their gradients registered.
+    Raises KernelUnavailable."""
     import tensorflow as tf
 
+    library = build(directory)
     try:
-        ops = tf.load_op_library(str(build(directory)))
+        ops = tf.load_op_library(str(library))
     except tf.errors.NotFoundError as e:  # a library TensorFlow cannot load (symbols, ABI)
-        raise KernelUnavailable(f"TensorFlow cannot load it: {e.message[:120]}") from None
+        raise KernelUnavailable(
+            f"TensorFlow cannot load {library} (delete it to build it again): {e.message[:120]}"
+        ) from None
     _register_gradients(ops)
     return ops
 

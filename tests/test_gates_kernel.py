@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 from mlflow.tracking import MlflowClient
 
-from lstm_cli import gates_kernel
+from lstm_cli import config, gates_kernel
 from lstm_cli.errors import UserError
 from lstm_cli.loop import Trainer
 from lstm_cli.model import DigitsLSTM
@@ -113,13 +113,67 @@ def test_a_build_is_cached_and_a_second_build_reuses_it(tmp_path):
 
 
 def test_the_vector_instructions_follow_the_cpu():
-    assert "-mavx512f" in gates_kernel.isa_flags({"avx512f", "avx512dq", "avx512bw",
-                                                  "avx512vl", "avx2", "fma"})  # fmt: skip
+    avx512 = {"avx512f", "avx512dq", "avx512bw", "avx512vl", "avx2", "fma"}
+    assert "-mavx512f" in gates_kernel.isa_flags(avx512)
     assert gates_kernel.isa_flags({"avx2", "fma", "sse4_2"}) == ["-mavx2", "-mfma"]
     assert gates_kernel.isa_flags({"sse2"}) == []
 
 
-def test_without_a_compiler_auto_falls_back_and_fused_is_refused(monkeypatch, tmp_path):
+# A stand-in for g++: writes what the build asks for (-o PATH), in a moment and without
+# TensorFlow's headers; not a library TensorFlow can load.
+FAKE_COMPILER = """#!/bin/sh
+while [ $# -gt 0 ]; do
+  if [ "$1" = -o ]; then echo 'not a library' > "$2"; fi
+  shift
+done
+"""
+
+
+@pytest.fixture
+def fake_compiler(tmp_path, monkeypatch) -> Path:
+    """$CXX: `FAKE_COMPILER`."""
+    cxx = tmp_path / "fake-c++"
+    cxx.write_text(FAKE_COMPILER)
+    cxx.chmod(0o755)
+    monkeypatch.setenv("CXX", str(cxx))
+    return cxx
+
+
+def test_the_cache_is_read_before_the_compiler(fake_compiler, monkeypatch, tmp_path):
+    """A build in the cache is found without a compiler."""
+    cache = tmp_path / "kernels"
+    built = gates_kernel.build(cache)
+    assert built.parent == cache and built.suffix == ".so"
+    assert [p.name for p in cache.glob("*.partial")] == []  # nothing half-written left
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    assert gates_kernel.build(cache) == built
+    assert gates_kernel.missing_kernel(cache) is None  # the config check lets gates=fused run
+
+
+def test_a_build_that_does_not_load_is_named(fake_compiler, monkeypatch, tmp_path):
+    """A library TensorFlow cannot load is named, to be deleted, and `auto` goes on with
+    TensorFlow ops."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    kernel, note = gates_kernel.for_config("auto")
+    (built,) = gates_kernel.cache_dir().glob("gates-*.so")
+    assert kernel is None
+    assert note.startswith(
+        f"the fused gate kernel is not used: TensorFlow cannot load {built} (delete it to "
+        "build it again): "
+    )
+
+
+def test_without_a_compiler_the_kernel_in_the_cache_is_used(fused, monkeypatch, tmp_path):
+    """A compute node without g++ uses the build another machine left in a shared cache (here:
+    the one the `fused` fixture loaded)."""
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    config.check(config.compose(["gates=fused"]))  # the config check lets it through
+    for gates in ("auto", "fused"):
+        kernel, note = gates_kernel.for_config(gates)
+        assert note == "" and hasattr(kernel, "lstm_digits_gates")
+
+
+def test_without_a_compiler_or_a_build_auto_falls_back_and_fused_is_refused(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     kernel, note = gates_kernel.for_config("auto")
@@ -127,6 +181,8 @@ def test_without_a_compiler_auto_falls_back_and_fused_is_refused(monkeypatch, tm
     with pytest.raises(UserError, match=r"^gates=fused cannot run here: no C\+\+ compiler"):
         gates_kernel.for_config("fused")
     assert gates_kernel.for_config("ops") == (None, "")
+    with pytest.raises(UserError, match=r"^gates=fused needs the kernel built: no C\+\+ compiler"):
+        config.check(config.compose(["gates=fused"]))  # refused before TensorFlow loads
 
 
 def test_a_failed_build_says_why_in_one_line_and_leaves_nothing(monkeypatch, tmp_path):
