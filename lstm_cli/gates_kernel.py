@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +82,10 @@ def missing_kernel(directory: Path | None = None) -> str | None:
     return missing_compiler()
 
 
-def build(directory: Path | None = None) -> Path:
+def build(directory: Path | None = None, on_build: Callable[[Path], None] | None = None) -> Path:
     """The kernel's shared library for this TensorFlow and CPU: found in `directory` (default
-    `cache_dir()`), else built there with the C++ compiler. Concurrent callers (a sweep's
-    workers) wait for one build. Raises KernelUnavailable."""
+    `cache_dir()`), else built there with the C++ compiler, first calling `on_build` with its
+    path. Concurrent callers (a sweep's workers) wait for one build. Raises KernelUnavailable."""
     import tensorflow as tf
 
     flags = ["-shared", "-fPIC", "-O3", "-ffp-contract=off", "-w", *isa_flags()]
@@ -109,6 +109,8 @@ def build(directory: Path | None = None) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         with _locked(directory / f"{target.stem}.lock"):
             if not target.exists():  # else another process built it while this one waited
+                if on_build is not None:
+                    on_build(target)
                 _compile([_cxx(), *flags, str(SOURCE), *tf_flags], target)
     except OSError as e:
         raise KernelUnavailable(f"cannot write its build to {directory}: {e.strerror}") from None
@@ -165,12 +167,12 @@ def _locked(path: Path) -> Iterator[None]:
             yield  # closing the file releases the lock
 
 
-def load(directory: Path | None = None) -> Any:
+def load(directory: Path | None = None, on_build: Callable[[Path], None] | None = None) -> Any:
     """The kernel's ops (built if need be, see `build`), with their gradients registered.
     Raises KernelUnavailable."""
     import tensorflow as tf
 
-    library = build(directory)
+    library = build(directory, on_build)
     try:
         ops = tf.load_op_library(str(library))
     except tf.errors.NotFoundError as e:  # a library TensorFlow cannot load (symbols, ABI)
@@ -183,8 +185,8 @@ def load(directory: Path | None = None) -> Any:
 
 def for_config(gates: str) -> tuple[Any, str]:
     """The kernel for `gates` ("auto", "fused" or "ops"), and a note for the user: the ops (or
-    None: TensorFlow ops) and "" or why "auto" runs TensorFlow ops. Raises UserError where
-    "fused" cannot run."""
+    None: TensorFlow ops) and "" or why "auto" runs TensorFlow ops. A build (the first run on a
+    machine) says so on stderr. Raises UserError where "fused" cannot run."""
     if gates == GateKernel.ops:
         return None, ""
     import tensorflow as tf
@@ -192,11 +194,18 @@ def for_config(gates: str) -> tuple[Any, str]:
     try:
         if tf.config.list_physical_devices("GPU"):
             raise KernelUnavailable("a GPU runs the model, and the kernel is for the CPU")
-        return load(), ""
+        return load(on_build=_note_build), ""
     except KernelUnavailable as e:
         if gates == GateKernel.fused:
             raise UserError(f"gates=fused cannot run here: {e}; use gates=auto or ops") from None
         return None, f"the fused gate kernel is not used: {e}; training with TensorFlow ops"
+
+
+def _note_build(target: Path) -> None:
+    """The line a run shows while it builds the kernel, which is otherwise silent for 10 s."""
+    from lstm_cli import console  # here: the cell and the model import this module, not rich
+
+    console.note(f"building the fused gate kernel (once, about 10 s) into {target}")
 
 
 def step(
@@ -241,6 +250,6 @@ if __name__ == "__main__":  # `python -m lstm_cli.gates_kernel`: build ahead (ma
     quiet()
     import_tensorflow()
     try:
-        print(f"gates kernel: {build()}")
+        print(f"gates kernel: {build(on_build=_note_build)}")
     except KernelUnavailable as e:
         print(f"gates kernel not built: {e} (training uses TensorFlow ops)", file=sys.stderr)

@@ -4,7 +4,6 @@ cache, its lock, and what `auto` and `fused` do where it cannot be built."""
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 import subprocess
 import sys
@@ -100,18 +99,6 @@ def test_fused_training_follows_the_ops_history(fused, defaults):
     np.testing.assert_allclose(curves[1], curves[0], rtol=2e-5)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler here")
-def test_a_build_is_cached_and_a_second_build_reuses_it(tmp_path):
-    """The first build compiles into the cache; the next finds it there (no compile: the
-    library's file is not touched)."""
-    first = gates_kernel.build(tmp_path)
-    assert first.parent == tmp_path and first.suffix == ".so"
-    stamp = first.stat().st_mtime_ns
-    assert gates_kernel.build(tmp_path) == first and first.stat().st_mtime_ns == stamp
-    assert [p.name for p in tmp_path.glob("*.partial")] == []  # nothing half-written left
-
-
 def test_the_vector_instructions_follow_the_cpu():
     avx512 = {"avx512f", "avx512dq", "avx512bw", "avx512vl", "avx2", "fma"}
     assert "-mavx512f" in gates_kernel.isa_flags(avx512)
@@ -139,28 +126,39 @@ def fake_compiler(tmp_path, monkeypatch) -> Path:
     return cxx
 
 
-def test_the_cache_is_read_before_the_compiler(fake_compiler, monkeypatch, tmp_path):
-    """A build in the cache is found without a compiler."""
-    cache = tmp_path / "kernels"
-    built = gates_kernel.build(cache)
-    assert built.parent == cache and built.suffix == ".so"
+def test_a_build_says_where_once_and_the_cache_is_read_before_the_compiler(
+    fake_compiler, monkeypatch, tmp_path
+):
+    """A build calls `on_build` with where it goes before it compiles; a build in the cache is
+    found without a word and without a compiler."""
+    said, cache = [], tmp_path / "kernels"
+    built = gates_kernel.build(cache, on_build=said.append)
+    assert said == [built] and built.parent == cache and built.suffix == ".so"
     assert [p.name for p in cache.glob("*.partial")] == []  # nothing half-written left
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-    assert gates_kernel.build(cache) == built
+    assert gates_kernel.build(cache, on_build=said.append) == built
+    assert said == [built]
     assert gates_kernel.missing_kernel(cache) is None  # the config check lets gates=fused run
 
 
-def test_a_build_that_does_not_load_is_named(fake_compiler, monkeypatch, tmp_path):
-    """A library TensorFlow cannot load is named, to be deleted, and `auto` goes on with
-    TensorFlow ops."""
+def test_a_run_that_builds_says_so_and_names_a_build_that_does_not_load(
+    fake_compiler, monkeypatch, tmp_path, capsys
+):
+    """The first run's build (about 10 s) shows one note on stderr; a library TensorFlow
+    cannot load is named, to be deleted, and `auto` goes on with TensorFlow ops."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     kernel, note = gates_kernel.for_config("auto")
     (built,) = gates_kernel.cache_dir().glob("gates-*.so")
+    assert capsys.readouterr().err == (
+        f"note: building the fused gate kernel (once, about 10 s) into {built}\n"
+    )
     assert kernel is None
     assert note.startswith(
         f"the fused gate kernel is not used: TensorFlow cannot load {built} (delete it to "
         "build it again): "
     )
+    gates_kernel.for_config("auto")
+    assert capsys.readouterr().err == ""  # in the cache: no second build, no note
 
 
 def test_without_a_compiler_the_kernel_in_the_cache_is_used(fused, monkeypatch, tmp_path):
@@ -269,13 +267,44 @@ def test_train_without_a_compiler_notes_it_and_trains_with_ops(tmp_path):
     assert len(client.search_runs([run.info.experiment_id])) == 1  # refused before a run
 
 
+# What a run without a compiler gets of `gates`, for each of auto and fused.
+FOR_CONFIG = """
+from lstm_cli import config, gates_kernel
+from lstm_cli.process import import_tensorflow, quiet
+
+quiet()
+import_tensorflow()
+for gates in ("auto", "fused"):
+    kernel, note = gates_kernel.for_config(gates)
+    print(gates, hasattr(kernel, "lstm_digits_gates"), repr(note))
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler here")
-def test_python_m_builds_ahead_and_says_where(tmp_path):
-    """`python -m lstm_cli.gates_kernel` (make install) builds into the cache and prints it."""
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "lstm_cli.gates_kernel"], env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+def test_python_m_builds_ahead_and_a_machine_without_a_compiler_uses_its_build(tmp_path):
+    """`python -m lstm_cli.gates_kernel` (make install) builds into the cache, saying so, and
+    prints where; then a process without a compiler loads that build for `auto` and `fused`,
+    without a word and without touching it."""
+    env = cli_env(XDG_CACHE_HOME=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "lstm_cli.gates_kernel"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     path = Path(done.stdout.strip().removeprefix("gates kernel: "))
-    assert path.exists() and path.is_relative_to(tmp_path / "lstm-digits" / "kernels")
+    assert path.exists() and path.parent == tmp_path / "lstm-digits" / "kernels"
+    assert done.stderr.splitlines() == [
+        f"note: building the fused gate kernel (once, about 10 s) into {path}"
+    ]
+    stamp = path.stat().st_mtime_ns
+    env["CXX"] = str(tmp_path / "no-such-compiler")
+    used = subprocess.run(
+        [sys.executable, "-c", FOR_CONFIG], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert used.returncode == 0, used.stderr
+    assert used.stdout.splitlines() == ["auto True ''", "fused True ''"]
+    assert "building" not in used.stderr and path.stat().st_mtime_ns == stamp
