@@ -6,23 +6,25 @@ Why: with TensorFlow ops a step is about 10 small ops forward and 15 backward, e
 over (batch, hidden) or (batch, 4*hidden) memory; one kernel makes a pass each way. What it
 buys, measured, is in docs/performance.md (bench/RESULTS.md).
 
-The build is cached by everything that changes the binary: the source, TensorFlow's version
-and flags, the compiler and its flags (the CPU's vector instructions), so a shared home on a
-cluster of different CPUs keeps one build per kind. `gates=auto` (the default) falls back to
-TensorFlow ops, with a note, where the kernel cannot be built or a GPU would run the model.
+The build is cached by what decides what it computes and whether TensorFlow loads it: the
+source, TensorFlow's version and flags, and the build's flags (the CPU's vector instructions),
+so a shared home on a cluster of different CPUs keeps one build per kind. The cache is looked
+up before the compiler, so a machine without one (a compute node, a slim container) uses a
+build made elsewhere. `gates=auto` (the default) falls back to TensorFlow ops, with a note,
+where the kernel can be neither found nor built, or a GPU would run the model.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import errno
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,39 +72,46 @@ def missing_compiler() -> str | None:
     return None
 
 
-def _compiler() -> tuple[str, str]:
-    """The C++ compiler and its version line."""
-    missing = missing_compiler()
-    if missing:
-        raise KernelUnavailable(missing)
-    cxx = _cxx()
-    try:
-        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise KernelUnavailable(f"{cxx} --version failed: {e}") from None
-    return cxx, (out.stdout.splitlines() or [""])[0]
+def missing_kernel(directory: Path | None = None) -> str | None:
+    """Why `gates=fused` cannot run here, as far as is known without TensorFlow (the config
+    check runs before it loads): no compiler and no build at all in `directory` (default
+    `cache_dir()`). None otherwise; `load` makes the exact check."""
+    directory = cache_dir() if directory is None else directory
+    if next(directory.glob("gates-*.so"), None) is not None:
+        return None
+    return missing_compiler()
 
 
-def build(directory: Path | None = None) -> Path:
-    """The kernel's shared library for this TensorFlow, compiler and CPU: built into
-    `directory` (default `cache_dir()`) unless it is there already. Concurrent callers (a
-    sweep's workers) wait for one build. Raises KernelUnavailable."""
+def build(directory: Path | None = None, on_build: Callable[[Path], None] | None = None) -> Path:
+    """The kernel's shared library for this TensorFlow and CPU: found in `directory` (default
+    `cache_dir()`), else built there with the C++ compiler, first calling `on_build` with its
+    path. Concurrent callers (a sweep's workers) wait for one build. Raises KernelUnavailable."""
     import tensorflow as tf
 
-    cxx, version = _compiler()
     flags = ["-shared", "-fPIC", "-O3", "-ffp-contract=off", "-w", *isa_flags()]
     tf_flags = [*tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
+    # The key leaves the compiler out, so that a build is found where no compiler is. Which
+    # compiler made it does not change its numbers (-ffp-contract=off: every product and sum
+    # rounds as written) nor its ABI (TensorFlow's flags set it); g++ 12's build needs of the
+    # system GLIBCXX_3.4.21, CXXABI_1.3.9 and GLIBC_2.27 at most (objdump -T), less than
+    # TensorFlow 2.21's own libtensorflow_framework (3.4.22, 1.3.11, 2.27). A build that
+    # fails to load all the same names itself, to be deleted (`load`).
     digest = hashlib.sha256(SOURCE.read_bytes())
-    digest.update("\n".join([tf.__version__, version, *flags, *tf_flags]).encode())
+    digest.update("\n".join([tf.__version__, *flags, *tf_flags]).encode())
     directory = cache_dir() if directory is None else directory
     target = directory / f"gates-{digest.hexdigest()[:16]}.so"
     if target.exists():
         return target
+    no_compiler = missing_compiler()
+    if no_compiler:
+        raise KernelUnavailable(no_compiler)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with _locked(directory / f"{target.stem}.lock"):
-            if not target.exists():
-                _compile([cxx, *flags, str(SOURCE), *tf_flags], target)
+            if not target.exists():  # else another process built it while this one waited
+                if on_build is not None:
+                    on_build(target)
+                _compile([_cxx(), *flags, str(SOURCE), *tf_flags], target)
     except OSError as e:
         raise KernelUnavailable(f"cannot write its build to {directory}: {e.strerror}") from None
     return target
@@ -132,28 +141,52 @@ def _compile(command: list[str], target: Path) -> None:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    """Hold an exclusive lock on the file `path` while inside, waiting for as long as another
+    process holds it (a build: seconds to minutes). POSIX's flock, else Windows's msvcrt,
+    imported here so that the module (which the cell imports) imports on either."""
+    with open(path, "ab") as lock:  # "a": created if need be, never truncated under a holder
+        try:
+            import fcntl
+        except ImportError:
+            import msvcrt
+
+            # LK_LOCK gives up after 10 tries a second apart (EDEADLK); a build takes longer.
+            while True:
+                try:
+                    msvcrt.locking(lock.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError as e:
+                    if e.errno != errno.EDEADLK:
+                        raise
+            try:
+                yield
+            finally:
+                msvcrt.locking(lock.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield  # closing the file releases the lock
 
 
-def load(directory: Path | None = None) -> Any:
-    """The kernel's ops (built if needed), with their gradients registered. Raises
-    KernelUnavailable."""
+def load(directory: Path | None = None, on_build: Callable[[Path], None] | None = None) -> Any:
+    """The kernel's ops (built if need be, see `build`), with their gradients registered.
+    Raises KernelUnavailable."""
     import tensorflow as tf
 
+    library = build(directory, on_build)
     try:
-        ops = tf.load_op_library(str(build(directory)))
+        ops = tf.load_op_library(str(library))
     except tf.errors.NotFoundError as e:  # a library TensorFlow cannot load (symbols, ABI)
-        raise KernelUnavailable(f"TensorFlow cannot load it: {e.message[:120]}") from None
+        raise KernelUnavailable(
+            f"TensorFlow cannot load {library} (delete it to build it again): {e.message[:120]}"
+        ) from None
     _register_gradients(ops)
     return ops
 
 
 def for_config(gates: str) -> tuple[Any, str]:
     """The kernel for `gates` ("auto", "fused" or "ops"), and a note for the user: the ops (or
-    None: TensorFlow ops) and "" or why "auto" runs TensorFlow ops. Raises UserError where
-    "fused" cannot run."""
+    None: TensorFlow ops) and "" or why "auto" runs TensorFlow ops. A build (the first run on a
+    machine) says so on stderr. Raises UserError where "fused" cannot run."""
     if gates == GateKernel.ops:
         return None, ""
     import tensorflow as tf
@@ -161,11 +194,18 @@ def for_config(gates: str) -> tuple[Any, str]:
     try:
         if tf.config.list_physical_devices("GPU"):
             raise KernelUnavailable("a GPU runs the model, and the kernel is for the CPU")
-        return load(), ""
+        return load(on_build=_note_build), ""
     except KernelUnavailable as e:
         if gates == GateKernel.fused:
             raise UserError(f"gates=fused cannot run here: {e}; use gates=auto or ops") from None
         return None, f"the fused gate kernel is not used: {e}; training with TensorFlow ops"
+
+
+def _note_build(target: Path) -> None:
+    """The line a run shows while it builds the kernel, which is otherwise silent for 10 s."""
+    from lstm_cli import console  # here: the cell and the model import this module, not rich
+
+    console.note(f"building the fused gate kernel (once, about 10 s) into {target}")
 
 
 def step(
@@ -210,6 +250,6 @@ if __name__ == "__main__":  # `python -m lstm_cli.gates_kernel`: build ahead (ma
     quiet()
     import_tensorflow()
     try:
-        print(f"gates kernel: {build()}")
+        print(f"gates kernel: {build(on_build=_note_build)}")
     except KernelUnavailable as e:
         print(f"gates kernel not built: {e} (training uses TensorFlow ops)", file=sys.stderr)

@@ -263,3 +263,64 @@ def test_tiers_are_marked_one_way():
                 if "pytestmark" in names or value.startswith("pytest.mark."):
                     offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == []
+
+
+# Standard modules that some of Linux, macOS and Windows lack.
+PLATFORM_ONLY = {"fcntl", "grp", "msvcrt", "pty", "pwd", "resource", "termios", "tty", "winreg"}
+
+
+def _imported_on_import(tree: ast.Module) -> list[str]:
+    """The modules a module's own code imports when it is imported: outside its functions."""
+    names, todo = [], list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+        todo += list(ast.iter_child_nodes(node))
+    return names
+
+
+def test_every_module_imports_on_linux_macos_and_windows():
+    """A module that needs POSIX's fcntl or Windows's msvcrt imports it in the function that
+    uses it, so that importing the module (the model, for one) works everywhere."""
+    found = {
+        name: sorted(PLATFORM_ONLY.intersection(_imported_on_import(ast.parse(path.read_text()))))
+        for name, path in MODULES.items()
+    }
+    assert {name: only for name, only in found.items() if only} == {}
+    assert _imported_on_import(ast.parse("import fcntl\ndef f():\n    import msvcrt")) == ["fcntl"]
+
+
+# Every module of the package imported in a child that has no POSIX-only module, as on Windows.
+IMPORT_ALL_WITHOUT_POSIX = """
+import importlib, pkgutil, sys
+
+for name in ("fcntl", "grp", "pty", "pwd", "resource", "termios", "tty"):
+    sys.modules[name] = None  # `import name` raises ImportError
+import lstm_cli
+
+for module in pkgutil.walk_packages(lstm_cli.__path__, "lstm_cli."):
+    if module.name != "lstm_cli.__main__":  # runs the command
+        importlib.import_module(module.name)
+print("imported")
+"""
+
+
+@pytest.mark.slow
+def test_every_module_imports_without_posix_only_modules(tmp_path):
+    """What Windows lacks (fcntl, termios, ...) missing, every module of the package imports:
+    the cell, the model and the gate kernel among them."""
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_ALL_WITHOUT_POSIX],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "imported"

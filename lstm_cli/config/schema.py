@@ -142,7 +142,7 @@ def check(cfg: DictConfig) -> None:
             "precision=bf16 needs a CPU with bfloat16 instructions (avx512_bf16 or amx_bf16 in "
             "/proc/cpuinfo); this one has neither: use precision=fp32"
         )
-    missing = gates_kernel.missing_compiler() if cfg.gates == GateKernel.fused else None
+    missing = gates_kernel.missing_kernel() if cfg.gates == GateKernel.fused else None
     if missing:
         raise UserError(f"gates=fused needs the kernel built: {missing}; use gates=auto or ops")
     if not cfg.tracking.experiment:

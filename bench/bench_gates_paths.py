@@ -1,0 +1,87 @@
+"""The test split read by both gate paths: the fused kernel and TensorFlow's ops, same weights.
+
+    python bench/bench_gates_paths.py                                  # the default run, seeds 0-4
+    python bench/bench_gates_paths.py --seeds 0 1 --overrides hidden_size=200 precision=bf16
+
+A run's epochs (`train_*`, `val_*`) come from the fused kernel where `gates=auto` finds it,
+its test numbers and its logged model from TensorFlow's ops (docs/model.md says why). For each
+seed this trains as `lstm-digits train OVERRIDES seed=S` does, with the kernel, then reads the
+test split both ways: the largest difference of the outputs, how many digits change class, and
+each path's test accuracy and loss. Nothing is tracked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def compare(overrides: list[str], fused) -> dict[str, float]:
+    """Train the run `overrides` describe with the fused kernel; the test split by both paths."""
+    import numpy as np
+    import tensorflow as tf
+
+    from lstm_cli import config, loop
+    from lstm_cli.checkpointing import model_spec
+    from lstm_cli.data import split_for
+    from lstm_cli.model import DigitsLSTM
+
+    cfg = config.compose(overrides)
+    loop.set_seed(cfg.seed)
+    data = split_for(cfg.data)
+    model = DigitsLSTM(**model_spec(cfg, data)["model"], precision=cfg.precision.value).build()
+    trainer = loop.Trainer(
+        model,
+        cfg.learning_rate,
+        cfg.batch_size,
+        cfg.epochs,
+        seed=cfg.seed,
+        shuffle=cfg.data.shuffle,
+        fused=fused,
+    )
+    trainer.fit(data)
+    x, y = tf.constant(data.x_test), tf.constant(data.y_test)
+    ours, theirs = model(x, fused), model(x)  # (n, classes) each: fused, TensorFlow ops
+    (loss_f, correct_f), (loss_o, correct_o) = (loop.loss_and_correct(o, y) for o in (ours, theirs))
+    ours, theirs = ours.numpy(), theirs.numpy()
+    return {
+        "max_diff": float(np.abs(ours - theirs).max()),
+        "flips": int((ours.argmax(1) != theirs.argmax(1)).sum()),
+        "digits": len(data.y_test),
+        "acc_fused": float(correct_f) / len(data.y_test),
+        "acc_ops": float(correct_o) / len(data.y_test),
+        "loss_diff": abs(float(loss_f) - float(loss_o)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--overrides", nargs="*", default=[], help="`train` overrides")
+    args = parser.parse_args()
+
+    from lstm_cli.process import import_tensorflow, quiet
+
+    quiet()
+    import_tensorflow()  # muted, before the modules below import it
+    from lstm_cli import config, gates_kernel, loop
+
+    loop.configure_threads(loop.default_threads(config.compose(args.overrides).hidden_size))
+    fused, _ = gates_kernel.for_config("fused")
+    print(f"overrides: {' '.join(args.overrides) or '(none: the default run)'}")
+    print("seed  max |outputs diff|  digits changing class  test acc fused / ops  |loss diff|")
+    for seed in args.seeds:
+        r = compare([*args.overrides, f"seed={seed}"], fused)
+        print(
+            f"{seed:4d}  {r['max_diff']:18.2e}  {r['flips']:14d} of {r['digits']}  "
+            f"{r['acc_fused']:9.4f} / {r['acc_ops']:.4f}  {r['loss_diff']:11.2e}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
