@@ -111,14 +111,12 @@ def test_joblib_on_a_fresh_store_with_a_failing_job(tmp_path):
     assert result.returncode == 1
     assert "job 1 FAILED: hidden_size=0 is invalid" in result.stdout
     parent, children = sweep_runs(uri)
-    assert (
-        result.stderr.strip()
-        == (  # the failed sweep, named, and how to go on
-            f"error: 1 sweep job(s) failed (job 1): see above; sweep {parent.info.run_id} is FAILED "
-            f"with 1 run(s) unfinished ({children[1].info.run_id[:8]}); go on with: "
-            f"lstm-digits resume {parent.info.run_id}"
-        )
+    said = (  # the failed sweep, named, and how to go on
+        f"error: 1 sweep job(s) failed (job 1): see above; sweep {parent.info.run_id} is "
+        f"FAILED with 1 run(s) unfinished ({children[1].info.run_id[:8]}); go on with: "
+        f"lstm-digits resume {parent.info.run_id}"
     )
+    assert result.stderr.strip() == said
     assert parent.info.status == "FAILED"
     assert [c.info.status for c in children] == ["FINISHED", "FAILED", "FINISHED"]
     assert "hidden_size=0 is invalid" in children[1].data.tags["error"]
