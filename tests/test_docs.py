@@ -107,10 +107,11 @@ def dry_parse(argv: list[str]) -> None:
     ctx = command.make_context(argv[0], list(argv[1:]), parent=root)
     if argv[0] == "train":  # keys, groups and types as a run checks them; --cfg: not ranges
         preflight([*ctx.args, "--cfg", "job"])
-    elif argv[0] == "resume":
+    elif argv[0] == "resume":  # a run's keys, or a sweep's launcher's
         keys = set(config_files.keys())
         for override in ctx.args:
-            assert override.partition("=")[0] in keys, override
+            key = override.partition("=")[0]
+            assert key in keys or key.startswith("hydra.launcher."), override
 
 
 def dry_parse_mlflow(argv: list[str]) -> None:
