@@ -26,6 +26,8 @@ fails on a private name or raw SQL anywhere else, hydra_plugins/ included.
 |  pickling contract (1.2.0)                          | per SLURM job          | 285->110 s|
 | `delete_artifact`: MLflow's artifact repositories   | a resumed run keeps no | correct-  |
 |  (mlflow 3.17.2)                                    | error.txt of its stop  | ness      |
+| `schema_version`, `schema_head`: SQL on MLflow's    | no migrations run over | correct-  |
+|  schema, its alembic head (mlflow 3.17.2)           | another process's      | ness      |
 
 Measured 2026-12-02, medians of 5 interleaved runs: a run is `train experiment=debug
 tracking.log_model=true` (8.1 s); (*) 4 such jobs on joblib (10.3 s; the fork server 1.4 s).
@@ -103,6 +105,25 @@ def copy_store_template(template: Path, path: Path) -> bool:
             (str(Path.cwd() / "mlruns" / "0"), now, now),
         )
     return True
+
+
+def schema_version(db: Path) -> str | None:
+    """The MLflow schema revision of the SQLite store `db` (alembic's row), None before one."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as c:
+            row = c.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:  # no such table yet, or not a database yet
+        return None
+    return row[0] if row else None
+
+
+def schema_head() -> str:
+    """The schema revision this MLflow builds (its migrations' head)."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    return _get_latest_schema_revision()
 
 
 def delete_artifact(artifact_uri: str, path: str) -> bool:
