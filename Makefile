@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml $(LOCK)
 	@# A .venv made before TensorFlow came as one distribution: tensorflow-cpu writes the same module.
 	$(BIN)/python -m pip uninstall --quiet --yes tensorflow-cpu 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[$(EXTRAS)]'
-	@# The fused gate kernel (gates=auto): built now rather than by the first run (about 10 s).
-	$(BIN)/python -m lstm_cli.gates_kernel
+	@# The fused gate kernel (kernel=auto): built now rather than by the first run (about 10 s).
+	$(BIN)/python -m lstm_cli.networks.fused_kernel
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the package with its dev, optuna and postgres extras, at the locked versions
@@ -53,9 +53,10 @@ browser-deps: ## Install Debian's chromium and chromedriver for the browser test
 test-fast: $(STAMP) ## Run the tests that neither train nor start the CLI
 	$(BIN)/python -m pytest -m "not slow and not browser" $(ARGS)
 
-lint: $(STAMP) ## Lint and check formatting (ruff)
+lint: $(STAMP) ## Lint, check formatting and complexity (ruff) and the layers (import-linter)
 	$(BIN)/ruff check lstm_cli hydra_plugins tests bench docs
 	$(BIN)/ruff format --check lstm_cli hydra_plugins tests bench docs
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## Format the code (ruff)
 	$(BIN)/ruff check --fix lstm_cli hydra_plugins tests bench docs

@@ -4,7 +4,7 @@
     python bench/bench_floor.py --hidden 200 512 --epochs 8 --repeats 3
     python bench/bench_floor.py --base DIR       # DIR: an earlier tree (git archive REV | tar -x)
     python bench/bench_floor.py --precision bf16 --hidden 200 512   # ours and its floor in bfloat16
-    python bench/bench_floor.py --gates fused ops --loops ours      # the fused kernel vs TF ops
+    python bench/bench_floor.py --kernel fused ops --loops ours      # the fused kernel vs TF ops
 
 The floor is the matmuls one epoch of our loop issues, forward and backward, at the run's shapes
 (batch 100, 8 rows of 8 pixels, the training and validation splits), dtype (float32) and
@@ -69,7 +69,7 @@ def emit(record: dict) -> None:
 def data():
     import yaml
 
-    from lstm_cli.data import load_digits
+    from lstm_cli.data.digits import load_digits
 
     cfg = yaml.safe_load((ROOT / "conf" / "config.yaml").read_text())
     d = cfg["data"]  # as bench_train.py: the article's two-way split (1437 training images)
@@ -133,12 +133,12 @@ def child(args: argparse.Namespace) -> None:
     if args.loop == "article":
         return article(hidden, args.epochs)
     sys.path.insert(0, str(args.tree))
-    from lstm_cli.process import import_tensorflow
+    from lstm_cli.runtime.process import import_tensorflow
 
     import_tensorflow()
     set_threads(threads_for(hidden) if args.threads is None else args.threads[0])
     cfg, digits = data()
-    cfg["hidden_size"], cfg["precision"], cfg["gates"] = hidden, args.precision, args.gates[0]
+    cfg["hidden_size"], cfg["precision"], cfg["kernel"] = hidden, args.precision, args.kernel[0]
     if args.loop == "keras":  # a fit of `epochs`: its steady state over epochs 2..
         sys.path.insert(0, str(ROOT / "bench"))
         from bench_train import time_keras
@@ -166,8 +166,9 @@ def one_epoch_trainer(cfg: dict, digits):
 
     model = default_model(cfg, digits)
     lr, batch, shuffle = cfg["learning_rate"], cfg["batch_size"], cfg["data"]["shuffle"]
-    return loop_module().Trainer(model, lr, batch, 1, seed=cfg["seed"], shuffle=shuffle,
-                                 **gates_for(cfg))  # fmt: skip
+    return loop_module().Trainer(
+        model, lr, batch, 1, seed=cfg["seed"], shuffle=shuffle, **gates_for(cfg)
+    )
 
 
 def article(hidden: int, epochs: int) -> None:
@@ -194,14 +195,19 @@ def article(hidden: int, epochs: int) -> None:
 
 
 def measure(
-    loop: str, hidden: int, epochs: int, tree: Path, threads: str | None, precision: str,
-    gates: str,
-) -> dict:  # fmt: skip
+    loop: str,
+    hidden: int,
+    epochs: int,
+    tree: Path,
+    threads: str | None,
+    precision: str,
+    kernel: str,
+) -> dict:
     """One fresh process: the medians of its ms per epoch (the loop's, and the floor's where
     they alternate), and the loop's last val accuracy."""
     cmd = [sys.executable, __file__, "--child", loop, "--hidden", str(hidden)]
     cmd += ["--epochs", str(epochs), "--tree", str(tree), "--precision", precision]
-    cmd += ["--gates", gates]
+    cmd += ["--kernel", kernel]
     cmd += [] if threads is None else ["--threads", threads]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
@@ -230,8 +236,10 @@ def report(hidden: int, runs: dict[str, list[dict]]) -> dict:
             ratio = ms / floor
         each = " ".join(f"{r['loop_ms']:.1f}" for r in rs)
         acc = sorted({f"{a:.4f}" for r in rs for a in r["val_accuracy"]})
-        print(f"  {name:10s} {ms:8.1f} ms/epoch  {ratio:5.2f}x floor  ({each})  val acc {acc}",
-              flush=True)  # fmt: skip
+        print(
+            f"  {name:10s} {ms:8.1f} ms/epoch  {ratio:5.2f}x floor  ({each})  val acc {acc}",
+            flush=True,
+        )
         figures[name] = {"loop_ms": ms, "x_floor": ratio}
     for name in (n for n in figures if n.startswith("ours") and hidden >= 200):
         ok = figures[name]["x_floor"] <= TARGET
@@ -261,11 +269,11 @@ def main() -> None:
         help="the matmuls' dtype, of our loop and the floor (bf16: on a CPU with avx512_bf16)",
     )
     parser.add_argument(
-        "--gates",
+        "--kernel",
         nargs="+",
         default=["auto"],
         choices=["auto", "fused", "ops"],
-        help="our loop at each of these gates= settings (default: auto, as `lstm-digits train`)",
+        help="our loop at each of these kernel= settings (default: auto, as `lstm-digits train`)",
     )
     parser.add_argument("--base", metavar="DIR", help="also time the loop of the tree at DIR")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
@@ -276,14 +284,14 @@ def main() -> None:
         return child(args)
     if args.precision == "bf16":  # Keras's and the article's loops are float32 only
         args.loops = ["ours"]
-    many = len(args.gates) > 1  # (name, tree, threads, gates) of each variant
+    many = len(args.kernel) > 1  # (name, tree, threads, kernel) of each variant
     variants = []
     for loop in args.loops:
         if loop == "ours":
-            variants += [(f"ours {g}" if many else "ours", ROOT, None, g) for g in args.gates]
+            variants += [(f"ours {g}" if many else "ours", ROOT, None, g) for g in args.kernel]
         else:
             variants.append((loop, ROOT, None, "auto"))
-    if args.base:  # an earlier tree: its own loop (the gates setting, if it has one, auto)
+    if args.base:  # an earlier tree: its own loop (the kernel setting, if it has one, auto)
         variants.insert(1, ("base", Path(args.base).resolve(), None, "auto"))
     if args.threads:
         variants = [(f"{n} t{t}", tree, t, g) for n, tree, _, g in variants for t in args.threads]
@@ -292,10 +300,10 @@ def main() -> None:
     for hidden in args.hidden:
         runs: dict[str, list[dict]] = {name: [] for name, *_ in variants}
         for _ in range(args.repeats):
-            for name, tree, threads, gates in variants:
+            for name, tree, threads, kernel in variants:
                 loop = "ours" if name.startswith("base") else name.split()[0]
                 runs[name].append(
-                    measure(loop, hidden, args.epochs, tree, threads, args.precision, gates)
+                    measure(loop, hidden, args.epochs, tree, threads, args.precision, kernel)
                 )
         figures[hidden] = {"figures": report(hidden, runs), "runs": runs}
     if args.json:

@@ -82,18 +82,19 @@ def timing(start: float, epoch_ends: list[float], steps: int, val_accuracy: floa
 
 
 def loop_module():
-    """`lstm_cli.loop`: `lstm_cli.train` before the renames of 2026-12-02 (an older tree's)."""
+    """The module of the trainer: `lstm_cli.fit.trainer`, `lstm_cli.loop` in trees of 2026-12-02
+    to 12-07, `lstm_cli.train` before them (an older tree's, measured with --base)."""
     import importlib
 
     try:
-        return importlib.import_module("lstm_cli.loop")
+        return importlib.import_module("lstm_cli.fit.trainer")
     except ModuleNotFoundError:
         return importlib.import_module("lstm_cli.train")
 
 
 def default_model(cfg: dict, data):
     """A new `DigitsLSTM` as `lstm-digits train` builds it from `cfg` (seeds set)."""
-    from lstm_cli.model import DigitsLSTM
+    from lstm_cli.networks.model import DigitsLSTM
 
     loop_module().set_seed(cfg["seed"])
     # precision=bf16 only where asked: a tree from before it has no such argument
@@ -111,18 +112,18 @@ def default_model(cfg: dict, data):
 
 
 def gates_for(cfg: dict) -> dict:
-    """The Trainer's `fused` argument as `lstm-digits train gates=...` picks it (cfg's `gates`,
+    """The Trainer's `fused` argument as `lstm-digits train kernel=...` picks it (cfg's `kernel`,
     default auto); {} in a tree from before the fused gate kernel."""
     try:
-        from lstm_cli import gates_kernel
+        from lstm_cli.networks import fused_kernel
     except ImportError:
         return {}
-    return {"fused": gates_kernel.for_config(cfg.get("gates", "auto"))[0]}
+    return {"fused": fused_kernel.for_config(cfg.get("kernel", "auto"))[0]}
 
 
 def time_ours(data, cfg: dict, epochs: int, jit_compile: bool = False, on_epoch=None) -> Timing:
     """`Trainer.fit` on `DigitsLSTM` with the defaults; `on_epoch(epoch, seconds)` if given."""
-    from lstm_cli.loop import Trainer
+    from lstm_cli.fit.trainer import Trainer
 
     model = default_model(cfg, data)
     trainer = Trainer(
@@ -208,8 +209,8 @@ def verdict(ok: bool) -> str:
 
 def compare(args: argparse.Namespace) -> None:
     """Ours against Keras in this process; print the table and the targets."""
-    from lstm_cli.data import load_digits
-    from lstm_cli.loop import configure_threads, default_threads
+    from lstm_cli.data.digits import load_digits
+    from lstm_cli.fit.trainer import configure_threads, default_threads
 
     cfg = defaults()
     # As `lstm-digits train` does; the process-wide setting applies to the Keras baseline too.
@@ -274,8 +275,8 @@ def run_variant(name: str, epochs: int | None) -> None:
     """Child of `--ab`: one run of a variant, a JSON line per epoch (so a timeout keeps them)."""
     import tensorflow as tf
 
-    from lstm_cli.data import load_digits
-    from lstm_cli.loop import configure_threads, default_threads
+    from lstm_cli.data.digits import load_digits
+    from lstm_cli.fit.trainer import configure_threads, default_threads
 
     jit, intra, inter = VARIANTS[name]
     cfg = defaults()
@@ -382,7 +383,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-    from lstm_cli.process import import_tensorflow
+    from lstm_cli.runtime.process import import_tensorflow
 
     import_tensorflow()  # muted: TensorFlow's native start-up lines are not results
     if args.variant:

@@ -37,7 +37,7 @@ def command(tree: Path, args: list[str]) -> tuple[list[str], dict[str, str]]:
     workers and submitit's jobs too, imports that tree)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["PYTHONPATH"] = str(tree)
-    code = "import sys; from lstm_cli.cli import main; sys.argv[0] = 'lstm-digits'; main()"
+    code = "import sys; from lstm_cli.commands.app import main; sys.argv[0] = 'lstm-digits'; main()"
     return [sys.executable, "-c", code, *args], env
 
 
@@ -46,13 +46,16 @@ def checkout(rev: str) -> Iterator[Path]:
     """Commit `rev` of this repository in a temporary worktree."""
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "base"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree),
-                        rev], check=True)  # fmt: skip
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), rev],
+            check=True,
+        )
         try:
             yield tree
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                           check=False)  # fmt: skip
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
+            )
 
 
 def time_run(cmd: list[str], env: dict[str, str], cwd: Path | str) -> float:

@@ -28,10 +28,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf
 import yaml
 
-from lstm_cli import gates_kernel
-from lstm_cli.data import load_digits
-from lstm_cli.model import DigitsLSTM
-from lstm_cli.loop import Trainer, configure_threads, default_threads, evaluate, set_seed
+from lstm_cli.networks import fused_kernel
+from lstm_cli.data.digits import load_digits
+from lstm_cli.networks.model import DigitsLSTM
+from lstm_cli.fit.trainer import Trainer, configure_threads, default_threads, evaluate, set_seed
 
 gpus = tf.config.list_physical_devices("GPU")
 print(f"TensorFlow {tf.__version__}, GPUs: {[g.name for g in gpus] or 'none'}")
@@ -41,7 +41,7 @@ cfg = yaml.safe_load(open("conf/config.yaml"))
 d, epochs = cfg["data"], int(os.environ["EPOCHS"])
 data = load_digits(d["test_size"], d["split_seed"], d["scaling"], d["val_size"])
 configure_threads(default_threads(512, len(os.sched_getaffinity(0))))
-fused, note = gates_kernel.for_config(cfg["gates"])  # auto: TensorFlow ops where a GPU runs
+fused, note = fused_kernel.for_config(cfg["kernel"])  # auto: TensorFlow ops where a GPU runs
 print(f"gates: {'fused' if fused else 'ops'}" + (f" ({note})" if note else ""))
 for hidden in (50, 512):
     set_seed(cfg["seed"])

@@ -37,9 +37,9 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 @pytest.fixture(scope="session")
 def defaults():
     """The default config, composed once: tests compare against it rather than restate it."""
-    from lstm_cli import config
+    from lstm_cli.config import compose
 
-    return config.compose([])
+    return compose.compose([])
 
 
 @dataclass(frozen=True)
@@ -119,12 +119,25 @@ def mlflow_server(tmp_path_factory):
     port = free_port()
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
     proc = subprocess.Popen(
-        [mlflow_cli, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", sqlite_uri(root),
-         "--artifacts-destination", str(root / "artifacts")],
-        cwd=root, env=cli_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            mlflow_cli,
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            sqlite_uri(root),
+            "--artifacts-destination",
+            str(root / "artifacts"),
+        ],
+        cwd=root,
+        env=cli_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)

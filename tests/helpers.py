@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_cli.config_files import default
+from lstm_cli.config.files import default
 
 CLI = str(Path(sys.executable).with_name("lstm-digits"))
 EXPERIMENT = str(default("tracking.experiment"))  # where `train` tracks by default
@@ -31,7 +31,7 @@ EPOCHS = 3  # the session's trained run: enough to check metric history, cheap t
 
 def held_out(cfg, scaling: str | None = None):
     """The digits split of config `cfg`, with its pixel scaling or `scaling`."""
-    from lstm_cli.data import load_digits
+    from lstm_cli.data.digits import load_digits
 
     d = cfg.data
     return load_digits(d.test_size, d.split_seed, scaling or d.scaling.value)
@@ -123,13 +123,13 @@ def histories(uri: str, run_id: str) -> dict[str, list[tuple[int, float]]]:
 
 
 def latest_checkpoint(uri: str, run_id: str):
-    """The run's newest readable checkpoint (`lstm_cli.tracking.checkpoint.Checkpoint`)."""
+    """The run's newest readable checkpoint (`lstm_cli.tracking.checkpoint_slots.Checkpoint`)."""
     import mlflow
 
-    from lstm_cli.tracking import checkpoint
+    from lstm_cli.tracking import checkpoint_slots
 
     mlflow.set_tracking_uri(uri)
-    return checkpoint.latest(run_id)
+    return checkpoint_slots.latest(run_id)
 
 
 REFERENCE_STEPS = ("h", "c", "i", "f", "o")  # what `numpy_lstm` keeps at every step
@@ -257,9 +257,14 @@ def run_in_terminal(*args: str, cwd: Path, interrupt_on: str | None = None, time
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     env = cli_env(TERM="xterm-256color")  # COLUMNS: cli_env's
     proc = subprocess.Popen(
-        [CLI, *args], cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
+        [CLI, *args],
+        cwd=cwd,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
         start_new_session=True,
-    )  # fmt: skip
+    )
     os.close(slave)
     out = b""
     deadline = time.monotonic() + timeout

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lstm_cli.cell import LSTMCell
-from lstm_cli.choices import Cell, Init, names
+from lstm_cli.config.choices import Cell, Init, names
+from lstm_cli.networks.cell import LSTMCell
 from tests.helpers import numpy_lstm
 
 INPUT, HIDDEN, BATCH, STEPS = 3, 4, 2, 5
@@ -76,7 +76,7 @@ def test_cells_differ_only_by_the_output_tanh():
     for h_tm1, c_tm1 in ((None, None), some_state):  # the zero state, then any state
         steps = []
         for cell in (seed_cell, standard_cell):
-            w_x, w_h = cell.split_kernel()
+            w_x, w_h = cell.split_weights()
             xw_1 = cell.project_inputs(tf.constant(x), w_x)[0]  # (batch, 4*hidden)
             steps.append(cell.step(xw_1, h_tm1, c_tm1, w_h))
         (h_seed, c_seed, gates_seed), (h_standard, c_standard, gates_standard) = steps
@@ -149,7 +149,7 @@ def test_glorot_init_is_seeded_and_opens_the_forget_gate():
 def test_project_then_step_equals_the_articles_concat_form():
     cell, x = random_cell("seed", seed=9)
     h, c = cell.initial_state(BATCH)
-    w_x, w_h = cell.split_kernel()
+    w_x, w_h = cell.split_weights()
     for xw_t in cell.project_inputs(tf.constant(x), w_x):  # steps x (batch, 4*hidden)
         h, c, _ = cell.step(xw_t, h, c, w_h)
     np.testing.assert_allclose(h.numpy(), run_cell(cell, x)[-1].numpy(), atol=1e-6)

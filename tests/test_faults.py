@@ -157,9 +157,14 @@ class Processes:
         out, err = self.workdir / f"{name}.out", self.workdir / f"{name}.err"
         with open(out, "w") as stdout, open(err, "w") as stderr:
             process = subprocess.Popen(
-                command, cwd=self.workdir, env=cli_env(), stdout=stdout, stderr=stderr,
-                text=True, start_new_session=True,
-            )  # fmt: skip
+                command,
+                cwd=self.workdir,
+                env=cli_env(),
+                stdout=stdout,
+                stderr=stderr,
+                text=True,
+                start_new_session=True,
+            )
         self.started.append(process)
         return Background(process, out, err)
 
@@ -169,10 +174,20 @@ class Processes:
     def server(self, port: int, directory: Path, name: str) -> Background:
         """`mlflow server` on `port`, its store and artifacts in `directory`; healthy."""
         server = self.start(
-            name, MLFLOW, "server", "--backend-store-uri", sqlite_uri(directory),
-            "--artifacts-destination", str(directory / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        )  # fmt: skip
+            name,
+            MLFLOW,
+            "server",
+            "--backend-store-uri",
+            sqlite_uri(directory),
+            "--artifacts-destination",
+            str(directory / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        )
         wait_healthy(f"http://127.0.0.1:{port}", server.process)
         return server
 
@@ -286,8 +301,9 @@ class Mounts:
 
     @staticmethod
     def _error_trigger(where: Path) -> Path:
-        source = subprocess.run(["findmnt", "-no", "SOURCE", str(where)], capture_output=True,
-                                text=True, check=True).stdout.strip()  # fmt: skip
+        source = subprocess.run(
+            ["findmnt", "-no", "SOURCE", str(where)], capture_output=True, text=True, check=True
+        ).stdout.strip()
         return Path("/sys/fs/ext4", Path(source).name, "trigger_fs_error")
 
     def unmount_all(self) -> None:
@@ -316,8 +332,9 @@ def mounts(tmp_path, processes):
 
 @pytest.mark.slow
 @pytest.mark.fault
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
-                         ids=["ctrl-c", "sigterm"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"]
+)
 def test_a_stop_keeps_every_epoch_and_resume_finishes_the_run(tmp_path, processes, signum, code):
     """With the default checkpoint settings: the stop saves the epoch it ends on."""
     uri, epochs = sqlite_uri(tmp_path), 600
@@ -418,8 +435,14 @@ def _lost_is_shown(workdir: Path, uri: str, run_id: str) -> None:
         return
     env = cli_env()
     env["COLUMNS"] = "1000"  # no cell wrapped
-    shown = subprocess.run([CLI, "runs", "--tracking-uri", uri], cwd=workdir, env=env,
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    shown = subprocess.run(
+        [CLI, "runs", "--tracking-uri", uri],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     (row,) = [line for line in shown.stdout.splitlines() if line.startswith(f"│ {run_id[:8]}")]
     assert "RUNNING (lost)" in row, shown.stdout

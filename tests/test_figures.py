@@ -9,8 +9,8 @@ import pytest
 from matplotlib._pylab_helpers import Gcf
 from PIL import Image
 
-from lstm_cli import figures
-from lstm_cli.tracking.run import FIGURE_SAVE
+from lstm_cli.tracking.run_handle import FIGURE_SAVE
+from lstm_cli.views import figures
 
 
 def makers(seed: int, epochs: int, scale: float) -> dict:
@@ -18,10 +18,14 @@ def makers(seed: int, epochs: int, scale: float) -> dict:
     rng = np.random.default_rng(seed)
     accuracy = np.linspace(0.1 * seed, 0.99, epochs)
     history = [
-        {"train_accuracy": a, "val_accuracy": a - 0.01 * seed, "train_loss": scale * (1 - a),
-         "val_loss": scale * (1.1 - a)}
+        {
+            "train_accuracy": a,
+            "val_accuracy": a - 0.01 * seed,
+            "train_loss": scale * (1 - a),
+            "val_loss": scale * (1.1 - a),
+        }
         for a in accuracy
-    ]  # fmt: skip
+    ]
     matrix = rng.integers(0, int(40 * scale), (10, 10))
     states = {name: rng.random((4, 8, 20)) * (scale if name == "c" else 1.0) for name in "ifoc"}
     images = rng.random((4, 8, 8)) * 8 * scale

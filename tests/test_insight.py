@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstm_cli import figures, insight
-from lstm_cli.loop import predict_proba
-from lstm_cli.model import DigitsLSTM
+from lstm_cli.networks import insight
+from lstm_cli.networks.model import DigitsLSTM
+from lstm_cli.networks.serving import predict_proba
+from lstm_cli.views import figures
 from tests.helpers import held_out, numpy_lstm
 
 
@@ -54,7 +55,7 @@ def test_states_are_the_gates_of_digits_of_different_classes(model, digits, seen
     assert len(set(digits.y_val[picks])) == len(picks)
     w = model.get_weights()
     # The NumPy reference's states, each (steps, examples, hidden).
-    expected = numpy_lstm(digits.x_val[picks], w["W"], w["B"], model.cell.cell)
+    expected = numpy_lstm(digits.x_val[picks], w["W"], w["B"], model.cell)
     for name in insight.STATES:
         assert seen.states[name].shape == (len(picks), digits.steps, 12)
         np.testing.assert_allclose(

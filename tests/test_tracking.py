@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy.orm
 from mlflow.tracking import MlflowClient
 
-from lstm_cli import signals
-from lstm_cli.errors import Interrupted
-from lstm_cli.tracking import checkpoint, store
-from lstm_cli.tracking.run import start_run
-from lstm_cli.tracking.sweep import start_parent
+from lstm_cli.runtime import signals
+from lstm_cli.runtime.errors import Interrupted
+from lstm_cli.tracking import checkpoint_slots, store
+from lstm_cli.tracking.parent_run import start_parent
+from lstm_cli.tracking.run_handle import start_run
 from tests.helpers import sqlite_uri
 
 
@@ -265,7 +265,7 @@ def test_a_checkpoint_the_writer_drops_does_not_shift_the_slots(tmp_path, monkey
             release.wait(10)  # a slow store: the next two are handed over meanwhile
         written.append((slot, epoch))
 
-    monkeypatch.setattr(checkpoint, "save", save)
+    monkeypatch.setattr(checkpoint_slots, "save", save)
     with start_run(experiment_id, "run", {}, {}) as run:
         run.save_checkpoint(1, {}, {})
         assert inside.wait(10)
@@ -280,7 +280,7 @@ def test_a_checkpoint_the_writer_drops_does_not_shift_the_slots(tmp_path, monkey
 @pytest.mark.parametrize("when", ["inside the block", "at the run's end"])
 def test_a_writer_error_that_is_no_store_fault_still_ends_the_run(tmp_path, monkeypatch, when):
     """Not a store's refusal (a bug, a proxy's 413): the run ends FAILED, never RUNNING."""
-    from lstm_cli.tracking.run import Run
+    from lstm_cli.tracking.run_handle import Run
 
     experiment_id = store.open_experiment(sqlite_uri(tmp_path), "one")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from lstm_cli.config import launchers, schema
-from lstm_cli.config_files import CONF_DIR, CONFIG_NAME
-from lstm_cli.errors import UserError
+from lstm_cli.config.files import CONF_DIR, CONFIG_NAME
+from lstm_cli.runtime.errors import UserError
 
 PARENT_KEY = "tracking.parent_run_id"  # set by a sweep on its jobs' command line
 
@@ -192,7 +193,7 @@ def preflight(argv: list[str]) -> Request:
     A single run also gets its ranges checked here, so nothing is tracked for a bad value. In a
     sweep, ranges are checked per job, so one bad grid point fails alone.
     """
-    from lstm_cli import internals
+    from lstm_cli.runtime import internals
 
     args, unknown = internals.hydra_arguments(argv)
     _check_flags(args, unknown)
@@ -256,10 +257,36 @@ def _check_single_run(cfg: DictConfig) -> None:
         )
 
 
+def total_points(request: Request) -> int | None:
+    """How many points the sweep of `request` will run: the basic sweeper's grid, expanded as
+    Hydra does (its `hydra.sweeper.params`, then the command line, a later value of a key
+    replacing an earlier one; the product of the values' counts); optuna's `n_trials`; None
+    for any other sweeper, or if it cannot be known (an interval, a glob)."""
+    try:
+        sweeper = request.sweeper
+        target = str(sweeper.get("_target_", ""))
+        if target.endswith("OptunaSweeper"):
+            return int(sweeper.n_trials)
+        if not target.endswith("BasicSweeper"):
+            return None
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+        counts: dict[str, int] = {}
+        for o in OverridesParser.create().parse_overrides([*params, *request.overrides]):
+            if o.is_sweep_override() and not o.is_discrete_sweep():
+                return None
+            swept = o.is_sweep_override()
+            counts[o.get_key_element()] = len(list(o.sweep_string_iterator())) if swept else 1
+        return math.prod(counts.values())
+    except Exception:  # a sweep Hydra expands only with its config loader (glob), or refuses
+        return None
+
+
 def portable_argv(request: Request) -> list[str]:
     """The command line of `request` as it runs again from any directory (`resume SWEEP`):
     its flags that choose what runs (-m, -cd as an absolute path, -cn) and its overrides."""
-    from lstm_cli import internals
+    from lstm_cli.runtime import internals
 
     args, _ = internals.hydra_arguments(request.argv)
     argv = ["-m"] if args.multirun else []

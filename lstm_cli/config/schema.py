@@ -1,7 +1,7 @@
 """The configuration schema: types (checked by OmegaConf) and ranges (checked by `check`).
 
 Defaults are not here: they live, with a comment each, in `conf/config.yaml`. The allowed
-values of the choice keys are the enums of `lstm_cli.choices`.
+values of the choice keys are the enums of `lstm_cli.config.choices`.
 """
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ from enum import Enum
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from lstm_cli import gates_kernel, hardware
-from lstm_cli.choices import (
+from lstm_cli.config.choices import (
     Cell,
-    GateKernel,
     Init,
+    Kernel,
     Monitored,
     OutputActivation,
     Precision,
     Pruning,
     Scaling,
 )
-from lstm_cli.errors import UserError
+from lstm_cli.runtime import hardware
+from lstm_cli.runtime.errors import UserError
 
 
 @dataclass
@@ -81,7 +81,7 @@ class Schema:
     seed: int = MISSING
     threads: int | None = MISSING
     precision: Precision = MISSING
-    gates: GateKernel = MISSING
+    kernel: Kernel = MISSING
     data: DataSchema = field(default_factory=DataSchema)
     early_stopping: EarlyStoppingSchema = field(default_factory=EarlyStoppingSchema)
     prune: PruneSchema = field(default_factory=PruneSchema)
@@ -142,9 +142,9 @@ def check(cfg: DictConfig) -> None:
             "precision=bf16 needs a CPU with bfloat16 instructions (avx512_bf16 or amx_bf16 in "
             "/proc/cpuinfo); this one has neither: use precision=fp32"
         )
-    missing = gates_kernel.missing_kernel() if cfg.gates == GateKernel.fused else None
+    missing = hardware.missing_kernel() if cfg.kernel == Kernel.fused else None
     if missing:
-        raise UserError(f"gates=fused needs the kernel built: {missing}; use gates=auto or ops")
+        raise UserError(f"kernel=fused needs the kernel built: {missing}; use kernel=auto or ops")
     if not cfg.tracking.experiment:
         raise UserError("tracking.experiment is empty: give the MLflow experiment a name")
     if cfg.tracking.register and not cfg.tracking.log_model:

@@ -22,7 +22,7 @@ def __getattr__(name: str):
     # `lstm_cli.tracking.DigitsModel`: found here, imported only when such a model loads.
     # Models logged now are SavedModels and name nothing of ours.
     if name == "DigitsModel":
-        from lstm_cli.tracking.model import DigitsModel
+        from lstm_cli.tracking.logged_model import DigitsModel
 
         return DigitsModel
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
