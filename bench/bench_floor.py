@@ -47,9 +47,9 @@ def cores() -> int:
 
 def threads_for(hidden: int) -> int | None:
     """The thread count `lstm-digits train threads=null` uses in this process's tree."""
-    from bench_train import loop_module
+    from bench_train import trainer_module
 
-    return loop_module().default_threads(hidden, cores())
+    return trainer_module().default_threads(hidden, cores())
 
 
 def set_threads(threads: str | int | None) -> None:
@@ -68,12 +68,12 @@ def emit(record: dict) -> None:
 
 def data():
     import yaml
+    from bench_train import tree_module
 
-    from lstm_cli.data.digits import load_digits
-
+    digits = tree_module("lstm_cli.data.digits", "lstm_cli.data")
     cfg = yaml.safe_load((ROOT / "conf" / "config.yaml").read_text())
     d = cfg["data"]  # as bench_train.py: the article's two-way split (1437 training images)
-    return cfg, load_digits(d["test_size"], d["split_seed"], d["scaling"])
+    return cfg, digits.load_digits(d["test_size"], d["split_seed"], d["scaling"])
 
 
 def floor_epoch(
@@ -132,24 +132,25 @@ def child(args: argparse.Namespace) -> None:
     hidden = args.hidden[0]
     if args.loop == "article":
         return article(hidden, args.epochs)
-    sys.path.insert(0, str(args.tree))
-    from lstm_cli.runtime.process import import_tensorflow
+    sys.path.insert(0, str(args.tree))  # the tree measured: its lstm_cli, not the installed one
+    from bench_train import default_model, new_trainer, time_keras, train_epochs, tree_module
 
-    import_tensorflow()
+    tree_module("lstm_cli.runtime.process", "lstm_cli.process").import_tensorflow()
     set_threads(threads_for(hidden) if args.threads is None else args.threads[0])
     cfg, digits = data()
     cfg["hidden_size"], cfg["precision"], cfg["kernel"] = hidden, args.precision, args.kernel[0]
     if args.loop == "keras":  # a fit of `epochs`: its steady state over epochs 2..
-        sys.path.insert(0, str(ROOT / "bench"))
-        from bench_train import time_keras
-
         t = time_keras(digits, cfg, args.epochs)
         ms = 1000 * t.steady / (args.epochs - 1)
         return emit({"loop_ms": ms, "val_accuracy": t.val_accuracy})
     n_train, n_val = len(digits.y_train), len(digits.y_val)
     floor = floor_epoch(hidden, cfg["batch_size"], n_train, n_val, args.precision)
-    trainer = one_epoch_trainer(cfg, digits)
-    timed = {"floor_ms": lambda: floor().numpy(), "loop_ms": lambda: trainer.fit(digits)}
+    trainer = new_trainer(default_model(cfg, digits), cfg)
+    # Our loop as `lstm-digits train` runs it, an epoch a call (epoch 1 each: the same shuffle).
+    timed = {
+        "floor_ms": lambda: floor().numpy(),
+        "loop_ms": lambda: train_epochs(trainer, digits, 1),
+    }
     history = [f() for f in timed.values()][-1]  # traced: not timed
     for _ in range(args.epochs):
         for name, f in timed.items():
@@ -158,17 +159,6 @@ def child(args: argparse.Namespace) -> None:
             emit({name: 1000 * (time.perf_counter() - start)})
         history = out
     return emit({"val_accuracy": history[-1].val_accuracy})
-
-
-def one_epoch_trainer(cfg: dict, digits):
-    """Our loop as `lstm-digits train` runs it, one epoch a `fit` (the same shuffle each)."""
-    from bench_train import default_model, gates_for, loop_module
-
-    model = default_model(cfg, digits)
-    lr, batch, shuffle = cfg["learning_rate"], cfg["batch_size"], cfg["data"]["shuffle"]
-    return loop_module().Trainer(
-        model, lr, batch, 1, seed=cfg["seed"], shuffle=shuffle, **gates_for(cfg)
-    )
 
 
 def article(hidden: int, epochs: int) -> None:
@@ -209,8 +199,10 @@ def measure(
     cmd += ["--epochs", str(epochs), "--tree", str(tree), "--precision", precision]
     cmd += ["--kernel", kernel]
     cmd += [] if threads is None else ["--threads", threads]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:  # the child's own error, not only its exit status
+        sys.exit(f"failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
+    records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     figures = {}
     for key in ("loop_ms", "floor_ms"):
         values = [r[key] for r in records if key in r]

@@ -13,6 +13,8 @@ included; the first epoch (which holds them) and the rest (the steady state) are
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import json
 import math
 import os
@@ -81,25 +83,34 @@ def timing(start: float, epoch_ends: list[float], steps: int, val_accuracy: floa
     )
 
 
-def loop_module():
-    """The module of the trainer: `lstm_cli.fit.trainer`, `lstm_cli.loop` in trees of 2026-12-02
-    to 12-07, `lstm_cli.train` before them (an older tree's, measured with --base)."""
-    import importlib
+def tree_module(*names: str):
+    """The first of the modules `names` (the newest name first) that the tree of the imported
+    `lstm_cli` has: `bench_floor.py --base DIR` runs these helpers on an earlier tree, whose
+    modules had other names (`lstm_cli.loop` 2026-12-02 to 12-07, `lstm_cli.train` before).
+    Looked for as files, not by trying imports: the editable install's finder would give an
+    older tree the modules it lacks from this checkout."""
+    import lstm_cli
 
-    try:
-        return importlib.import_module("lstm_cli.fit.trainer")
-    except ModuleNotFoundError:
-        return importlib.import_module("lstm_cli.train")
+    tree = Path(lstm_cli.__file__).parent.parent
+    for name in names:
+        path = tree.joinpath(*name.split("."))
+        if path.with_suffix(".py").is_file() or (path / "__init__.py").is_file():
+            return importlib.import_module(name)
+    raise ModuleNotFoundError(f"none of {', '.join(names)} in {tree}")
+
+
+def trainer_module():
+    """The module of the Trainer, `set_seed` and `default_threads`, in this tree or an older one."""
+    return tree_module("lstm_cli.fit.trainer", "lstm_cli.loop", "lstm_cli.train")
 
 
 def default_model(cfg: dict, data):
     """A new `DigitsLSTM` as `lstm-digits train` builds it from `cfg` (seeds set)."""
-    from lstm_cli.networks.model import DigitsLSTM
-
-    loop_module().set_seed(cfg["seed"])
+    model_module = tree_module("lstm_cli.networks.model", "lstm_cli.model")
+    trainer_module().set_seed(cfg["seed"])
     # precision=bf16 only where asked: a tree from before it has no such argument
     bf16 = {"precision": "bf16"} if cfg.get("precision") == "bf16" else {}
-    return DigitsLSTM(
+    return model_module.DigitsLSTM(
         input_size=data.input_size,
         num_classes=data.num_classes,
         hidden_size=cfg["hidden_size"],
@@ -111,31 +122,45 @@ def default_model(cfg: dict, data):
     ).build()
 
 
-def gates_for(cfg: dict) -> dict:
-    """The Trainer's `fused` argument as `lstm-digits train kernel=...` picks it (cfg's `kernel`,
-    default auto); {} in a tree from before the fused gate kernel."""
-    try:
-        from lstm_cli.networks import fused_kernel
-    except ImportError:
-        return {}
-    return {"fused": fused_kernel.for_config(cfg.get("kernel", "auto"))[0]}
+def new_trainer(model, cfg: dict, jit_compile: bool = False):
+    """A Trainer for `model` as `lstm-digits train` makes it from `cfg` (its `kernel`, default
+    auto), in this tree or an older one; train it with `train_epochs`. An older Trainer takes
+    the epochs (`train_epochs` sets them), its kernel as `fused=`, or no kernel at all."""
+    trainer_class = trainer_module().Trainer
+    params = inspect.signature(trainer_class).parameters
+    args = [model, cfg["learning_rate"], cfg["batch_size"]]
+    if "epochs" in params:
+        args.append(1)
+    options = {"seed": cfg["seed"], "shuffle": cfg["data"]["shuffle"]}
+    if jit_compile:  # only where asked: the first trees have no such argument
+        options["jit_compile"] = True
+    kernel = next((name for name in ("kernel", "fused") if name in params), None)
+    if kernel is not None:  # the fused kernel's ops, or None: TensorFlow's (kernel=ops)
+        fused_kernel = tree_module("lstm_cli.networks.fused_kernel", "lstm_cli.gates_kernel")
+        options[kernel] = fused_kernel.for_config(cfg.get("kernel", "auto"))[0]
+    return trainer_class(*args, **options)
+
+
+def train_epochs(trainer, data, epochs: int, on_epoch=None) -> list:
+    """Train epochs 1..`epochs` of `data` with `trainer` (`new_trainer`'s), calling
+    `on_epoch(metrics)` after each; each epoch's metrics. The loop is `lstm_cli.fit.loop.fit`,
+    or an older tree's `Trainer.fit`."""
+    if hasattr(trainer, "fit"):  # a Trainer of before 2026-12-07: it runs its own epochs
+        trainer.epochs = epochs
+        return trainer.fit(data, on_epoch=on_epoch)
+    from lstm_cli.fit.hooks.base import Hook
+    from lstm_cli.fit.loop import fit
+
+    class OnEpoch(Hook):
+        def on_epoch_end(self, loop, metrics) -> None:
+            on_epoch(metrics)
+
+    return fit(trainer, data, epochs, hooks=[] if on_epoch is None else [OnEpoch()]).history
 
 
 def time_ours(data, cfg: dict, epochs: int, jit_compile: bool = False, on_epoch=None) -> Timing:
-    """`Trainer.fit` on `DigitsLSTM` with the defaults; `on_epoch(epoch, seconds)` if given."""
-    from lstm_cli.fit.trainer import Trainer
-
-    model = default_model(cfg, data)
-    trainer = Trainer(
-        model,
-        cfg["learning_rate"],
-        cfg["batch_size"],
-        epochs,
-        seed=cfg["seed"],
-        shuffle=cfg["data"]["shuffle"],
-        jit_compile=jit_compile,
-        **gates_for(cfg),
-    )
+    """Our loop on `DigitsLSTM` with the defaults; `on_epoch(epoch, seconds)` if given."""
+    trainer = new_trainer(default_model(cfg, data), cfg, jit_compile)
     ends: list[float] = []
 
     def clock(metrics) -> None:
@@ -144,7 +169,7 @@ def time_ours(data, cfg: dict, epochs: int, jit_compile: bool = False, on_epoch=
             on_epoch(metrics.epoch, ends[-1] - start)
 
     start = time.perf_counter()
-    history = trainer.fit(data, on_epoch=clock)
+    history = train_epochs(trainer, data, epochs, clock)
     steps = epochs * steps_per_epoch(len(data.y_train), cfg["batch_size"])
     return timing(start, ends, steps, history[-1].val_accuracy)
 
@@ -227,7 +252,7 @@ def compare(args: argparse.Namespace) -> None:
 
     table = Table(
         title=f"Training loop, {epochs} epochs, batch {cfg['batch_size']} (medians)",
-        caption="ours: Trainer.fit on DigitsLSTM | keras: keras.layers.LSTM via model.fit",
+        caption="ours: fit.loop.fit on DigitsLSTM | keras: keras.layers.LSTM via model.fit",
     )
     columns = ("runs", "wall s", "min–max s", "epoch 1 s", "rest s", "steps/s", "val acc")
     table.add_column("")
