@@ -37,9 +37,10 @@ MIN_VAL_ACCURACY = 0.98  # target: our final validation accuracy
 
 # A/B variants: name -> (Trainer's jit_compile, intra-op threads, inter-op threads);
 # "auto": the project's `default_threads` (what `lstm-digits train` uses); None: TensorFlow's.
+# Under jit_compile the cell runs on TensorFlow's ops (kernel=ops): XLA compiles no custom op.
 VARIANTS = {
     "default": (False, "auto", "auto"),
-    "jit_compile": (True, "auto", "auto"),
+    "jit_compile (ops)": (True, "auto", "auto"),
     "TF's threads": (False, None, None),
     "threads 2/2": (False, 2, 2),
     "threads 2/1": (False, 2, 1),
@@ -305,6 +306,8 @@ def run_variant(name: str, epochs: int | None) -> None:
 
     jit, intra, inter = VARIANTS[name]
     cfg = defaults()
+    if jit:  # XLA has no kernel for the fused kernel's ops
+        cfg["kernel"] = "ops"
     if intra == "auto":  # before any op runs, hence a fresh process per run
         configure_threads(default_threads(cfg["hidden_size"]))
     elif intra is not None:
@@ -328,6 +331,8 @@ def ab_run(name: str, epochs: int, timeout: float) -> dict:
     except subprocess.TimeoutExpired as ex:
         lines, finished = ex.stdout or "", False
         lines = lines.decode() if isinstance(lines, bytes) else lines
+    except subprocess.CalledProcessError as ex:  # the run's own error, not only its exit status
+        sys.exit(f"failed: {' '.join(command)}\n{ex.stderr[-3000:]}")
     records = [json.loads(line) for line in lines.splitlines() if line.startswith("{")]
     ends = [r["seconds"] for r in records if "epoch" in r]
     if not ends:
