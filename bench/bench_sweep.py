@@ -49,7 +49,7 @@ THROUGHPUT_GRID = ["seed=range(1,17)"]  # 16 default jobs
 WORKERS = 2
 JOBLIB = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={WORKERS}"]
 WORKER_START = (  # what a joblib worker imports before its first job (internals.warm_up_workers)
-    "import time; t = time.perf_counter(); from lstm_cli.runtime import process; ("
+    "import importlib, time; t = time.perf_counter(); process = importlib.import_module({!r}); ("
     "getattr(process, 'import_job_modules', None) or process._import_job_modules)(); "
     "print(time.perf_counter() - t)"  # its name before 2026-11-27: _import_job_modules
 )
@@ -115,8 +115,13 @@ def throughput(tree: Path, epochs: int | None) -> dict[str, float]:
 def worker_start(tree: Path) -> float:
     """Seconds a joblib worker spends importing before its first job, alone."""
     _, env = command(tree, [])
-    cmd = [sys.executable, "-c", WORKER_START]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    # its module: lstm_cli.process before 2026-12-07 (looked for as a file: the editable
+    # install's finder would lend an older tree this checkout's lstm_cli.runtime)
+    new = (tree / "lstm_cli" / "runtime" / "process.py").is_file()
+    module = "lstm_cli.runtime.process" if new else "lstm_cli.process"
+    cmd = [sys.executable, "-c", WORKER_START.format(module)]
+    with tempfile.TemporaryDirectory() as tmp:  # `-c` puts its cwd first: not a checkout's
+        done = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 
 
