@@ -215,6 +215,9 @@ _warming: list[threading.Thread] = []  # the warm-up started by `warm_up_workers
 
 
 FORK_SERVER_PRELOAD = "lstm_cli.runtime.forkserver"  # imported by the fork server: what jobs need
+# MLflow's SQL store, which a job's first write loads: imported ahead with what jobs need
+# (`process.JOB_MODULES`). A module of MLflow's, not its API: only its name is used.
+MLFLOW_SQL_STORE = "mlflow.store.tracking.sqlalchemy_store"
 
 
 def _start_fork_server(workers: int) -> None:
@@ -228,7 +231,9 @@ def _start_fork_server(workers: int) -> None:
     is read through the server: if it dies, loky takes the workers for dead too.
 
     Private: joblib's `LokyBackend._prepare_worker_env` (those limits), loky's start method
-    (`loky.backend.context.set_start_method`, vendored in joblib).
+    (`loky.backend.context.set_start_method`, vendored in joblib). joblib's public
+    `parallel_config(inner_max_num_threads=...)` sets the limits in the environment loky gives
+    a worker it starts, which a fork of the server does not get: the server needs them itself.
     """
     import glob
     import multiprocessing.forkserver
@@ -258,17 +263,17 @@ def warm_up_workers(launcher: Any) -> None:
 
     Buys: see the table above (the warm-up 2.5 s of a 4-job sweep, the fork server 1.4 s).
     Private: the joblib launcher's settings translation (`_core.process_joblib_cfg`, so the
-    workers match the launcher's and are reused) and `Parallel._effective_n_jobs`.
+    workers match the launcher's and are reused).
     """
     if "joblib" not in str(launcher.get("_target_", "")):
         return
     from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
-    from joblib import Parallel, delayed
+    from joblib import Parallel, delayed, effective_n_jobs
 
     settings = {k: v for k, v in launcher.items() if k != "_target_"}
     settings["backend"] = "loky"  # as the launcher does
     process_joblib_cfg(settings)
-    workers = Parallel(**settings)._effective_n_jobs()
+    workers = effective_n_jobs(settings.get("n_jobs", -1))
     _start_fork_server(workers)
 
     def warm() -> None:

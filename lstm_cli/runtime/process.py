@@ -123,7 +123,6 @@ JOB_MODULES = (
     "sklearn.datasets",
     "sklearn.model_selection",
     "sklearn.metrics",
-    "mlflow.store.tracking.sqlalchemy_store",
 )
 
 
@@ -134,6 +133,8 @@ def import_job_modules() -> int:
     quiet()
     import_tensorflow()
     with importing():
-        for module in JOB_MODULES:
+        from lstm_cli.runtime.internals import MLFLOW_SQL_STORE
+
+        for module in (*JOB_MODULES, MLFLOW_SQL_STORE):
             importlib.import_module(module)
     return os.getpid()
