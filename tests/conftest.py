@@ -34,6 +34,22 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.fixture(autouse=True)
+def _fast_tests_start_no_process(request, monkeypatch):
+    """The fast tier (no `slow` marker) starts no process: a test that needs one (the CLI, a
+    server, a build, git, make, mkdocs) is marked `slow`. Enforced here, where processes
+    start: `subprocess.Popen` refuses, naming the test."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+
+    def refuse(self, args, *more, **kwargs):
+        raise AssertionError(
+            f"{request.node.nodeid} starts a process ({args!r}): mark it @pytest.mark.slow"
+        )
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
+
 @pytest.fixture(scope="session")
 def defaults():
     """The default config, composed once: tests compare against it rather than restate it."""

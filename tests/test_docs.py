@@ -192,6 +192,7 @@ def test_the_readme_is_short_and_links_the_docs():
     assert "Apprentissage profond / code de travail LSTM" in readme
 
 
+@pytest.mark.slow
 def test_nothing_refers_to_a_path_outside_the_repository():
     tracked = subprocess.run(
         ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -207,6 +208,7 @@ def test_nothing_refers_to_a_path_outside_the_repository():
     assert offenders == []
 
 
+@pytest.mark.slow
 def test_the_site_builds_with_strict(tmp_path):
     """A broken link or anchor, a page left out of the nav, or a generator that fails: CI fails."""
     mkdocs = Path(sys.executable).with_name("mkdocs")

@@ -166,6 +166,7 @@ def fake_compiler(tmp_path, monkeypatch) -> Path:
     return cxx
 
 
+@pytest.mark.slow
 def test_a_build_says_where_once_and_the_cache_is_read_before_the_compiler(
     fake_compiler, monkeypatch, tmp_path
 ):
@@ -181,6 +182,7 @@ def test_a_build_says_where_once_and_the_cache_is_read_before_the_compiler(
     assert hardware.missing_kernel(cache) is None  # the config check lets kernel=fused run
 
 
+@pytest.mark.slow
 def test_a_run_that_builds_says_so_and_names_a_build_that_does_not_load(
     fake_compiler, monkeypatch, tmp_path, capsys
 ):
@@ -223,6 +225,7 @@ def test_without_a_compiler_or_a_build_auto_falls_back_and_fused_is_refused(monk
         schema.check(compose.compose(["kernel=fused"]))  # refused before TensorFlow loads
 
 
+@pytest.mark.slow
 def test_a_failed_build_says_why_in_one_line_and_leaves_nothing(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", shutil.which("false") or "/bin/false")
     with pytest.raises(fused_kernel.KernelUnavailable, match="failed to build it: exit status 1"):
@@ -242,6 +245,7 @@ with fused_kernel._locked(Path(sys.argv[1])):
 """
 
 
+@pytest.mark.slow
 def test_the_build_lock_keeps_a_second_process_waiting(tmp_path):
     """A sweep's workers build once: while one holds the lock, the next waits for it."""
     lock, held = tmp_path / "gates.lock", tmp_path / "held"

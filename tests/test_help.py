@@ -82,6 +82,7 @@ def test_no_command_prints_the_help_and_no_error():
     assert "Usage: lstm-digits" in result.stdout and result.stderr == ""
 
 
+@pytest.mark.slow
 def test_make_help_is_plain_in_a_pipe():
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run(
