@@ -542,7 +542,14 @@ def test_a_store_locked_past_the_limit_ends_in_one_line_and_resume_finishes(tmp_
             lock.execute("ROLLBACK")
         lock.close()
 
-    assert_one_line_error(locked, 1, "locked", f"lstm-digits resume {run_id}")
+    note, error = locked.stderr.strip().splitlines()  # the wait told once, then the error
+    assert note.startswith("note: the tracking store ") and " is locked: " in note, note
+    assert_one_line_error(
+        subprocess.CompletedProcess(locked.args, locked.returncode, "", error),
+        1,
+        "locked",
+        f"lstm-digits resume {run_id}",
+    )
     assert _latest(uri, run_id) is not None
     _lost_is_shown(tmp_path, uri, run_id)
     _resume_finishes(tmp_path, uri, run_id, epochs)

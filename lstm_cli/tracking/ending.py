@@ -57,17 +57,20 @@ def ending(current) -> Iterator[None]:
 
 
 def _stopped(run: Any, ex: KeyboardInterrupt) -> None:
-    """End `run` KILLED by the stop `ex`, which then tells what it left."""
-    if isinstance(ex, Interrupted) and ex.told is None:
-        ex.told = told(run)
-    if getattr(ex, "at_once", False):  # a second signal: no wait for the store
-        run.abandon("KILLED", one_line(ex))
-        return
+    """End `run` KILLED by the stop `ex`, which then tells what it left: once the run's
+    writes are done, so that it names the checkpoint that reached the store."""
     try:
-        run.end("KILLED", one_line(ex))
-    except (Exception, KeyboardInterrupt):  # a second signal, or the store failed
-        run.abandon("KILLED", one_line(ex))
-        raise ex from None
+        if getattr(ex, "at_once", False):  # a second signal: no wait for the store
+            run.abandon("KILLED", one_line(ex))
+        else:
+            try:
+                run.end("KILLED", one_line(ex))
+            except (Exception, KeyboardInterrupt):  # a second signal, or the store failed
+                run.abandon("KILLED", one_line(ex))
+                raise ex from None
+    finally:
+        if isinstance(ex, Interrupted) and ex.told is None:
+            ex.told = told(run)
 
 
 def _failed(run: Any, ex: BaseException) -> None:
