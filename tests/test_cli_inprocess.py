@@ -86,7 +86,10 @@ def test_every_failure_of_train_is_one_line_with_its_exit_code(monkeypatch, erro
         ("batch_size=0", "batch_size=0 is invalid"),
         ("learning_rate=-1", "learning_rate=-1.0 is invalid"),
         ("output_activation=bogus", "expected one of [tanh, linear, sigmoid, relu]"),
-        ("cell=bogus", "expected one of [seed, standard]"),
+        (
+            "cell=bogus",
+            "expected one of [article, lstm, peephole, cifg, nig, nfg, nog, niaf, gru, rnn]",
+        ),
         ("hydra/launcher=bogus", "available options in 'hydra/launcher'"),
     ],
 )

@@ -45,7 +45,7 @@ def test_only_the_params_that_differ_are_shown_unless_all():
     shared = {"epochs": "2", "batch_size": "100"}
     runs = [
         record("a" * 32, {**shared, "seed": "1", "hidden_size": "8"}),
-        record("b" * 32, {**shared, "seed": "2", "hidden_size": "8", "cell": "seed"}),
+        record("b" * 32, {**shared, "seed": "2", "hidden_size": "8", "cell": "article"}),
         record("c" * 32, {**shared, "seed": "3", "hidden_size": "8"}),
     ]
     assert differing(runs) == ["cell", "seed"]  # a param one run lacks differs too

@@ -13,7 +13,7 @@ def test_defaults_reproduce_the_seed_article():
     assert (cfg.hidden_size, cfg.epochs, cfg.batch_size, cfg.learning_rate) == (50, 100, 100, 1e-3)
     assert (cfg.output_activation.value, cfg.cell.value, cfg.init.value) == (
         "tanh",
-        "seed",
+        "article",
         "zeros",
     )
     assert (cfg.data.test_size, cfg.data.split_seed) == (0.2, 42)
@@ -29,7 +29,7 @@ def test_flatten_gives_dotted_params_with_enum_names():
 @pytest.mark.parametrize(
     "overrides",
     [
-        ["cell=standard", "init=glorot", "output_activation=linear", "data.scaling=unit"],
+        ["cell=lstm", "init=glorot", "output_activation=linear", "data.scaling=unit"],
         ["threads=1", "tracking.uri=sqlite:///x.db", "seed=3"],
     ],
 )
@@ -52,7 +52,7 @@ def test_valid_overrides_pass_preflight(overrides):
         (["batch_size=0"], "batch_size=0 is invalid"),
         (["learning_rate=-1"], "learning_rate=-1.0 is invalid: it must be finite and > 0"),
         (["output_activation=bogus"], "tanh, linear, sigmoid, relu"),
-        (["cell=bogus"], "seed, standard"),
+        (["cell=bogus"], "article, lstm, peephole"),
         (["hiden_size=100"], "unknown config key 'hiden_size'; did you mean 'hidden_size'?"),
         (["data.test_size=1.5"], "data.test_size=1.5 is invalid"),
         (["learning_rate=inf"], "learning_rate=inf is invalid: it must be finite and > 0"),
@@ -83,7 +83,7 @@ def test_a_bad_value_anywhere_in_a_grid_is_a_type_error_before_the_sweep():
 @pytest.mark.parametrize(
     ("grid", "message"),
     [
-        (["seed=range(1,17)", "cell=seed,nope"], "cell: Invalid value 'nope'"),
+        (["seed=range(1,17)", "cell=article,nope"], "cell: Invalid value 'nope'"),
         (["seed=1,2.5"], "seed: Value '2.5' of type 'float' could not be converted"),
         (["data.scaling=raw,bogus"], "data.scaling: Invalid value 'bogus'"),
         (["experiment=debug,nope"], "could not find 'experiment/nope'"),
@@ -137,11 +137,11 @@ def test_printing_the_config_starts_no_sweep():
 @pytest.mark.parametrize(
     ("preset", "expected"),
     [
-        ("article", {"hidden_size": 50, "cell": "seed", "init": "zeros", "data.scaling": "raw"}),
+        ("article", {"hidden_size": 50, "cell": "article", "init": "zeros", "data.scaling": "raw"}),
         (
             "keras",
             {
-                "cell": "standard",
+                "cell": "lstm",
                 "init": "glorot",
                 "output_activation": "linear",
                 "data.scaling": "unit",

@@ -32,7 +32,7 @@ def makers(seed: int, epochs: int, scale: float) -> dict:
     return {
         "learning_curves": lambda: figures.learning_curves(history),
         "confusion_matrix": lambda: figures.confusion_matrix(matrix),
-        "accuracy_by_rows": lambda: figures.accuracy_by_rows(np.sort(rng.random(8))),
+        "accuracy_by_step": lambda: figures.accuracy_by_step(np.sort(rng.random(8))),
         "gate_heatmaps": lambda: figures.gate_heatmaps(
             images, np.arange(4), np.arange(4) + seed, states
         ),
@@ -81,8 +81,8 @@ def test_kept_figures_stay_open_until_released():
 
 
 def test_a_new_layout_replaces_the_kept_figure():
-    old = figures.accuracy_by_rows([0.5] * 8)
-    new = figures.accuracy_by_rows([0.5] * 6)  # 6 rows: other axes
+    old = figures.accuracy_by_step([0.5] * 8)
+    new = figures.accuracy_by_step([0.5] * 6)  # 6 rows: other axes
     assert new is not old
     assert not is_open(old) and is_open(new)
     assert len(new.axes[0].lines[0].get_xdata()) == 6

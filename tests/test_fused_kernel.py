@@ -21,7 +21,7 @@ from lstm_cli.config import compose, schema
 from lstm_cli.fit.loop import fit
 from lstm_cli.fit.trainer import Trainer
 from lstm_cli.networks import fused_kernel
-from lstm_cli.networks.model import DigitsLSTM
+from lstm_cli.networks.model import DigitsRNN
 from lstm_cli.runtime import hardware
 from lstm_cli.runtime.errors import UserError
 from tests.helpers import (
@@ -68,16 +68,16 @@ def digits(defaults) -> tf.Tensor:
     return tf.constant(x)
 
 
-def _model(hidden: int, cell: str, init: str = "glorot", precision: str = "fp32") -> DigitsLSTM:
-    model = DigitsLSTM(
+def _model(hidden: int, cell: str, init: str = "glorot", precision: str = "fp32") -> DigitsRNN:
+    model = DigitsRNN(
         8, 10, hidden, cell=cell, init=init, output_activation="tanh", seed=3, precision=precision
     )
     return model.build()
 
 
-def _outputs_and_gradients(model: DigitsLSTM, x: tf.Tensor, fused) -> dict[str, np.ndarray]:
+def _outputs_and_gradients(model: DigitsRNN, x: tf.Tensor, fused) -> dict[str, np.ndarray]:
     """The outputs (batch, classes) and the gradients of their squares' sum, by weight."""
-    weights = {"W": model.layer.W, "B": model.layer.B, "Wv": model.Wv, "bv": model.bv}
+    weights = {"W": model.layers[0].W, "B": model.layers[0].B, "Wv": model.Wv, "bv": model.bv}
     with tf.GradientTape() as tape:
         outputs = model(x, fused)  # (batch, classes)
         loss = tf.reduce_sum(outputs * outputs)
@@ -86,7 +86,7 @@ def _outputs_and_gradients(model: DigitsLSTM, x: tf.Tensor, fused) -> dict[str, 
 
 
 @pytest.mark.parametrize("init", ["zeros", "glorot"])
-@pytest.mark.parametrize("cell", ["seed", "standard"])
+@pytest.mark.parametrize("cell", ["article", "lstm"])
 @pytest.mark.parametrize("hidden", [1, 16, 200])
 def test_fused_gates_give_the_outputs_and_gradients_of_tensorflow_ops(
     fused, digits, hidden, cell, init
@@ -104,7 +104,7 @@ def test_fused_gates_give_the_outputs_and_gradients_of_tensorflow_ops(
 
 
 @pytest.mark.parametrize("init", ["zeros", "glorot"])
-@pytest.mark.parametrize("cell", ["seed", "standard"])
+@pytest.mark.parametrize("cell", ["article", "lstm"])
 def test_fused_gates_under_bf16_matmuls_stay_near_the_ops(fused, digits, cell, init):
     """precision=bf16 (emulated where the CPU lacks it): the recurrent matmul in bfloat16 on
     both paths; the kernel's projection takes the same bfloat16-rounded W_x in float32 (the
@@ -133,7 +133,7 @@ def test_fused_training_follows_the_ops_history(fused, defaults):
     digits = held_out(defaults)
     curves = []
     for kernel in (None, fused):
-        model = _model(24, "seed")
+        model = _model(24, "article")
         trainer = Trainer(model, 0.003, 100, seed=1, shuffle=True, kernel=kernel)
         curves.append([list(m.as_dict().values()) for m in fit(trainer, digits, 3).history])
     np.testing.assert_allclose(curves[1], curves[0], rtol=2e-5)

@@ -12,10 +12,10 @@ from lstm_cli.fit.hooks.base import Hook
 from lstm_cli.fit.hooks.finite_loss import FiniteLoss
 from lstm_cli.fit.loop import fit
 from lstm_cli.fit.trainer import Trainer, set_seed, trainer_for
-from lstm_cli.networks.model import ACTIVATIONS, DigitsLSTM
+from lstm_cli.networks.model import ACTIVATIONS, DigitsRNN
 from lstm_cli.networks.serving import predict_proba
 from lstm_cli.runtime.errors import Diverged
-from tests.helpers import held_out, numpy_lstm
+from tests.helpers import held_out, numpy_cell
 
 # `OutputActivation` in NumPy, to check the model's outputs against.
 NUMPY_ACTIVATIONS = {
@@ -50,9 +50,9 @@ def test_split_is_the_articles_and_scaling_only_rescales(defaults):
     assert scale_pixels(np.array([[16]]), "unit").item() == 1.0
 
 
-def build(hidden=12, **kwargs) -> DigitsLSTM:
-    args = {"cell": "seed", "init": "zeros", "output_activation": "tanh", "seed": 0} | kwargs
-    return DigitsLSTM(input_size=8, num_classes=10, hidden_size=hidden, **args).build()
+def build(hidden=12, **kwargs) -> DigitsRNN:
+    args = {"cell": "article", "init": "zeros", "output_activation": "tanh", "seed": 0} | kwargs
+    return DigitsRNN(input_size=8, num_classes=10, hidden_size=hidden, **args).build()
 
 
 def test_activations_are_the_choices():
@@ -71,7 +71,7 @@ def test_outputs_are_the_activation_of_the_linear_head(digits, activation):
     model = build(init="glorot", output_activation=activation)
     x = tf.constant(digits.x_val[:7])
     w = {k: v.astype(np.float64) for k, v in model.get_weights().items()}
-    head = model.trace(x).h[-1].numpy() @ w["Wv"] + w["bv"]  # (7, 10) before the activation
+    head = model.trace(x)["h"][-1].numpy() @ w["Wv"] + w["bv"]  # (7, 10) before the activation
     # Values of both signs and beyond +-1, where every pair of activations differs.
     assert head.min() < -1 and head.max() > 1
     out = model(x).numpy()
@@ -81,7 +81,7 @@ def test_outputs_are_the_activation_of_the_linear_head(digits, activation):
 
 def test_zero_init_is_the_articles(digits):
     model = build(hidden=50)
-    assert not np.any(model.layer.W.numpy()) and not np.any(model.layer.B.numpy())
+    assert not np.any(model.layers[0].W.numpy()) and not np.any(model.layers[0].B.numpy())
     wv, bv = model.Wv.numpy(), model.bv.numpy()
     assert wv.shape == (50, 10) and bv.shape == (10,)
     # N(0, 0.01) truncated at two standard deviations: std 0.0088, every value within 0.02.
@@ -93,8 +93,8 @@ def test_trace_ends_where_the_forward_pass_ends(digits):
     model = build(init="glorot")
     x = tf.constant(digits.x_val[:5])
     trace = model.trace(x)
-    assert trace.h.shape == (8, 5, 12) and trace.f.shape == (8, 5, 12)
-    np.testing.assert_allclose(model.head(trace.h[-1]).numpy(), model(x).numpy(), atol=1e-6)
+    assert trace["h"].shape == (8, 5, 12) and trace["f"].shape == (8, 5, 12)
+    np.testing.assert_allclose(model.head(trace["h"][-1]).numpy(), model(x).numpy(), atol=1e-6)
 
 
 def test_weights_round_trip(digits):
@@ -146,7 +146,7 @@ def test_forward_pass_matches_numpy(digits, cell):
     model = build(init="glorot", cell=cell, seed=3)
     w = {k: v.astype(np.float64) for k, v in model.get_weights().items()}
     x = digits.x_val[:6] / 16.0  # (6, 8, 8)
-    h_last = numpy_lstm(x, w["W"], w["B"], cell)["h"][-1]  # (6, hidden)
+    h_last = numpy_cell(x, w, cell)["h"][-1]  # (6, hidden)
     expected = np.tanh(h_last @ w["Wv"] + w["bv"])  # `build`'s activation
     np.testing.assert_allclose(model(tf.constant(x)).numpy(), expected, atol=1e-5)
 
@@ -214,15 +214,18 @@ def test_a_reused_trainer_trains_bit_for_bit_as_a_new_one(digits):
 
 
 def test_a_served_module_is_kept_for_its_model_and_saves_the_weights_it_has_then(tmp_path):
+    from lstm_cli.data.readings import reading_for
     from lstm_cli.networks.serving import serving_function
 
+    rows, columns = reading_for("rows"), reading_for("columns")
     model = build(hidden=8)
-    served = serving_function(model, 1.0, 8)
-    assert serving_function(model, 1.0, 8) is served  # a sweep worker's next job
-    assert serving_function(model, 1 / 16, 8) is not served
-    assert serving_function(build(hidden=8), 1.0, 8) is not served
-    served = serving_function(model, 1.0, 8)
-    images = np.random.default_rng(0).uniform(0, 16, (5, 8, 8))  # (n, steps, pixels) raw
+    served = serving_function(model, 1.0, rows)
+    assert serving_function(model, 1.0, rows) is served  # a sweep worker's next job
+    assert serving_function(model, 1 / 16, rows) is not served
+    assert serving_function(model, 1.0, columns) is not served
+    assert serving_function(build(hidden=8), 1.0, rows) is not served
+    served = serving_function(model, 1.0, rows)
+    images = np.random.default_rng(0).uniform(0, 16, (5, 8, 8))  # (n, 8, 8) raw
     saved = []
     for step in range(2):
         if step:
@@ -235,11 +238,32 @@ def test_a_served_module_is_kept_for_its_model_and_saves_the_weights_it_has_then
     assert not np.allclose(saved[0], saved[1])
 
 
+@pytest.mark.parametrize("name", ["columns", "pixels", "permuted"])
+def test_a_served_model_takes_the_image_and_reads_it_as_it_was_trained_to(name):
+    from lstm_cli.data.readings import reading_for
+    from lstm_cli.networks.serving import predict_proba, serving_function
+
+    reading = reading_for(name, permutation_seed=3)
+    model = DigitsRNN(
+        input_size=reading.shape[1],
+        num_classes=10,
+        hidden_size=6,
+        cell="gru",
+        init="glorot",
+        output_activation="linear",
+        seed=1,
+    ).build()
+    images = np.random.default_rng(0).integers(0, 17, (4, 8, 8)).astype(np.float64)
+    served = serving_function(model, 1 / 16, reading).__call__(images).numpy()  # (4, classes)
+    read = reading.read((images / 16).astype(np.float32))  # (4, steps, features)
+    np.testing.assert_allclose(served, predict_proba(model, read), rtol=1e-5, atol=1e-7)
+
+
 def test_bf16_matmuls_stay_near_fp32_and_fp32_is_the_default(digits):
     """precision=bf16 (emulated where the CPU lacks it: a test of the numbers, not the speed)
     gives the fp32 outputs to bfloat16's 8 bits of mantissa, and trains alike."""
     fp32 = build(init="glorot")
-    assert fp32.precision == "fp32" and fp32.layer.compute_dtype == tf.float32
+    assert fp32.precision == "fp32" and fp32.layers[0].compute_dtype == tf.float32
     bf16 = build(init="glorot", precision="bf16")
     x = tf.constant(digits.x_val[:50])
     out32, out16 = fp32(x).numpy(), bf16(x).numpy()

@@ -82,7 +82,7 @@ def test_a_job_after_another_gives_what_it_gives_first_in_its_process(tmp_path):
     for name in (
         "learning_curves.png",
         "confusion_matrix.png",
-        "accuracy_by_rows.png",
+        "accuracy_by_step.png",
         "gates.png",
         "misclassified.png",
     ):

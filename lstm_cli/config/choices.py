@@ -1,4 +1,4 @@
-"""The allowed values of the config's choice keys: one list each, read by the schema, the cell
+"""The allowed values of the config's choice keys: one list each, read by the schema, the cells
 and the model. No TensorFlow or Hydra here: the CLI checks values before importing either."""
 
 from __future__ import annotations
@@ -7,10 +7,30 @@ from enum import Enum
 
 
 class Cell(str, Enum):
-    """`cell`: how h is read out of the cell state."""
+    """`cell`: the recurrent cell (lstm_cli/networks/cells/, a file each)."""
 
-    seed = "seed"  # h = c*o, as the article
-    standard = "standard"  # h = tanh(c)*o, as Keras's LSTMCell
+    article = "article"  # the article's LSTM: h = c*o (no output tanh, no peepholes)
+    lstm = "lstm"  # the standard LSTM, as Keras's LSTMCell: h = tanh(c)*o
+    peephole = "peephole"  # Gers & Schmidhuber's peepholes: Greff et al.'s vanilla LSTM
+    cifg = "cifg"  # vanilla, its forget gate coupled to the input gate: f = 1 - i
+    nig = "nig"  # vanilla without an input gate
+    nfg = "nfg"  # vanilla without a forget gate
+    nog = "nog"  # vanilla without an output gate
+    niaf = "niaf"  # vanilla without the candidate's tanh
+    gru = "gru"  # the GRU, as Keras's GRUCell (reset_after)
+    rnn = "rnn"  # the tanh RNN, as Keras's SimpleRNNCell
+
+
+RENAMED_CELLS = {"seed": "article", "standard": "lstm"}  # `cell` values before 2026-12-07
+
+
+class Reading(str, Enum):
+    """`data.reading`: how a digit's 64 pixels become a sequence (lstm_cli/data/readings/)."""
+
+    rows = "rows"  # 8 steps of 8 pixels, top to bottom (the article's)
+    columns = "columns"  # 8 steps of 8 pixels, left to right
+    pixels = "pixels"  # 64 steps of 1 pixel, row by row
+    permuted = "permuted"  # 64 steps of 1 pixel, in a fixed random order (data.permutation_seed)
 
 
 class Init(str, Enum):

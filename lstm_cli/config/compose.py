@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from lstm_cli.config import launchers, schema
+from lstm_cli.config.choices import RENAMED_CELLS, Cell
 from lstm_cli.config.files import CONF_DIR, CONFIG_NAME
 from lstm_cli.runtime.errors import UserError
 
@@ -201,6 +202,7 @@ def preflight(argv: list[str]) -> Request:
     if args.help or args.hydra_help or args.info:
         return Request(argv, None, args.overrides)
     parsed = _parse(args.overrides)
+    _check_renamed(parsed)
     swept = [o for o in parsed if o.is_sweep_override()]
     if swept and not args.multirun:
         raise UserError(
@@ -234,6 +236,24 @@ def _check_flags(args: Any, unknown: list[str]) -> None:
             "Hydra's shell completion (-sc) does not fit this command line: "
             "`lstm-digits --install-completion` completes commands, options and overrides"
         )
+
+
+def _check_renamed(parsed: list) -> None:
+    """Refuse, in one line, the names a key or a value had before it was renamed: the cells
+    `seed` and `standard` (`seed` is the random seed's name), the key `gates`."""
+    for o in parsed:
+        key = o.get_key_element()
+        if key == "gates":
+            raise UserError("gates= is now kernel= (auto, fused or ops)")
+        if key != "cell":
+            continue
+        values = list(o.sweep_string_iterator()) if o.is_discrete_sweep() else [o.value()]
+        for value in values:
+            if str(value) in RENAMED_CELLS:
+                raise UserError(
+                    f"cell={value} is now cell={RENAMED_CELLS[str(value)]} (seed names the random "
+                    f"seed); the cells: {', '.join(c.value for c in Cell)}"
+                )
 
 
 def _check_swept_values(o: Any, base: DictConfig, fixed: list[str], source: Source) -> None:

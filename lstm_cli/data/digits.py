@@ -1,12 +1,14 @@
-"""scikit-learn's 8x8 digits as sequences: each image is read row by row (8 steps of 8 pixels)."""
+"""scikit-learn's 8x8 digits as sequences, read as `data.reading` says (`data.readings`: by
+rows, the article's 8 steps of 8 pixels; by columns; pixel by pixel; in a permuted order)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from lstm_cli.data.readings import Reading, reading_for
 from lstm_cli.runtime import worker_cache
 
 PIXEL_MAX = 16.0  # the dataset's pixels are integers 0..16
@@ -16,12 +18,13 @@ BLANK_BELOW = 16.0  # an image whose ink differs less than this (of 255) from it
 
 @dataclass(frozen=True)
 class Digits:
-    """Train, validation and test splits; x is (n, rows, pixels) float32, y is (n,) int32.
+    """Train, validation and test splits; x is (n, steps, features) float32 (the images as
+    `reading` reads them), y is (n,) int32.
 
-    The validation split serves every per-epoch number (and so every choice: early stopping,
-    pruning, `best`); the test split is held out and evaluated once, on the weights a run
-    keeps. Without a validation split (`val_size=0`, the article's two-way set-up) both are the
-    held-out split.
+        The validation split serves every per-epoch number (and so every choice: early stopping,
+        pruning, `best`); the test split is held out and evaluated once, on the weights a run
+        keeps. Without a validation split (`val_size=0`, the article's two-way set-up) both are the
+        held-out split.
     """
 
     x_train: np.ndarray
@@ -30,6 +33,7 @@ class Digits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    reading: Reading = field(default_factory=lambda: reading_for("rows"))
 
     @property
     def input_size(self) -> int:
@@ -76,10 +80,18 @@ def _dataset() -> tuple[np.ndarray, np.ndarray]:
     return worker_cache.put("digits", (digits.images, digits.target))
 
 
-def load_digits(test_size: float, split_seed: int, scaling: str, val_size: float = 0.0) -> Digits:
+def load_digits(
+    test_size: float,
+    split_seed: int,
+    scaling: str,
+    val_size: float = 0.0,
+    reading: str = "rows",
+    permutation_seed: int = 0,
+) -> Digits:
     """Load and split the digits: the test split as the article holds it out (train_test_split,
     random_state=42), then a validation split of `val_size` of the whole, carved from the rest
-    with the same seed, stratified by label (0: none, the article's two-way set-up)."""
+    with the same seed, stratified by label (0: none, the article's two-way set-up); each
+    image read as `reading` says (`permutation_seed`: the permuted reading's order)."""
     from sklearn.model_selection import train_test_split
 
     images, target = _dataset()
@@ -98,20 +110,25 @@ def load_digits(test_size: float, split_seed: int, scaling: str, val_size: float
             stratify=y_rest,
         )
         x_val, y_val = scale_pixels(x_val, scaling), y_val.astype(np.int32)
+    order = reading_for(reading, permutation_seed)
+    x_test_read = order.read(x_test)
     return Digits(
-        x_train=scale_pixels(x_train, scaling),
+        x_train=order.read(scale_pixels(x_train, scaling)),
         y_train=y_train.astype(np.int32),
-        x_val=x_val,
+        x_val=x_test_read if x_val is x_test else order.read(x_val),
         y_val=y_val,
-        x_test=x_test,
+        x_test=x_test_read,
         y_test=y_test,
+        reading=order,
     )
 
 
 def split_for(d) -> Digits:
-    """The split the config's `data` keys describe (test_size, split_seed, scaling,
-    val_size), scaled."""
-    return load_digits(d.test_size, d.split_seed, d.scaling.value, d.val_size)
+    """The split the config's `data` keys describe (test_size, split_seed, scaling, val_size,
+    reading, permutation_seed), scaled and read."""
+    return load_digits(
+        d.test_size, d.split_seed, d.scaling.value, d.val_size, d.reading.value, d.permutation_seed
+    )
 
 
 def read_digit_image(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
@@ -154,11 +171,14 @@ def read_digit_image(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
 
 
 def split_digest(data: Digits) -> str:
-    """A digest of a data split's arrays: a resume refuses a split that is no longer the same
-    (another scikit-learn, another scaling)."""
+    """A digest of a data split's arrays and its reading: a resume refuses a split that is no
+    longer the same (another scikit-learn, another scaling, another reading). The article's
+    reading digests as it did before there were readings."""
     import hashlib
 
     digest = hashlib.sha256()
+    if not data.reading.is_rows:
+        digest.update(data.reading.digest())
     arrays = [data.x_train, data.y_train, data.x_val, data.y_val]
     if data.has_validation:  # a two-way split digests as it did before the test split
         arrays += [data.x_test, data.y_test]

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from lstm_cli.data.digits import Digits
-from lstm_cli.networks.model import DigitsLSTM
+from lstm_cli.networks.model import DigitsRNN
 from lstm_cli.runtime import worker_cache
 
 
@@ -129,7 +129,7 @@ class TrainState:
     """A training stopped after `epoch`: everything needed to go on bit for bit."""
 
     epoch: int
-    weights: dict[str, np.ndarray]  # DigitsLSTM.get_weights()
+    weights: dict[str, np.ndarray]  # DigitsRNN.get_weights()
     m: list[np.ndarray]  # Adam's first moments, in the order of model.trainable_variables
     v: list[np.ndarray]  # Adam's second moments
     beta_powers: tuple[float, float]  # beta_1^t, beta_2^t: the step count t
@@ -155,7 +155,7 @@ class TrainState:
 
 
 class Trainer:
-    """Trains a built `DigitsLSTM` on a `Digits` split, an epoch at a time (`epoch`); the
+    """Trains a built `DigitsRNN` on a `Digits` split, an epoch at a time (`epoch`); the
     loop around the epochs is `fit.loop.fit`.
 
     Args:
@@ -172,7 +172,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: DigitsLSTM,
+        model: DigitsRNN,
         learning_rate: float,
         batch_size: int,
         *,
@@ -296,7 +296,7 @@ class Trainer:
 
 
 def trainer_for(
-    model: DigitsLSTM,
+    model: DigitsRNN,
     learning_rate: float,
     batch_size: int,
     *,
@@ -314,6 +314,7 @@ def trainer_for(
         model.num_classes,
         model.hidden_size,
         model.cell,
+        len(model.layers),
         model.output_activation,
         model.init,
         model.precision,
@@ -330,7 +331,7 @@ def trainer_for(
     return worker_cache.put("trainer", trainer, key)
 
 
-def evaluate(model: DigitsLSTM, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def evaluate(model: DigitsRNN, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Loss and accuracy of `model` on images x (n, steps, input) with labels y (n,)."""
     loss, correct = loss_and_correct(model(tf.constant(x, tf.float32)), tf.constant(y))
     return float(loss), float(correct) / len(y)

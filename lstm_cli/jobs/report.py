@@ -94,8 +94,9 @@ def _report(
         {k: summary[k] for k in ("best_val_accuracy", "train_seconds", "insight_seconds")}, last
     )
     if cfg.tracking.log_model:
-        raw = data.x_test[:EXAMPLE_IMAGES] / pixel_scale(spec["scaling"])  # 0..16, as stored
-        run.log_model(model, spec["scaling"], raw)
+        images = data.reading.images(data.x_test[:EXAMPLE_IMAGES])  # (2, 8, 8) as read
+        raw = images / pixel_scale(spec["scaling"])  # 0..16, as the dataset stores them
+        run.log_model(model, spec["scaling"], data.reading, raw)
     register = cfg.tracking.get("register")  # a model name, or None
     if register:
         registered = run.register_model(register)
@@ -124,25 +125,24 @@ def _log_results(run: Any, model: Any, data: Any, history: list[Any]) -> None:
 
 def _log_insight(run: Any, model: Any, data: Any) -> None:
     """What the network learned (`networks.insight`), on the test split: accuracy after k
-    steps, gates, mistakes."""
+    steps, the gates its cell has (none for a plain RNN), mistakes."""
     from lstm_cli.networks import insight
     from lstm_cli.views import figures
 
     x, y = data.x_test, data.y_test
     seen = insight.analyse(model, x, y)
-    run.log_steps("test_accuracy_by_rows", seen.accuracy_by_rows.tolist())  # step = rows read
+    run.log_steps("test_accuracy_by_step", seen.accuracy_by_step.tolist())  # step = steps read
     run.log_dict(seen.as_dict(), "insight.json")
-    wrong = seen.misclassified
-    examples = seen.examples
-    figs = {
-        "accuracy_by_rows.png": figures.accuracy_by_rows(seen.accuracy_by_rows),
-        "gates.png": figures.gate_heatmaps(
-            x[examples], y[examples], seen.predicted[examples], seen.states
-        ),
-        "misclassified.png": figures.misclassified(
-            x[wrong], y[wrong], seen.predicted[wrong], len(y)
-        ),
-    }
+    images = data.reading.images(x)  # (n, 8, 8): the digits as they look, whatever the reading
+    wrong, examples = seen.misclassified, seen.examples
+    figs = {"accuracy_by_step.png": figures.accuracy_by_step(seen.accuracy_by_step)}
+    if seen.states:
+        figs["gates.png"] = figures.gate_heatmaps(
+            images[examples], y[examples], seen.predicted[examples], seen.states
+        )
+    figs["misclassified.png"] = figures.misclassified(
+        images[wrong], y[wrong], seen.predicted[wrong], len(y)
+    )
     for name, fig in figs.items():
         run.log_figure(fig, name)
         figures.close(fig)

@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_cli.config import compose, schema
+from lstm_cli.config.choices import RENAMED_CELLS
 from lstm_cli.runtime.errors import UserError
 from lstm_cli.tracking.tags import (
     DATA_TAG,
@@ -74,20 +75,38 @@ class Reopening:
 
 def model_spec(cfg: DictConfig, data: Any) -> dict[str, Any]:
     """What builds the model again, and what a checkpoint must still match: the architecture
-    (from the config and the data's shapes), the pixel scaling and the number of steps."""
+    (from the config and the data's shapes), the pixel scaling, the reading and its steps."""
+    from lstm_cli.networks.model import forget_bias_for
+
     return {
         "model": {
             "input_size": data.input_size,
             "num_classes": data.num_classes,
             "hidden_size": cfg.hidden_size,
             "cell": cfg.cell.value,
+            "layers": cfg.layers,
+            "forget_bias": forget_bias_for(cfg.init.value, cfg.forget_bias),
             "init": cfg.init.value,
             "output_activation": cfg.output_activation.value,
             "seed": cfg.seed,
         },
         "scaling": cfg.data.scaling.value,
+        "reading": cfg.data.reading.value,
+        "permutation_seed": cfg.data.permutation_seed,
         "steps": data.steps,
     }
+
+
+def same_model(saved: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether a checkpoint's model (`saved`, from its meta) is `now`'s: one saved before the
+    cells were renamed and stacked names its cell by its old name and has one layer."""
+    from lstm_cli.networks.model import forget_bias_for
+
+    older = dict(saved)
+    older["cell"] = RENAMED_CELLS.get(older.get("cell"), older.get("cell"))
+    older.setdefault("layers", 1)
+    older.setdefault("forget_bias", forget_bias_for(older.get("init", ""), None))
+    return older == now
 
 
 def diverged(run_id: str, tags: dict[str, str]) -> str | None:
@@ -120,6 +139,10 @@ def _config(run: Any, overrides: list[str]) -> DictConfig:
             f"run {run.run_id} has no config.yaml: not an lstm-digits run, it cannot resume"
         )
     saved = OmegaConf.create(text)
+    if saved.get("cell") in RENAMED_CELLS:  # trained before the cells' names changed
+        saved.cell = RENAMED_CELLS[saved.cell]
+    if "gates" in saved:  # trained before the key was named kernel
+        saved.kernel = saved.pop("gates")
     cfg = compose.compose([])  # the schema's types, the packaged defaults for keys added since
     cfg.merge_with(OmegaConf.masked_copy(saved, [k for k in saved if k in cfg]))
     if "val_size" not in saved.get("data", {}):  # trained before the validation split: two-way
@@ -270,7 +293,7 @@ def _check_resumable(saved: Any, spec: dict[str, Any], data: Any, run_id: str) -
     """Refuse a checkpoint of another model or of another data split (one line)."""
     from lstm_cli.data.digits import split_digest
 
-    if saved.meta.get("model") != spec["model"]:
+    if not same_model(saved.meta.get("model", {}), spec["model"]):
         raise UserError(f"run {run_id}'s checkpoint holds another model than its config")
     if saved.meta.get("data") != split_digest(data):
         raise UserError(_other_split(run_id))

@@ -166,15 +166,19 @@ def _opened(
 
 
 def _runtime(cfg: DictConfig, run: Any, threads: int | None) -> Any:
-    """Threads, the kernel and the seed, before any op; the kernel's ops (or None)."""
+    """Threads, the kernel and the seed, before any op; the kernel's ops (or None: TensorFlow's
+    ops, where the kernel cannot run or does not serve the cell)."""
     from lstm_cli.fit.trainer import configure_threads, set_seed
+    from lstm_cli.networks.cells import CELLS
 
     if cfg.tracking.get("system_metrics"):
         run.monitor_system()
     in_force = configure_threads(threads)
-    kernel, why_not = fused_kernel.for_config(cfg.kernel.value)
-    if why_not:
-        console.note(why_not)
+    kernel = None
+    if CELLS[cfg.cell.value].kernel_variant is not None and cfg.layers == 1:
+        kernel, why_not = fused_kernel.for_config(cfg.kernel.value)
+        if why_not:
+            console.note(why_not)
     set_seed(cfg.seed)
     ran = {"tf_threads": str(in_force or "default"), KERNEL_TAG: "fused" if kernel else "ops"}
     run.set_tags(ran)
@@ -184,9 +188,9 @@ def _runtime(cfg: DictConfig, run: Any, threads: int | None) -> Any:
 def _trainer(cfg: DictConfig, spec: dict[str, Any], kernel: Any) -> Any:
     """The model, built, and the trainer around it (a sweep's worker reuses its last one)."""
     from lstm_cli.fit.trainer import trainer_for
-    from lstm_cli.networks.model import DigitsLSTM
+    from lstm_cli.networks.model import DigitsRNN
 
-    model = DigitsLSTM(**spec["model"], precision=cfg.precision.value).build()
+    model = DigitsRNN(**spec["model"], precision=cfg.precision.value).build()
     return trainer_for(
         model,
         cfg.learning_rate,

@@ -1,6 +1,6 @@
 """The logged model: a TensorFlow SavedModel that takes images as the dataset stores them.
 
-The trained `DigitsLSTM` is saved as one TensorFlow function, raw 0..16 images (n, rows,
+The trained `DigitsRNN` is saved as one TensorFlow function, raw 0..16 images (n, rows,
 pixels) float64 -> class probabilities (n, classes) float32, with the run's pixel scaling and
 the softmax inside the graph, through MLflow's tensorflow flavour. Loading it needs TensorFlow
 and MLflow only: no code of this package (a pickled pyfunc would name our classes), so
@@ -51,10 +51,16 @@ def requirements() -> list[str]:
 
 
 def log_model(
-    model: Any, scaling: str, example: np.ndarray, run_id: str, experiment_id: str
+    model: Any,
+    scaling: str,
+    reading: Any,
+    example: np.ndarray,
+    run_id: str,
+    experiment_id: str,
 ) -> None:
-    """Log `model` as run `run_id`'s `model`: a SavedModel with its signature, `example` (a
-    few raw images) as the input example, and real requirements."""
+    """Log `model` as run `run_id`'s `model`: a SavedModel that takes raw 8x8 images and reads
+    them as `reading` (a `data.readings.Reading`), with its signature, `example` (a few raw
+    images) as the input example, and real requirements."""
     import mlflow.tensorflow
 
     from lstm_cli.data.digits import pixel_scale
@@ -67,7 +73,7 @@ def log_model(
     with warnings.catch_warnings(), internals.without_model_checks():
         warnings.simplefilter("ignore")  # MLflow's advice on signatures and environments
         mlflow.tensorflow.log_model(
-            serving_function(model, pixel_scale(scaling), steps),
+            serving_function(model, pixel_scale(scaling), reading),
             name=MODEL_NAME,
             run_id=run_id,
             signature=signature(steps, pixels, model.num_classes),
@@ -78,6 +84,8 @@ def log_model(
                 "digits.images",
                 "output": f"class probabilities (n, {model.num_classes}) float32",
                 "scaling": scaling,
+                "reading": reading.name,
+                "reading_order": [int(k) for k in reading.order],
             },
         )
 
@@ -90,17 +98,17 @@ with warnings.catch_warnings(record=True):
     class DigitsModel(mlflow.pyfunc.PythonModel):
         """Models logged before the SavedModel (pickled pyfuncs naming this class) still load.
 
-        It rebuilds `DigitsLSTM` from `spec.json` and `weights.npz` and applies the run's
+        It rebuilds `DigitsRNN` from `spec.json` and `weights.npz` and applies the run's
         pixel scaling itself; `lstm_cli.tracking.DigitsModel` finds it for the oldest of them.
         """
 
         def load_context(self, context: Any) -> None:
-            from lstm_cli.networks.model import DigitsLSTM
+            from lstm_cli.networks.model import DigitsRNN
 
             spec = json.loads(Path(context.artifacts["spec"]).read_text())
             weights = dict(np.load(context.artifacts["weights"]))
             self.scaling, self.steps = spec["scaling"], spec["steps"]
-            self.model = DigitsLSTM(**spec["model"]).build()
+            self.model = DigitsRNN(**spec["model"]).build()
             self.model.set_weights(weights)
 
         def predict(self, context, model_input, params=None):

@@ -235,12 +235,15 @@ class Run:
         self.open()
         self._sync(log)
 
-    def log_model(self, model: Any, scaling: str, example: np.ndarray) -> None:
-        """The trained model as a SavedModel named `model` (see `tracking.model`)."""
+    def log_model(self, model: Any, scaling: str, reading: Any, example: np.ndarray) -> None:
+        """The trained model as a SavedModel named `model`, taking raw 8x8 images read as
+        `reading` reads them (see `tracking.logged_model`)."""
         from lstm_cli.tracking.logged_model import log_model
 
         self.open()
-        self._sync(lambda: log_model(model, scaling, example, self.run_id, self.experiment_id))
+        self._sync(
+            lambda: log_model(model, scaling, reading, example, self.run_id, self.experiment_id)
+        )
 
     def register_model(self, name: str) -> str:
         """Register the model this run logged as a new version of `name`; return its URI

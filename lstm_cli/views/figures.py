@@ -213,25 +213,28 @@ def seed_summary(groups: Sequence[dict]) -> Figure:
 # ---------------------------------------------------------------- what the LSTM learned
 
 
-def accuracy_by_rows(accuracy: Sequence[float]) -> Figure:
-    """Held-out accuracy when the head reads h after only the first k rows of each image."""
-    rows = np.arange(1, len(accuracy) + 1)
+def accuracy_by_step(accuracy: Sequence[float]) -> Figure:
+    """Held-out accuracy when the head reads h after only the first k steps of each image (a
+    row, a column or a pixel each, by the reading)."""
+    steps = np.arange(1, len(accuracy) + 1)
+    few = len(steps) <= 16  # each point labelled; 64 steps are a curve
 
     def make() -> tuple[Figure, Any]:
         fig, ax = plt.subplots(figsize=(6, 4))
-        (line,) = ax.plot([], [], "o-")
+        (line,) = ax.plot([], [], "o-" if few else "-")
         notes = [
             ax.annotate("", (k, 0.0), textcoords="offset points", xytext=(0, 6), ha="center")
-            for k in rows
+            for k in (steps if few else [])
         ]
-        ax.set(xticks=rows, ylim=(0.0, 1.05), xlabel="rows read (k)", ylabel="val accuracy")
-        ax.set_title("How early the LSTM knows the digit")
+        ticks = steps if few else np.arange(8, len(steps) + 1, 8)
+        ax.set(xticks=ticks, ylim=(0.0, 1.05), xlabel="steps read (k)", ylabel="accuracy")
+        ax.set_title("How early the network knows the digit")
         ax.grid(alpha=0.3)
         return fig, (ax, line, notes)
 
-    fig, (ax, line, notes) = _kept_figure("accuracy_by_rows", len(rows), make)
-    line.set_data(rows, accuracy)
-    for note, k, a in zip(notes, rows, accuracy, strict=True):
+    fig, (ax, line, notes) = _kept_figure("accuracy_by_step", len(steps), make)
+    line.set_data(steps, accuracy)
+    for note, k, a in zip(notes, steps, accuracy, strict=False):
         note.xy = (k, a)
         note.set_text(f"{a:.2f}")
     _rescale(ax)
@@ -242,16 +245,18 @@ def accuracy_by_rows(accuracy: Sequence[float]) -> Figure:
 def gate_heatmaps(
     images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, states: dict[str, np.ndarray]
 ) -> Figure:
-    """Per digit: its rows beside i, f, o and c over the steps (row t of the image = step t).
+    """Per digit: the image beside its cell's gates (and an LSTM's cell state c) over the steps
+    (a row, a column or a pixel each, by the reading).
 
     Args:
-        images: (examples, steps, pixels) the digits as the model read them.
+        images: (examples, 8, 8) the digits.
         labels: (examples,) true classes.
         predicted: (examples,) predicted classes.
-        states: "i", "f", "o", "c" -> (examples, steps, hidden).
+        states: the cell's gates ("i", "f", "o"; "u", "r") and "c" -> (examples, steps, hidden).
     """
     names = list(states)
-    c_max = float(np.abs(states["c"]).max()) or 1.0  # a symmetric colour scale for c
+    c_max = float(np.abs(states["c"]).max()) if "c" in states else 1.0
+    c_max = c_max or 1.0  # a symmetric colour scale for c
 
     def scale(name: str) -> dict[str, Any]:
         gate = name != "c"  # gates are in [0, 1]; the cell state is signed and unbounded
@@ -277,9 +282,9 @@ def gate_heatmaps(
                     axes[row, col].set_title(name, fontsize=10)
             for ax in axes[row]:
                 ax.set(xticks=[], yticks=[])
-            axes[row, 0].set_ylabel("row / step")
+            axes[row, 1].set_ylabel("step")
         axes[-1, 1].set_xlabel("hidden unit")
-        fig.suptitle("Gates (i, f, o: 0 to 1) and cell state over the rows", fontsize=11)
+        fig.suptitle("Gates (0 to 1) and cell state over the steps", fontsize=11)
         fig.subplots_adjust(left=0.05, right=0.98, bottom=0.06, top=0.88, wspace=0.15, hspace=0.4)
         return fig, axes
 

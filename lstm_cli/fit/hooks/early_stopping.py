@@ -15,7 +15,7 @@ from lstm_cli.fit.hooks.base import Hook
 
 if TYPE_CHECKING:
     from lstm_cli.fit.trainer import EpochMetrics
-    from lstm_cli.networks.model import DigitsLSTM
+    from lstm_cli.networks.model import DigitsRNN
 
 EARLY_STOPPED = "early stopping"  # `Loop.stopped_by` when it stopped the training
 
@@ -41,7 +41,7 @@ class EarlyStopping(Hook):
         if self.update(metrics, loop.trainer.model):
             loop.stop(EARLY_STOPPED)
 
-    def update(self, metrics: EpochMetrics, model: DigitsLSTM) -> bool:
+    def update(self, metrics: EpochMetrics, model: DigitsRNN) -> bool:
         """After an epoch: whether to stop now."""
         value = getattr(metrics, self.metric)
         if self.metric == "val_loss":
