@@ -30,12 +30,12 @@ def compare(overrides: list[str], kernel) -> dict[str, float]:
     from lstm_cli.fit.loop import fit
     from lstm_cli.fit.trainer import Trainer, loss_and_correct, set_seed
     from lstm_cli.jobs.resume_rules import model_spec
-    from lstm_cli.networks.model import DigitsLSTM
+    from lstm_cli.networks.model import DigitsRNN
 
     cfg = compose.compose(overrides)
     set_seed(cfg.seed)
     data = split_for(cfg.data)
-    model = DigitsLSTM(**model_spec(cfg, data)["model"], precision=cfg.precision.value).build()
+    model = DigitsRNN(**model_spec(cfg, data)["model"], precision=cfg.precision.value).build()
     trainer = Trainer(
         model,
         cfg.learning_rate,

@@ -106,12 +106,12 @@ def trainer_module():
 
 
 def default_model(cfg: dict, data):
-    """A new `DigitsLSTM` as `lstm-digits train` builds it from `cfg` (seeds set)."""
+    """A new `DigitsRNN` as `lstm-digits train` builds it from `cfg` (seeds set)."""
     model_module = tree_module("lstm_cli.networks.model", "lstm_cli.model")
     trainer_module().set_seed(cfg["seed"])
     # precision=bf16 only where asked: a tree from before it has no such argument
     bf16 = {"precision": "bf16"} if cfg.get("precision") == "bf16" else {}
-    return model_module.DigitsLSTM(
+    return model_module.DigitsRNN(
         input_size=data.input_size,
         num_classes=data.num_classes,
         hidden_size=cfg["hidden_size"],
@@ -160,7 +160,7 @@ def train_epochs(trainer, data, epochs: int, on_epoch=None) -> list:
 
 
 def time_ours(data, cfg: dict, epochs: int, jit_compile: bool = False, on_epoch=None) -> Timing:
-    """Our loop on `DigitsLSTM` with the defaults; `on_epoch(epoch, seconds)` if given."""
+    """Our loop on `DigitsRNN` with the defaults; `on_epoch(epoch, seconds)` if given."""
     trainer = new_trainer(default_model(cfg, data), cfg, jit_compile)
     ends: list[float] = []
 
@@ -253,7 +253,7 @@ def compare(args: argparse.Namespace) -> None:
 
     table = Table(
         title=f"Training loop, {epochs} epochs, batch {cfg['batch_size']} (medians)",
-        caption="ours: fit.loop.fit on DigitsLSTM | keras: keras.layers.LSTM via model.fit",
+        caption="ours: fit.loop.fit on DigitsRNN | keras: keras.layers.LSTM via model.fit",
     )
     columns = ("runs", "wall s", "min–max s", "epoch 1 s", "rest s", "steps/s", "val acc")
     table.add_column("")

@@ -33,7 +33,7 @@ from lstm_cli.fit.hooks.base import Hook
 from lstm_cli.fit.loop import fit
 from lstm_cli.fit.trainer import Trainer, configure_threads, default_threads, evaluate, set_seed
 from lstm_cli.networks import fused_kernel
-from lstm_cli.networks.model import DigitsLSTM
+from lstm_cli.networks.model import DigitsRNN
 
 
 class Clock(Hook):
@@ -58,7 +58,7 @@ kernel, note = fused_kernel.for_config(cfg["kernel"])  # auto: TensorFlow ops wh
 print(f"kernel: {'fused' if kernel else 'ops'}" + (f" ({note})" if note else ""))
 for hidden in (50, 512):
     set_seed(cfg["seed"])
-    model = DigitsLSTM(
+    model = DigitsRNN(
         input_size=data.input_size, num_classes=data.num_classes, hidden_size=hidden,
         cell=cfg["cell"], init=cfg["init"], output_activation=cfg["output_activation"],
         seed=cfg["seed"],

@@ -26,7 +26,7 @@ CLI = str(Path(sys.executable).with_name("lstm-digits"))
 FIGURES = [
     "learning_curves.png",
     "confusion_matrix.png",
-    "accuracy_by_rows.png",
+    "accuracy_by_step.png",
     "gates.png",
     "misclassified.png",
 ]
