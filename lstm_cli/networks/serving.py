@@ -1,13 +1,13 @@
 """A trained model as it is served: raw images in, class probabilities out, the pixel scaling
 and the softmax inside the graph (`serving_function`, which `tracking.logged_model` saves as a
-TensorFlow SavedModel that needs no code of this package)."""
+TensorFlow SavedModel that needs no code of this package). TensorFlow is imported inside the
+functions: `tracking` reads the dtypes at its import, which `lstm-digits runs` pays."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from lstm_cli.runtime import worker_cache
 
@@ -17,6 +17,8 @@ OUTPUT_DTYPE = np.float32
 
 def predict_proba(model: Any, x: np.ndarray) -> np.ndarray:
     """Class probabilities (n, classes) of `model` for images x (n, steps, input)."""
+    import tensorflow as tf
+
     return tf.nn.softmax(model(tf.constant(x, tf.float32))).numpy()
 
 
@@ -33,6 +35,8 @@ def serving_function(model: Any, scale: float, steps: int) -> Any:
     kept = worker_cache.get("served", (scale, steps))
     if kept is not None and kept[0] is model:
         return kept[1]
+    import tensorflow as tf  # here: the store's modules import this one's dtypes, not TensorFlow
+
     spec = tf.TensorSpec([None, steps, model.input_size], tf.dtypes.as_dtype(INPUT_DTYPE))
 
     @tf.function(input_signature=[spec], autograph=False)  # no Python control flow: 0.2 s less
