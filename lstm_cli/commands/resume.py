@@ -44,12 +44,10 @@ def resume(
       lstm-digits resume latest
       lstm-digits resume 9c1e hydra.launcher.n_jobs=4    (a sweep)
     """
-    from lstm_cli.jobs import task
-
     process.quiet()
     try:
         with signals.scope():  # SIGTERM, as Ctrl-C, ends the run again, KILLED
-            task.go_on(*where(tracking_uri, experiment), run_id, list(ctx.args))
+            go_on(*where(tracking_uri, experiment), run_id, list(ctx.args))
     except (Exception, KeyboardInterrupt) as ex:
         fail(ex)
 
