@@ -68,7 +68,7 @@ def launch(argv: list[str], reopen: str | None = None) -> None:
     # First, before any job or worker starts: on a terminal, the jobs leave their start and
     # end to the sweep's live line.
     with process.environment(live_line.job_environment(request)):
-        _run(argv, request, reopen)
+        _run(request.argv, request, reopen)  # as preflight wrote it out (a key's glob)
 
 
 def _run(argv: list[str], request: Request, reopen: str | None = None) -> None:

@@ -12,6 +12,7 @@ import difflib
 import math
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,9 @@ def preflight(argv: list[str]) -> Request:
         )
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     base = _composed(fixed, source, hydra_node=True)
+    expanded = _expand_value_globs(argv, swept, base)
+    if expanded != argv:  # Hydra's glob picks among a group's options: a key's, here
+        return preflight(expanded)
     for o in swept:
         _check_swept_values(o, base, fixed, source)
     if args.cfg or args.resolve:  # Hydra prints the config; nothing runs
@@ -238,6 +242,34 @@ def _check_flags(args: Any, unknown: list[str]) -> None:
         )
 
 
+def _expand_value_globs(argv: list[str], swept: list, base: DictConfig) -> list[str]:
+    """`argv` with each glob over a choice key's values (`cell=glob(*)`,
+    `cell=glob(n*,exclude=nfg)`) written out as the values it picks (`cell=article,lstm,...`):
+    Hydra's glob picks among a config group's options only."""
+    import fnmatch
+
+    out = list(argv)
+    for o in swept:
+        if not _is_glob(o):
+            continue
+        value = OmegaConf.select(base, o.get_key_element(), default=None)
+        if not isinstance(value, Enum):  # a group's options: Hydra expands it
+            continue
+        pattern = o.value()
+        picked = [
+            member.value
+            for member in type(value)
+            if any(fnmatch.fnmatchcase(member.value, p) for p in pattern.include)
+            and not any(fnmatch.fnmatchcase(member.value, p) for p in pattern.exclude)
+        ]
+        if not picked:
+            raise UserError(
+                f"{o.input_line} picks none of {', '.join(m.value for m in type(value))}"
+            )
+        out = [f"{o.get_key_element()}={','.join(picked)}" if a == o.input_line else a for a in out]
+    return out
+
+
 def _check_renamed(parsed: list) -> None:
     """Refuse, in one line, the names a key or a value had before it was renamed: the cells
     `seed` and `standard` (`seed` is the random seed's name), the key `gates`."""
@@ -246,6 +278,8 @@ def _check_renamed(parsed: list) -> None:
         if key == "gates":
             raise UserError("gates= is now kernel= (auto, fused or ops)")
         if key != "cell":
+            continue
+        if _is_glob(o):  # its values are written out first (`_expand_value_globs`)
             continue
         values = list(o.sweep_string_iterator()) if o.is_discrete_sweep() else [o.value()]
         for value in values:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_cli.data.readings import Reading, reading_for
+from lstm_cli.data.readings import PixelOrder, reading_for
 from lstm_cli.runtime import worker_cache
 
 PIXEL_MAX = 16.0  # the dataset's pixels are integers 0..16
@@ -33,7 +33,7 @@ class Digits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    reading: Reading = field(default_factory=lambda: reading_for("rows"))
+    reading: PixelOrder = field(default_factory=lambda: reading_for("rows"))
 
     @property
     def input_size(self) -> int:

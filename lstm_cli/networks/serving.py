@@ -27,7 +27,7 @@ def predict_proba(model: Any, x: np.ndarray) -> np.ndarray:
 def serving_function(model: Any, scale: float, reading: Any) -> Any:
     """`model` (a built `DigitsRNN`) as a tf.Module whose `__call__` maps raw 8x8 images
     (n, 8, 8) float64, multiplied by `scale` (the run's pixel scaling) and read as `reading`
-    reads them (a `data.readings.Reading`: its pixel order and shape), to probabilities
+    reads them (a `data.readings.PixelOrder`: its pixel order and shape), to probabilities
     (n, classes) float32: a served model takes the image whatever its reading.
 
     The same module again for the same `model` object, scale and reading (a sweep worker's

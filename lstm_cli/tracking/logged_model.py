@@ -59,7 +59,7 @@ def log_model(
     experiment_id: str,
 ) -> None:
     """Log `model` as run `run_id`'s `model`: a SavedModel that takes raw 8x8 images and reads
-    them as `reading` (a `data.readings.Reading`), with its signature, `example` (a few raw
+    them as `reading` (a `data.readings.PixelOrder`), with its signature, `example` (a few raw
     images) as the input example, and real requirements."""
     import mlflow.tensorflow
 

@@ -13,8 +13,8 @@ PIXELS = SIDE * SIDE
 
 
 @dataclass(frozen=True)
-class Reading:
-    """A reading of 8x8 images.
+class PixelOrder:
+    """A reading of 8x8 images: which pixel comes when, and how many at a time.
 
     Attributes:
         name: its `data.reading` value.

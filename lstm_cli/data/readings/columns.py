@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstm_cli.data.readings.base import PIXELS, SIDE, Reading
+from lstm_cli.data.readings.base import PIXELS, SIDE, PixelOrder
 
 
-def reading(permutation_seed: int) -> Reading:
+def reading(permutation_seed: int) -> PixelOrder:
     order = np.arange(PIXELS).reshape(SIDE, SIDE).T.ravel()  # column 0 top to bottom, ...
-    return Reading("columns", order, (SIDE, SIDE))
+    return PixelOrder("columns", order, (SIDE, SIDE))

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstm_cli.data.readings.base import PIXELS, Reading
+from lstm_cli.data.readings.base import PIXELS, PixelOrder
 
 
-def reading(permutation_seed: int) -> Reading:
+def reading(permutation_seed: int) -> PixelOrder:
     order = np.random.default_rng(permutation_seed).permutation(PIXELS)
-    return Reading("permuted", order, (PIXELS, 1))
+    return PixelOrder("permuted", order, (PIXELS, 1))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstm_cli.data.readings.base import PIXELS, Reading
+from lstm_cli.data.readings.base import PIXELS, PixelOrder
 
 
-def reading(permutation_seed: int) -> Reading:
-    return Reading("pixels", np.arange(PIXELS), (PIXELS, 1))
+def reading(permutation_seed: int) -> PixelOrder:
+    return PixelOrder("pixels", np.arange(PIXELS), (PIXELS, 1))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstm_cli.data.readings.base import PIXELS, SIDE, Reading
+from lstm_cli.data.readings.base import PIXELS, SIDE, PixelOrder
 
 
-def reading(permutation_seed: int) -> Reading:
-    return Reading("rows", np.arange(PIXELS), (SIDE, SIDE))
+def reading(permutation_seed: int) -> PixelOrder:
+    return PixelOrder("rows", np.arange(PIXELS), (SIDE, SIDE))

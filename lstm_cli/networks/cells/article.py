@@ -21,3 +21,6 @@ class Article(LSTM):
 
     def output(self, c_t: tf.Tensor) -> tf.Tensor:
         return c_t
+
+
+CELL = Article  # what `cell=article` builds

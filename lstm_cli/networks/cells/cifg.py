@@ -28,3 +28,6 @@ class CIFG(Peephole):
 
     def forget_gate(self, a, c_tm1, i):
         return 1.0 - i
+
+
+CELL = CIFG  # what `cell=cifg` builds

@@ -46,3 +46,6 @@ class GRU(RecurrentCell):
         n = tf.tanh(x["n"] + r * h["n"])
         h_t = (1.0 - u) * n if h_tm1 is None else u * h_tm1 + (1.0 - u) * n  # (batch, hidden)
         return h_t, (h_t,), {"u": u, "r": r}
+
+
+CELL = GRU  # what `cell=gru` builds

@@ -74,3 +74,6 @@ class LSTM(RecurrentCell):
             hw = None if h is None else self.matmul(h, w_h)  # (batch, 4*hidden)
             h, c = fused_kernel.step(kernel, x, t, w_x, self.B, hw, c, standard)
         return h
+
+
+CELL = LSTM  # what `cell=lstm` builds

@@ -42,3 +42,6 @@ class Peephole(LSTM):
 
     def output_gate(self, a, c_t):
         return tf.sigmoid(self.peep(a["o"], 2, c_t))
+
+
+CELL = Peephole  # what `cell=peephole` builds

@@ -23,3 +23,6 @@ class RNN(RecurrentCell):
         (h_tm1,) = state if state is not None else (None,)
         h_t = tf.tanh(self.recurrent(xw_t, h_tm1, w_h))  # (batch, hidden)
         return h_t, (h_t,), {}
+
+
+CELL = RNN  # what `cell=rnn` builds
