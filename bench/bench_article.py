@@ -1,4 +1,4 @@
-"""A default run end to end against the seed article's script end to end.
+"""A default run end to end against the article's script end to end.
 
     make bench-article                           # 5 runs of each, interleaved
     python bench/bench_article.py --base 6699a78 --repeats 5   # an earlier commit too
