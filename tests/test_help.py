@@ -12,7 +12,17 @@ from typer.testing import CliRunner
 from lstm_cli.commands import app
 
 runner = CliRunner()
-COMMANDS = ["train", "ui", "runs", "compare", "evaluate", "predict", "register", "resume"]
+COMMANDS = [
+    "train",
+    "ui",
+    "runs",
+    "compare",
+    "importance",
+    "evaluate",
+    "predict",
+    "register",
+    "resume",
+]
 WIDE = {"COLUMNS": "200"}
 
 

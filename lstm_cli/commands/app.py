@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 from lstm_cli.commands import (
     compare,
     evaluate,
+    importance,
     predict,
     register,
     resume,
@@ -29,7 +30,7 @@ from lstm_cli.runtime.errors import DEBUG_ENV
 from lstm_cli.views import console
 
 # The commands, in the order `lstm-digits -h` lists them: a new one is its module here.
-COMMANDS = (train, resume, ui, runs, compare, evaluate, predict, register)
+COMMANDS = (train, resume, ui, runs, compare, importance, evaluate, predict, register)
 
 
 class Root(TyperGroup):

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lstm_cli.runtime import internals, masking
-from lstm_cli.sweeps import summary
+from lstm_cli.runtime.errors import one_line
+from lstm_cli.sweeps import importance, summary
 from lstm_cli.tracking import store
 from lstm_cli.tracking.parent_run import Parent, start_parent, told
 from lstm_cli.views import console
@@ -68,16 +70,76 @@ class Sweep:
             figs["seed_summary.png"] = figures.seed_summary(groups)
             metrics["best_config_val_accuracy_mean"] = groups[0]["val_accuracy_mean"]
             metrics["best_config_val_accuracy_std"] = groups[0]["val_accuracy_std"]
+        mattered, effects = _analysed(records)
+        more = what_mattered(mattered, effects)
+        tags, metrics = tags | more.tags, metrics | more.metrics
+        texts, figs = texts | more.texts, figs | more.figures
         parent.log(tags=tags, metrics=metrics, texts=texts, figures=figs)
         for fig in figs.values():
             figures.close(fig)
         parent.end("FAILED" if failed else "FINISHED")
-        console.show_sweep(rows, groups, parent.run_id, masking.mask(self.uri))
+        console.show_sweep(
+            rows,
+            groups,
+            parent.run_id,
+            masking.mask(self.uri),
+            lambda: console.show_importance(mattered, effects),
+        )
         return [str(r["job"]) for r in failed]
 
     def told(self) -> str:
         """What a failed sweep left, and how to go on (see `tracking.sweep.told`)."""
         return told(self.parent_id, "FAILED", self.parent.unfinished())
+
+
+@dataclass
+class Logged:
+    """What a sweep's parent run gets: tags, metrics, text files and figures."""
+
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def what_mattered(result: importance.Importance, effects: list[dict[str, Any]]) -> Logged:
+    """What a sweep's parent run gets of what mattered: `importance/<key>` for every swept key
+    (the seed's too: the floor), the table (importance.csv, .md) and its chart (importance.png),
+    the marginal effects (marginal_effects.csv, .md, .png); or the line saying why there is no
+    importance (the tag `importance`)."""
+    from lstm_cli.views import figures
+
+    logged = Logged()
+    if result.reason:
+        logged.tags["importance"] = result.reason
+    else:
+        rows = importance.table(result)
+        logged.tags["importance"] = importance.METHOD
+        logged.metrics = {f"importance/{r['key']}": r["importance"] for r in result.rows}
+        logged.texts = {
+            "importance.csv": summary.to_csv(rows),
+            "importance.md": summary.to_markdown(rows),
+        }
+        logged.figures["importance.png"] = figures.importance_bars(
+            result.rows, result.metric, result.points
+        )
+    if effects:
+        logged.texts["marginal_effects.csv"] = summary.to_csv(effects)
+        logged.texts["marginal_effects.md"] = summary.to_markdown(effects)
+        logged.figures["marginal_effects.png"] = figures.marginal_effects(effects, result.metric)
+    return logged
+
+
+def _analysed(
+    records: list[dict[str, Any]],
+) -> tuple[importance.Importance, list[dict[str, Any]]]:
+    """`importance.analyse`; if it fails, the line that says why, and the sweep's summary goes
+    on without it (its jobs' records are what matters)."""
+    try:
+        return importance.analyse(records)
+    except Exception as ex:
+        reason = f"no importance: it failed ({one_line(ex)})"
+        return importance.Importance([], 0, importance.METRIC, {}, reason), []
 
 
 def _sweep_dir(records: list[dict[str, Any]]) -> dict[str, str]:

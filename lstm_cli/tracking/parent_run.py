@@ -41,12 +41,12 @@ def search_children(client: MlflowClient, experiment_id: str, parent_id: str) ->
 
 
 class Parent:
-    """A sweep's parent run (see `start_parent`)."""
+    """A sweep's parent run (see `start_parent`), in the current store or the one at `uri`."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, uri: str | None = None) -> None:
         self.run_id = run_id
         self.ended = False
-        self._client = MlflowClient()
+        self._client = MlflowClient(uri)
 
     def log(
         self,

@@ -306,6 +306,25 @@ def sweep_command(uri: str, parent: RunRecord) -> list[str]:
         return ["-m", *parent.tags.get("overrides", "").split()]
 
 
+def sweep_jobs(uri: str, parent: RunRecord) -> list[dict[str, Any]]:
+    """The jobs of sweep `parent` (its parent run, in the store at `uri`) as a finished sweep's
+    summary reads them (`parent_run.Parent.children`); a UserError for a run that is not a
+    sweep's parent, or one with no jobs."""
+    from lstm_cli.tracking.parent_run import Parent
+
+    if not parent.is_sweep_parent:
+        kind = "a sweep's point" if PARENT_TAG in parent.tags else "a single run"
+        raise UserError(
+            f"run {parent.run_id} is {kind}, not a sweep: give a sweep's parent run "
+            "(`lstm-digits runs` marks one `(sweep)`)"
+        )
+    reader(uri)
+    jobs = Parent(parent.run_id, uri).children()
+    if not jobs:
+        raise UserError(f"sweep {parent.run_id} has no jobs in the store")
+    return jobs
+
+
 def held_out(run: RunRecord) -> Any:
     """The splits of `run`, rebuilt from its params, as raw 0..16 images (float32): its test
     split (`x_test`) is the held-out one, whatever its validation split."""

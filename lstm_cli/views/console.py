@@ -193,9 +193,16 @@ def _number(value: float) -> str:
     return "—" if value != value else f"{value:.4f}"  # NaN: the job has no such metric
 
 
-def show_sweep(rows: list[dict], groups: list[dict], parent_id: str, uri: str | None) -> None:
+def show_sweep(
+    rows: list[dict],
+    groups: list[dict],
+    parent_id: str,
+    uri: str | None,
+    mattered: Callable[[], None] | None = None,
+) -> None:
     """The end of a sweep: every job by val accuracy (best starred; the validation split
-    chooses, the test split is reported beside it), failures with their error."""
+    chooses, the test split is reported beside it), failures with their error; then what
+    mattered (`mattered` prints it), and where the sweep is."""
     table = Table(title="Sweep results", header_style="bold")
     for name, justify in (
         ("", "left"),
@@ -239,5 +246,42 @@ def show_sweep(rows: list[dict], groups: list[dict], parent_id: str, uri: str | 
     for r in rows:
         if r["status"] not in ("FINISHED", PRUNED):
             console.print(f"[red]job {r['job']} {r['status']}[/]: {escape(r['error'] or '?')}")
+    if mattered is not None:
+        mattered()
     console.print(f"[bold]parent run[/]    {parent_id}")
     console.print(f"[bold]tracking URI[/]  {uri}")
+
+
+def show_importance(result: Any, effects: list[dict]) -> None:
+    """What mattered in a sweep (`sweeps.importance.Importance` and its marginal effects): each
+    key's importance for the validation number, the seed's row as the noise floor, or the one
+    line that says why there is none; then each key's values' mean ± std."""
+    metric = result.metric
+    if result.reason:
+        console.print(escape(result.reason))
+    else:
+        table = Table(title=f"What mattered for {metric}", header_style="bold")
+        for name, justify in (("key", "left"), ("importance", "right"), ("± std", "right")):
+            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table.add_column("")
+        for r in result.rows:
+            role = "floor (seed)" if r["floor"] else "≤ floor" if r["below_floor"] else ""
+            style = "dim" if r["floor"] or r["below_floor"] else ""
+            table.add_row(
+                escape(r["key"]), f"{r['importance']:.4f}", f"{r['std']:.4f}", role, style=style
+            )
+        console.print(table)
+        left = ", ".join(f"{n} {why}" for why, n in sorted(result.left_out.items()))
+        console.print(
+            f"importance: the mean drop in R² of a random forest fitted to {result.points} "
+            f"finished points (R² {result.fit_r2:.2f}) when the key's values are shuffled"
+            + (f"; left out: {left}" if left else "")
+        )
+    if effects:
+        table = Table(title=f"Marginal effects on {metric}", header_style="bold")
+        for name in ("key", "value", "n", f"{metric} mean ± std"):
+            table.add_column(name)
+        for e in effects:
+            spread = f"{e[f'{metric}_mean']:.4f} ± {e[f'{metric}_std']:.4f}"
+            table.add_row(escape(e["key"]), escape(str(e["value"])), str(e["n"]), spread)
+        console.print(table)

@@ -210,6 +210,78 @@ def seed_summary(groups: Sequence[dict]) -> Figure:
     return fig
 
 
+def importance_bars(rows: Sequence[dict], metric: str, points: int) -> Figure:
+    """Each swept key's importance for `metric` (mean ± std over the shuffles), most important
+    on top; the seed's, the noise floor, as a dashed line and a grey bar.
+
+    Args:
+        rows: key, importance, std, floor (the seed's row), as `sweeps.importance` gives them.
+        metric: the number explained (the validation split's).
+        points: how many points the forest was fitted to.
+    """
+    shown = list(rows)[::-1]  # barh draws bottom up
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.5 * len(shown) + 1.6)))
+    colours = ["tab:gray" if r["floor"] else "tab:blue" for r in shown]
+    names = [f"{r['key']} (floor)" if r["floor"] else r["key"] for r in shown]
+    values = [r["importance"] for r in shown]
+    ax.barh(names, values, xerr=[r["std"] for r in shown], capsize=4, color=colours)
+    floor = next((r["importance"] for r in shown if r["floor"]), None)
+    if floor is not None:
+        ax.axvline(floor, color="tab:red", linestyle="--", label="seed: the noise floor")
+        ax.legend(loc="lower right", fontsize="small")
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set(
+        xlabel=f"importance for {metric}: mean drop in R² when the key is shuffled",
+        title=f"What mattered ({points} finished points)",
+    )
+    _tight(fig)
+    return fig
+
+
+def _numeric(values: Sequence[Any]) -> bool:
+    try:
+        [float(v) for v in values]
+    except ValueError:
+        return False
+    return True
+
+
+def marginal_effects(effects: Sequence[dict], metric: str) -> Figure:
+    """One panel per swept key: the mean of `metric` at each of its values, ± its std, with how
+    many points each mean has (n, under the value).
+
+    Args:
+        effects: key, value, n, `<metric>_mean`, `<metric>_std`, as `sweeps.importance` gives
+            them, a key's values in order.
+        metric: the number shown (the validation split's).
+    """
+    keys = list(dict.fromkeys(e["key"] for e in effects))
+    widths = [max(2.6, 0.55 * sum(e["key"] == k for e in effects)) for k in keys]
+    fig, axes = plt.subplots(
+        1,
+        len(keys),
+        figsize=(min(sum(widths) + 1.0, 18.0), 4.2),
+        squeeze=False,
+        sharey=True,
+        gridspec_kw={"width_ratios": widths},
+    )
+    for ax, key in zip(axes[0], keys, strict=True):
+        mine = [e for e in effects if e["key"] == key]
+        x = np.arange(len(mine))
+        means = [e[f"{metric}_mean"] for e in mine]
+        style = "o-" if _numeric([e["value"] for e in mine]) else "o"  # a line: an order
+        ax.errorbar(x, means, yerr=[e[f"{metric}_std"] for e in mine], fmt=style, capsize=4)
+        names = [f"{e['value']}\n(n={e['n']})" for e in mine]
+        many = len(mine) > 4
+        ax.set_xticks(x, names, rotation=45 if many else 0, ha="right" if many else "center")
+        ax.set(xlabel=key, xlim=(-0.5, len(mine) - 0.5))
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(f"{metric} (mean ± std)")
+    fig.suptitle("Marginal effects: each key's values, the other keys' averaged over")
+    _tight(fig)
+    return fig
+
+
 # ---------------------------------------------------------------- what the LSTM learned
 
 
