@@ -132,6 +132,44 @@ def latest_checkpoint(uri: str, run_id: str):
     return checkpoint_slots.latest(run_id)
 
 
+def stop(proc: subprocess.Popen, signum: int, timeout: float = 60) -> str:
+    """Send `signum` to `proc`, wait for its end (killed if it does not end), return stderr."""
+    try:
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return stderr or ""
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # the process ended meanwhile
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie has ended; only its exit status waits)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 REFERENCE_STEPS = ("h", "c", "i", "f", "o")  # what `numpy_lstm` keeps at every step
 
 
