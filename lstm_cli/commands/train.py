@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import nullcontext
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -29,7 +29,19 @@ if TYPE_CHECKING:
 PROGRAM = "lstm-digits train"
 
 
-def train(ctx: typer.Context) -> None:
+def train(
+    ctx: typer.Context,
+    from_run: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Build on this run: its recorded config, then OVERRIDES, as a new run (a run "
+            "id, a unique prefix of one, `best` or `latest`).",
+            metavar="RUN",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
     """Train the LSTM once, or sweep with -m. OVERRIDES are Hydra's: KEY=VALUE, GROUP=OPTION.
 
     \b
@@ -46,12 +58,25 @@ def train(ctx: typer.Context) -> None:
       lstm-digits train --cfg job hidden_size=100
       lstm-digits train experiment=keras
       lstm-digits train -cd my_configs experiment=mine
+      lstm-digits train --from best epochs=300
+      lstm-digits train --from 3f2a -m seed=1,2,3
     """
     try:
         with signals.scope():  # SIGTERM, as Ctrl-C, ends the runs it interrupts
-            launch(list(ctx.args))
+            argv = list(ctx.args)
+            launch(argv if from_run is None else built_on(from_run, argv))
     except (Exception, KeyboardInterrupt) as ex:  # every error ends in one line
         fail(ex)
+
+
+def built_on(ref: str, argv: list[str]) -> list[str]:
+    """`train --from REF ARGV`: the command line that trains run REF's recorded config, then
+    ARGV (see `jobs.built_on`)."""
+    from lstm_cli.jobs.built_on import argv_from
+    from lstm_cli.runtime import process
+
+    process.quiet()
+    return argv_from(ref, argv)
 
 
 def launch(argv: list[str], reopen: str | None = None) -> None:
@@ -102,7 +127,8 @@ def _run(argv: list[str], request: Request, reopen: str | None = None) -> None:
         _register_launcher()
     experiment = request.cfg.tracking.experiment
     kept = compose.portable_argv(request)  # what `resume SWEEP` runs again
-    with sweep.start(uri, experiment, request.overrides, kept, reopen) as running:
+    built_on = request.cfg.tracking.from_run
+    with sweep.start(uri, experiment, request.overrides, kept, reopen, built_on) as running:
         with (
             live_line.watching(request, uri, running.parent_id),
             slurm_output.quiet_slurm(console.accounting_note) if remote else nullcontext(),

@@ -19,12 +19,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from lstm_cli.config import launchers, schema
+from lstm_cli.config import files, launchers, schema
 from lstm_cli.config.choices import RENAMED_CELLS, Cell
 from lstm_cli.config.files import CONF_DIR, CONFIG_NAME
 from lstm_cli.runtime.errors import UserError
 
 PARENT_KEY = "tracking.parent_run_id"  # set by a sweep on its jobs' command line
+HYDRA_WORDS = ("null", "true", "false", "nan", "inf")  # unquoted, Hydra reads these as no text
 
 schema.register()
 launchers.register()
@@ -349,6 +350,72 @@ def portable_argv(request: Request) -> list[str]:
     if args.config_name is not None:
         argv += ["-cn", args.config_name]
     return [*argv, *args.overrides]
+
+
+@dataclass(frozen=True)
+class Touched:
+    """What a `train` command line sets, for `train --from RUN` (see `touched`).
+
+    Attributes:
+        cfg: the config it composes, its swept values left out (where to find RUN: its
+            tracking.uri and tracking.experiment).
+        default: the config with no override, from the same configs (-cd, -cn).
+        keys: the keys it sets: named (a group or preset too), changed by a group or a preset
+            (by any of a sweep's values), or searched by its sweeper.
+    """
+
+    cfg: DictConfig
+    default: DictConfig
+    keys: frozenset[str]
+
+
+def touched(argv: list[str]) -> Touched:
+    """The keys the command line `argv` sets, and what it composes (a UserError on a typo)."""
+    from lstm_cli.runtime import internals
+
+    args, unknown = internals.hydra_arguments(argv)
+    _check_flags(args, unknown)
+    source = Source.from_args(args)
+    parsed = _parse(args.overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    base = _composed(fixed, source, hydra_node=True)
+    cfg = OmegaConf.masked_copy(base, [k for k in base if k != "hydra"])
+    default = _composed([], source)
+    plain, defaults = schema.flatten(cfg), schema.flatten(default)
+    keys = {k for k, v in plain.items() if v != defaults.get(k)}
+    for o in parsed:
+        key = o.get_key_element().lstrip("+~")
+        keys.add(key)
+        if key in plain or key.startswith("hydra") or not o.is_sweep_override():
+            continue
+        choices = (
+            files.options(key, source.extra) if _is_glob(o) else list(o.sweep_string_iterator())
+        )
+        for choice in choices:  # a group swept: what any of its options sets
+            other = schema.flatten(_composed([*fixed, f"{key}={choice}"], source))
+            keys |= {k for k, v in other.items() if v != plain.get(k)}
+    keys |= {str(k) for k in (base.hydra.sweeper.get("params") or {})}  # a search's space
+    return Touched(cfg, default, frozenset(keys))
+
+
+def as_overrides(values: dict[str, Any]) -> list[str]:
+    """`key=value` overrides that set each of `values` (flattened: `schema.flatten`'s) as
+    written: null, true, numbers as Python writes them, a name as is (cell=gru), any other
+    text quoted (Hydra would read `1e3` or `true` as no text)."""
+
+    def text(value: Any) -> str:
+        if value is None:
+            return "null"
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, int | float):
+            return repr(value)
+        if re.fullmatch(r"[A-Za-z_][\w-]*", str(value)) and str(value).lower() not in HYDRA_WORDS:
+            return value
+        quoted = str(value).replace("\\", "\\\\").replace("'", "\\'")
+        return f"'{quoted}'"
+
+    return [f"{key}={text(value)}" for key, value in values.items()]
 
 
 def job_overrides(task_overrides: list[str]) -> list[str]:

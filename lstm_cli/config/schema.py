@@ -68,6 +68,7 @@ class TrackingSchema:
     register: str | None = MISSING
     system_metrics: bool = MISSING
     parent_run_id: str | None = MISSING
+    from_run: str | None = MISSING
     sqlite_on_cluster: bool = MISSING
     outage_minutes: float = MISSING
 

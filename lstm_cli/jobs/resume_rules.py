@@ -123,6 +123,22 @@ def diverged(run_id: str, tags: dict[str, str]) -> str | None:
     )
 
 
+def recorded_config(text: str) -> DictConfig:
+    """A run's config.yaml artifact as this version reads it: the schema's types, names renamed
+    since (cells, `gates`), and the packaged defaults for keys added since (a run from before
+    the validation split had none: data.val_size=0)."""
+    saved = OmegaConf.create(text)
+    if saved.get("cell") in RENAMED_CELLS:  # trained before the cells' names changed
+        saved.cell = RENAMED_CELLS[saved.cell]
+    if "gates" in saved:  # trained before the key was named kernel
+        saved.kernel = saved.pop("gates")
+    cfg = compose.compose([])  # the schema's types, the packaged defaults for keys added since
+    cfg.merge_with(OmegaConf.masked_copy(saved, [k for k in saved if k in cfg]))
+    if "val_size" not in saved.get("data", {}):  # trained before the validation split: two-way
+        cfg.data.val_size = 0.0
+    return cfg
+
+
 def _config(run: Any, overrides: list[str]) -> DictConfig:
     """The run's config (its config.yaml artifact), with the allowed `overrides`, checked."""
     from lstm_cli.tracking import read
@@ -138,15 +154,7 @@ def _config(run: Any, overrides: list[str]) -> DictConfig:
         raise UserError(
             f"run {run.run_id} has no config.yaml: not an lstm-digits run, it cannot resume"
         )
-    saved = OmegaConf.create(text)
-    if saved.get("cell") in RENAMED_CELLS:  # trained before the cells' names changed
-        saved.cell = RENAMED_CELLS[saved.cell]
-    if "gates" in saved:  # trained before the key was named kernel
-        saved.kernel = saved.pop("gates")
-    cfg = compose.compose([])  # the schema's types, the packaged defaults for keys added since
-    cfg.merge_with(OmegaConf.masked_copy(saved, [k for k in saved if k in cfg]))
-    if "val_size" not in saved.get("data", {}):  # trained before the validation split: two-way
-        cfg.data.val_size = 0.0
+    cfg = recorded_config(text)
     for override in overrides:
         key, eq, value = override.partition("=")
         if not eq:

@@ -26,7 +26,7 @@ from lstm_cli.jobs import resume_rules
 from lstm_cli.jobs.run import NewRun, train
 from lstm_cli.runtime import internals, masking, process, signals
 from lstm_cli.runtime.errors import Interrupted, UserError, debugging, one_line, traceback_text
-from lstm_cli.tracking.tags import OVERRIDES_TAG, PRUNED_TAG, SWEEP_JOB_TAG
+from lstm_cli.tracking.tags import OVERRIDES_TAG, PRUNED_TAG, SWEEP_JOB_TAG, built_on
 from lstm_cli.views import console
 
 
@@ -137,6 +137,10 @@ def _new_run(
     }
     if job is not None:
         tags[SWEEP_JOB_TAG] = job
+    if cfg.tracking.from_run:
+        from lstm_cli.tracking.read import experiment_of
+
+        tags |= built_on(cfg.tracking.from_run, experiment_of(cfg.tracking.from_run))
     return NewRun(experiment_id, hc.job.override_dirname or "defaults", params, tags, parent)
 
 

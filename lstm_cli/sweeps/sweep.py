@@ -21,6 +21,7 @@ from lstm_cli.runtime.errors import one_line
 from lstm_cli.sweeps import importance, summary
 from lstm_cli.tracking import store
 from lstm_cli.tracking.parent_run import Parent, start_parent, told
+from lstm_cli.tracking.tags import FROM_RUN_TAG
 from lstm_cli.views import console
 
 
@@ -150,10 +151,16 @@ def _sweep_dir(records: list[dict[str, Any]]) -> dict[str, str]:
 
 @contextmanager
 def start(
-    uri: str, experiment: str, overrides: list[str], argv: list[str], reopen: str | None = None
+    uri: str,
+    experiment: str,
+    overrides: list[str],
+    argv: list[str],
+    reopen: str | None = None,
+    from_run: str | None = None,
 ) -> Iterator[Sweep]:
     """Before any job: open the store and the experiment once and create the parent run, the
-    command line `argv` kept for a resume; or reopen the stopped sweep `reopen`.
+    command line `argv` kept for a resume (and the run it builds on, `from_run`, as a tag); or
+    reopen the stopped sweep `reopen`.
 
     If anything stops the sweep (Ctrl-C, SIGTERM, a launcher's error), the joblib workers are
     stopped first, so that no job still writes when the parent and its children are closed.
@@ -163,7 +170,8 @@ def start(
     named = " ".join(o for o in overrides if o.partition("=")[0] != "tracking.uri")
     command = {"argv": [masking.mask(a) for a in argv]}
     name = f"sweep {named}".strip()
-    with start_parent(experiment_id, name, {"overrides": text}, command, reopen) as parent:
+    tags = {"overrides": text} | ({FROM_RUN_TAG: from_run} if from_run else {})
+    with start_parent(experiment_id, name, tags, command, reopen) as parent:
         went_on = "goes on" if reopen else "parent run"
         console.console.print(f"[bold]sweep[/] {went_on} {parent.run_id} in {masking.mask(uri)}")
         try:

@@ -281,6 +281,14 @@ def stored_run(run_id: str) -> StoredRun:
     return StoredRun(run_id, experiment.experiment_id, experiment.name, dict(run.data.tags))
 
 
+def experiment_of(run_id: str) -> str | None:
+    """The experiment id of run `run_id` in the current store; None if it has no such run."""
+    try:
+        return MlflowClient().get_run(run_id).info.experiment_id
+    except MlflowException:
+        return None
+
+
 def artifact_text(run_id: str, path: str) -> str | None:
     """A text artifact of a run of the current store; None if it has none at `path`."""
     try:

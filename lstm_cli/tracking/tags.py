@@ -19,3 +19,18 @@ DIVERGED_TAG = "diverged_at_epoch"  # on a run whose loss became NaN or infinite
 DATA_TAG = "data_digest"  # the digest of a run's data split, checked by a resume
 RESUMED_TAG, REQUEUED_TAG = "resumed", "requeued"  # how often a run went on after a stop
 KERNEL_TAG = "kernel"  # which kernel trained the run's epochs: fused or ops
+FROM_RUN_TAG = "from_run"  # the run whose config `train --from RUN` built this one on
+NOTE_TAG = "mlflow.note.content"  # a run's description in MLflow's UI (Markdown)
+
+
+def built_on(run_id: str, experiment_id: str | None) -> dict[str, str]:
+    """The tags of a run built on run `run_id` (`train --from`): its id, and a note the UI
+    shows as the run's description, linking to it (in its experiment, if known)."""
+    shown = f"`{run_id[:8]}`"
+    if experiment_id is not None:
+        shown = f"[{run_id[:8]}](#/experiments/{experiment_id}/runs/{run_id})"
+    note = (
+        f"Built on run {shown}: its config, then this run's overrides "
+        f"(`lstm-digits train --from {run_id}`)."
+    )
+    return {FROM_RUN_TAG: run_id, NOTE_TAG: note}
