@@ -74,6 +74,9 @@ docs-images: $(STAMP) browser-deps ## Remake docs/images/ from a real default ru
 docs-cells: $(STAMP) ## Remake docs/cells.md's results and docs/images/cells/ from a real sweep of every cell (about 15 minutes)
 	$(BIN)/python docs/tools/cells.py
 
+study: $(STAMP) ## The study of docs/study.md: every cell x rows, pixels x 3 seeds (60 runs, about 20 minutes on 2 cores), then its page (ARGS=--page: the page only)
+	$(BIN)/python docs/tools/study.py $(ARGS)
+
 docs-screenshot: docs-build ## A headless-Chromium screenshot of the built site's home page (outputs/site-home.png)
 	$(BIN)/python docs/tools/images.py --site site/index.html --out outputs/site-home.png
 
@@ -105,4 +108,4 @@ cluster-status: ## Show which services of the local cluster are running
 clean: ## Remove outputs/ and caches (keeps .venv)
 	rm -rf outputs site .pytest_cache .ruff_cache
 
-.PHONY: help install lock train test browser-deps test-fast lint format docs docs-build docs-images docs-cells docs-screenshot bench bench-sweep bench-article bench-versions ui cluster-up cluster-down cluster-status clean
+.PHONY: help install lock train test browser-deps test-fast lint format docs docs-build docs-images docs-cells study docs-screenshot bench bench-sweep bench-article bench-versions ui cluster-up cluster-down cluster-status clean

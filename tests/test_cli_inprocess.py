@@ -144,7 +144,10 @@ def test_an_unknown_format_is_one_line(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["experiment=nope"], "available options in 'experiment': article, debug, keras, wide"),
+        (
+            ["experiment=nope"],
+            "available options in 'experiment': article, debug, keras, study, wide",
+        ),
         (["-cd", "no/such/dir"], "--config-dir no/such/dir: no such directory"),
         (["-cd", "."], "--config-dir .: the directory holds no config (*.yaml)"),
         (["-cp", "."], "--config-path replaces the packaged configs"),
@@ -162,7 +165,7 @@ def test_config_sources_that_do_not_exist_are_one_line(tmp_path, monkeypatch, ar
 
 def test_train_help_lists_the_config_groups():
     result = runner.invoke(app.app, ["train", "--help"], env={"COLUMNS": "200"})
-    assert "experiment=article|debug|keras|wide" in result.output
+    assert "experiment=article|debug|keras|study|wide" in result.output
     assert "hydra/launcher=basic|joblib|local|slurm" in result.output
 
 

@@ -282,6 +282,64 @@ def marginal_effects(effects: Sequence[dict], metric: str) -> Figure:
     return fig
 
 
+def accuracy_per_cell(rows: Sequence[dict], metric: str, panels: Sequence[str]) -> Figure:
+    """One panel per reading: each cell's mean `metric` over its seeds, ± the std, the cell
+    its panel chose (on validation) starred.
+
+    Args:
+        rows: cell, reading, mean, std, n, chosen (bool), the cells in the order to draw.
+        metric: what the bars are, for the axis (a test number: say so).
+        panels: the readings, a panel each, in order.
+    """
+    cells = list(dict.fromkeys(r["cell"] for r in rows))
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.2 * len(panels), 0.42 * len(cells) + 1.8), sharey=True
+    )
+    for ax, reading in zip(np.atleast_1d(axes), panels, strict=True):
+        by = {r["cell"]: r for r in rows if r["reading"] == reading}
+        shown = cells[::-1]  # barh draws bottom up
+        means = [by[c]["mean"] if c in by else 0.0 for c in shown]
+        stds = [by[c]["std"] if c in by else 0.0 for c in shown]
+        colours = ["tab:orange" if c in by and by[c]["chosen"] else "tab:blue" for c in shown]
+        ax.barh(shown, means, xerr=stds, capsize=3, color=colours)
+        for y, c in enumerate(shown):
+            if c in by:  # inside a long bar, else beyond its error bar
+                r = by[c]
+                text = f"{r['mean']:.3f} ± {r['std']:.3f}{' ★' if r['chosen'] else ''}"
+                inside = r["mean"] > 0.4
+                x, colour = (0.02, "white") if inside else (r["mean"] + r["std"] + 0.02, "black")
+                ax.text(x, y, text, va="center", fontsize=8, color=colour)
+        ax.set(xlim=(0.0, 1.0), xlabel=metric, title=f"data.reading={reading}")
+        ax.grid(axis="x", alpha=0.3)
+    _tight(fig)
+    return fig
+
+
+def curve_bands(panels: dict[str, dict[str, Sequence[Sequence[float]]]]) -> Figure:
+    """Per-epoch curves of a few configurations over their seeds: one panel per metric, a line
+    per configuration (the seeds' mean) in a band (their min to max).
+
+    Args:
+        panels: metric -> configuration -> one curve per seed (values of epochs 1..n).
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (metric, curves) in zip(axes[0], panels.items(), strict=True):
+        for name, seeds in curves.items():
+            length = min(len(c) for c in seeds)
+            values = np.array([c[:length] for c in seeds], dtype=float)  # (seeds, epochs)
+            epochs = np.arange(1, length + 1)
+            (line,) = ax.plot(epochs, values.mean(axis=0), label=f"{name} ({len(seeds)} seeds)")
+            ax.fill_between(
+                epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2
+            )
+        ax.set(xlabel="epoch", ylabel=metric, title=metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    _tight(fig)
+    return fig
+
+
 # ---------------------------------------------------------------- what the LSTM learned
 
 
