@@ -75,6 +75,7 @@ def test_the_recorded_config_comes_first_without_the_keys_the_command_line_sets(
     saved["data"] |= {"reading": "pixels"}
     saved.pop("kernel")  # a run from before `gates` was named kernel
     saved["tracking"] |= {"uri": "sqlite:///***", "parent_run_id": "cd" * 16, "from_run": "x"}
+    saved["prune"] |= {"kind": "median", "grace_epochs": 3}  # a point of a pruned sweep
     text = OmegaConf.to_yaml(OmegaConf.create(saved))
     monkeypatch.setattr("lstm_cli.tracking.read.artifact_text", lambda run_id, path: text)
     inherited = built_on.recorded(recorded_run(), compose.touched(["-m", "seed=1,2", "epochs=7"]))
@@ -83,12 +84,13 @@ def test_the_recorded_config_comes_first_without_the_keys_the_command_line_sets(
         "data.reading=pixels",
         "hidden_size=32",
         "kernel=ops",
-    ]  # where it ran (uri, its sweep, what it built on) is not carried
+    ]  # where it ran (uri, its sweep, what it built on) and how its sweep pruned: not carried
 
 
 def test_a_run_without_its_config_is_built_on_from_its_overrides(monkeypatch):
     monkeypatch.setattr("lstm_cli.tracking.read.artifact_text", lambda run_id, path: None)
-    run = recorded_run({"overrides": "hidden_size=32 epochs=30 tracking.uri=sqlite:///*** +x=1"})
+    said = "hidden_size=32 epochs=30 tracking.uri=sqlite:///*** prune=asha +x=1"
+    run = recorded_run({"overrides": said})
     assert built_on.recorded(run, compose.touched(["epochs=7"])) == ["hidden_size=32", "+x=1"]
     foreign = recorded_run({"mlflow.source.name": "a notebook"})
     with pytest.raises(UserError, match=r"has no config\.yaml: not an lstm-digits run"):

@@ -6,7 +6,8 @@ tag), then the new overrides, as a new run (or, with -m, a sweep) that names whe
 The recorded config becomes overrides of its own: each key whose recorded value differs from
 what the configs give with no override, unless the new command line sets that key (named, or
 through a group, a preset or a sweep). Where it was tracked (tracking.uri, its sweep) is not
-carried: the new run goes to the store RUN was found in, or the one the command line names.
+carried: the new run goes to the store RUN was found in, or the one the command line names;
+nor is how its sweep pruned (prune.*: a sweep's, which a single run refuses).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from lstm_cli.runtime.errors import UserError
 from lstm_cli.tracking.tags import OVERRIDES_TAG, PRUNED_TAG, SOURCE_TAG
 
 NOT_CARRIED = ("tracking.uri", "tracking.parent_run_id", "tracking.from_run")  # where, not what
+SWEEP_ONLY = "prune"  # how a sweep compares its points (a single run refuses it): not carried
 FROM_KEY = "tracking.from_run"
 
 
@@ -85,7 +87,7 @@ def recorded(run: Any, asked: compose.Touched) -> list[str]:
 
 def _dropped(key: str, touched: frozenset[str]) -> bool:
     key = key.lstrip("+~")
-    return key in NOT_CARRIED or key in touched
+    return key in NOT_CARRIED or key.split(".")[0] == SWEEP_ONLY or key in touched
 
 
 def _tell_commit(run: Any) -> None:
