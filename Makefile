@@ -74,7 +74,7 @@ docs-images: $(STAMP) browser-deps ## Remake docs/images/ from a real default ru
 docs-cells: $(STAMP) ## Remake docs/cells.md's results and docs/images/cells/ from a real sweep of every cell (about 15 minutes)
 	$(BIN)/python docs/tools/cells.py
 
-study: $(STAMP) ## The study of docs/study.md: every cell x rows, pixels x 3 seeds (60 runs, 15-20 minutes on 2 cores), then its page (ARGS=--page: the page only)
+study: $(STAMP) ## The study of docs/study.md: every cell x rows, pixels x 3 seeds (60 runs, about 20 minutes on 2 cores), then its page (ARGS=--page: the page only)
 	$(BIN)/python docs/tools/study.py $(ARGS)
 
 docs-screenshot: docs-build ## A headless-Chromium screenshot of the built site's home page (outputs/site-home.png)

@@ -151,20 +151,32 @@ def importance_tables(parent, jobs: list[dict]) -> str:
     ]
     for key, value in sorted(logged.items(), key=lambda kv: -kv[1]):
         lines.append(f"| `{key}`{' (the floor)' if key == 'seed' else ''} | {value:.3f} |")
-    lines += ["", "Within each reading (the cell against the seed's floor):", ""]
-    lines += ["| reading | `cell` | `seed` (the floor) | points |", "| --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "Within each reading, every cell and the gated ones alone (without `rnn`): the cell "
+        "against the seed's floor, computed here by the same function from the same runs "
+        "(not logged on the parent):",
+        "",
+        "| reading | cells | `cell` | `seed` (the floor) | points |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for reading in READINGS:
-        mine = [j for j in jobs if j["params"].get("data.reading") == reading]
-        result, _ = importance.analyse(mine)
-        if result.reason:
-            lines.append(f"| {reading} | {result.reason} | | |")
-            continue
-        by = {r["key"]: r for r in result.rows}
-        cell, seed = by["cell"], by["seed"]
-        lines.append(
-            f"| {reading} | {cell['importance']:.3f} ± {cell['std']:.3f} | "
-            f"{seed['importance']:.3f} ± {seed['std']:.3f} | {result.points} |"
-        )
+        for which, keep in (("all ten", lambda c: True), ("the nine gated", lambda c: c != "rnn")):
+            mine = [
+                j
+                for j in jobs
+                if j["params"].get("data.reading") == reading and keep(j["params"].get("cell"))
+            ]
+            result, _ = importance.analyse(mine)
+            if result.reason:
+                lines.append(f"| {reading} | {which} | {result.reason} | | |")
+                continue
+            by = {r["key"]: r for r in result.rows}
+            cell, seed = by["cell"], by["seed"]
+            lines.append(
+                f"| {reading} | {which} | {cell['importance']:.3f} ± {cell['std']:.3f} | "
+                f"{seed['importance']:.3f} ± {seed['std']:.3f} | {result.points} |"
+            )
     return "\n".join(lines)
 
 
