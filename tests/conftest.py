@@ -64,6 +64,17 @@ def _registry_reachable() -> str | None:
     return None
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups
+def pytest_collection_modifyitems(items):
+    """`make test` runs the tests in pytest-xdist workers (`--dist loadgroup`): the cluster
+    tier all in one worker (one cluster, started once; one queue, holding its own jobs only),
+    and so the browser tier (one UI server)."""
+    for item in items:
+        for tier in ("cluster", "browser"):
+            if item.get_closest_marker(tier) is not None:
+                item.add_marker(pytest.mark.xdist_group(tier))
+
+
 def pytest_runtest_setup(item):
     """A test marked `registry` resolves packages from the index: skipped, saying so, when
     the index cannot be reached (an offline machine), rather than failing after pip's
