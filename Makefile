@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
-# `make test` runs its tests in this many pytest-xdist workers: each test trains on one core
-# or two, so more workers than cores only queue (TEST_WORKERS=1 runs them in one process).
-TEST_WORKERS ?= 2
+# `make test` runs its tests in this many pytest-xdist workers. Much of a test is waiting (on
+# a server, SLURM, a signal's effect): three keep two cores busy (TEST_WORKERS=1: one process).
+TEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
 
