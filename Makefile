@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+# `make test` runs its tests in this many pytest-xdist workers. Much of a test is waiting (on
+# a server, SLURM, a signal's effect): three keep two cores busy (TEST_WORKERS=1: one process).
+TEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
 
@@ -42,7 +45,7 @@ train: $(STAMP) ## Run the default experiment (extra overrides: make train ARGS=
 	$(BIN)/lstm-digits train $(ARGS)
 
 test: $(STAMP) browser-deps ## Run the whole test suite (the browser and, as root, the cluster tiers included)
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 browser-deps: ## Install Debian's chromium and chromedriver for the browser test (as root, if missing)
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
