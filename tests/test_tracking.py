@@ -61,6 +61,7 @@ def _contents(db) -> tuple:
     return schema, version, experiments
 
 
+@pytest.mark.slow  # MLflow builds a store from its migrations: about 10 s
 def test_a_store_copied_from_the_template_is_the_one_mlflow_builds(tmp_path, monkeypatch):
     template = tmp_path / "cache" / "empty.db"
     monkeypatch.setattr(store, "template_path", lambda: template)
@@ -111,6 +112,8 @@ def _run_with_signal_after_commit(experiment_id, signum, nth, seen) -> None:
         sqlalchemy.orm.Session.commit = commit
 
 
+@pytest.mark.slow  # a run per commit, each stopped by a real signal: about 12 s
+@pytest.mark.fault
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_after_any_store_commit_of_a_run_never_leaves_it_running(tmp_path, signum):
     """A real SIGINT or SIGTERM after each of a run's database commits in turn: inside
