@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -17,7 +19,7 @@ from lstm_cli.runtime.errors import Interrupted
 from lstm_cli.tracking import checkpoint_slots, store
 from lstm_cli.tracking.parent_run import start_parent
 from lstm_cli.tracking.run_handle import start_run
-from tests.helpers import sqlite_uri
+from tests.helpers import cli_env, sqlite_uri
 
 
 def test_a_new_store_is_created_once_with_the_experiment(tmp_path):
@@ -86,6 +88,24 @@ def test_a_store_made_meanwhile_by_another_process_is_kept(tmp_path):
     store.create_sqlite_store(tmp_path / "mlflow.db")  # lost the race: discards its own
     assert MlflowClient(uri).get_experiment_by_name("theirs").experiment_id == experiment_id
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+
+
+def test_a_store_another_process_is_migrating_in_place_is_waited_for(tmp_path):
+    """`mlflow ui` (or any MLflow client) opening a new SQLite file builds its schema in place;
+    opening the store meanwhile waits for that instead of failing on a table built twice."""
+    uri = sqlite_uri(tmp_path)
+    builder = subprocess.Popen(
+        [sys.executable, "-c", f"from mlflow.tracking import MlflowClient; MlflowClient({uri!r})"],
+        env=cli_env(),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "mlflow.db").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the builder has begun its migrations
+        store.open_experiment(uri, "mine")
+    finally:
+        assert builder.wait(timeout=60) == 0  # its migrations were not run over
+    assert MlflowClient(uri).get_experiment_by_name("mine") is not None
 
 
 def _run_with_signal_after_commit(experiment_id, signum, nth, seen) -> None:
