@@ -90,6 +90,7 @@ def test_a_store_made_meanwhile_by_another_process_is_kept(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
 
 
+@pytest.mark.slow
 def test_a_store_another_process_is_migrating_in_place_is_waited_for(tmp_path):
     """`mlflow ui` (or any MLflow client) opening a new SQLite file builds its schema in place;
     opening the store meanwhile waits for that instead of failing on a table built twice."""
