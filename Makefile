@@ -80,9 +80,10 @@ docs-cells: $(STAMP) ## Remake docs/cells.md's results and docs/images/cells/ fr
 docs-screenshot: docs-build ## A headless-Chromium screenshot of the built site's home page (outputs/site-home.png)
 	$(BIN)/python docs/tools/images.py --site site/index.html --out outputs/site-home.png
 
-bench: $(STAMP) ## Time this project's training loop against keras.layers.LSTM, then every loop against the floor (its matmuls alone) at hidden 50, 200, 512
+bench: $(STAMP) ## Time this project's training loop against keras.layers.LSTM, then every loop against the floor (its matmuls alone) at hidden 50, 200, 512, then every cell on rows and pixels (its floor, its test accuracy)
 	$(BIN)/python bench/bench_train.py $(ARGS)
 	$(BIN)/python bench/bench_floor.py $(FLOOR_ARGS)
+	$(BIN)/python bench/bench_cells.py $(CELLS_ARGS)
 
 bench-sweep: $(STAMP) ## A 36-point grid with prune=none, median, asha: epochs, wall time, best val and its test (ARGS="--part both": throughput)
 	$(BIN)/python bench/bench_sweep.py $(ARGS)
