@@ -278,7 +278,7 @@ def test_a_run_that_builds_says_so_and_names_a_build_that_does_not_load(
     cannot load is named, to be deleted, and `auto` goes on with TensorFlow ops."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     kernel, note = fused_kernel.for_config("auto")
-    (built,) = hardware.cache_dir().glob("gates-*.so")
+    (built,) = hardware.cache_dir().glob("fused-*.so")
     assert capsys.readouterr().err == (
         f"note: building the fused gate kernel (once, about 10 s) into {built}\n"
     )
@@ -436,7 +436,7 @@ def test_python_m_builds_ahead_and_a_machine_without_a_compiler_uses_its_build(t
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    path = Path(done.stdout.strip().removeprefix("gates kernel: "))
+    path = Path(done.stdout.strip().removeprefix("fused kernel: "))
     assert path.exists() and path.parent == tmp_path / "lstm-digits" / "kernels"
     assert done.stderr.splitlines() == [
         f"note: building the fused gate kernel (once, about 10 s) into {path}"

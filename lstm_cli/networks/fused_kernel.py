@@ -74,7 +74,7 @@ def build(directory: Path | None = None, on_build: Callable[[Path], None] | None
     digest = hashlib.sha256(SOURCE.read_bytes())
     digest.update("\n".join([tf.__version__, *flags, *tf_flags]).encode())
     directory = cache_dir() if directory is None else directory
-    target = directory / f"gates-{digest.hexdigest()[:16]}.so"
+    target = directory / f"fused-{digest.hexdigest()[:16]}.so"
     if target.exists():
         return target
     no_compiler = missing_compiler()
@@ -272,6 +272,6 @@ if __name__ == "__main__":  # `python -m lstm_cli.networks.fused_kernel`: build 
     quiet()
     import_tensorflow()
     try:
-        print(f"gates kernel: {build(on_build=_note_build)}")
+        print(f"fused kernel: {build(on_build=_note_build)}")
     except KernelUnavailable as e:
-        print(f"gates kernel not built: {e} (training uses TensorFlow ops)", file=sys.stderr)
+        print(f"fused kernel not built: {e} (training uses TensorFlow ops)", file=sys.stderr)
