@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+# `make test` runs its tests in this many pytest-xdist workers. Much of a test is waiting (on
+# a server, SLURM, a signal's effect): three keep two cores busy (TEST_WORKERS=1: one process).
+TEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
 
@@ -42,7 +45,7 @@ train: $(STAMP) ## Run the default experiment (extra overrides: make train ARGS=
 	$(BIN)/lstm-digits train $(ARGS)
 
 test: $(STAMP) browser-deps ## Run the whole test suite (the browser and, as root, the cluster tiers included)
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 browser-deps: ## Install Debian's chromium and chromedriver for the browser test (as root, if missing)
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
@@ -80,9 +83,10 @@ study: $(STAMP) ## The study of docs/study.md: every cell x rows, pixels x 3 see
 docs-screenshot: docs-build ## A headless-Chromium screenshot of the built site's home page (outputs/site-home.png)
 	$(BIN)/python docs/tools/images.py --site site/index.html --out outputs/site-home.png
 
-bench: $(STAMP) ## Time this project's training loop against keras.layers.LSTM, then every loop against the floor (its matmuls alone) at hidden 50, 200, 512
+bench: $(STAMP) ## Time this project's training loop against keras.layers.LSTM, then every loop against the floor (its matmuls alone) at hidden 50, 200, 512, then every cell on rows and pixels (its floor, its test accuracy)
 	$(BIN)/python bench/bench_train.py $(ARGS)
 	$(BIN)/python bench/bench_floor.py $(FLOOR_ARGS)
+	$(BIN)/python bench/bench_cells.py $(CELLS_ARGS)
 
 bench-sweep: $(STAMP) ## A 36-point grid with prune=none, median, asha: epochs, wall time, best val and its test (ARGS="--part both": throughput)
 	$(BIN)/python bench/bench_sweep.py $(ARGS)

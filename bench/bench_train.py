@@ -34,6 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: n
 ROOT = Path(__file__).resolve().parent.parent
 MAX_RATIO = 0.25  # target: our wall time at most a quarter of Keras's
 MIN_VAL_ACCURACY = 0.98  # target: our final validation accuracy
+OLD_CELL_NAMES = {"article": "seed", "lstm": "standard"}  # `cell` values before 2026-12-07
 
 # A/B variants: name -> (Trainer's jit_compile, intra-op threads, inter-op threads);
 # "auto": the project's `default_threads` (what `lstm-digits train` uses); None: TensorFlow's.
@@ -111,11 +112,14 @@ def default_model(cfg: dict, data):
     trainer_module().set_seed(cfg["seed"])
     # precision=bf16 only where asked: a tree from before it has no such argument
     bf16 = {"precision": "bf16"} if cfg.get("precision") == "bf16" else {}
-    return model_module.DigitsRNN(
+    model_class, cell = getattr(model_module, "DigitsRNN", None), cfg["cell"]
+    if model_class is None:  # a tree before the cells (2026-12-07): one LSTM, its two outputs
+        model_class, cell = model_module.DigitsLSTM, OLD_CELL_NAMES.get(cell, cell)
+    return model_class(
         input_size=data.input_size,
         num_classes=data.num_classes,
         hidden_size=cfg["hidden_size"],
-        cell=cfg["cell"],
+        cell=cell,
         init=cfg["init"],
         output_activation=cfg["output_activation"],
         seed=cfg["seed"],

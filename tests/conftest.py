@@ -5,6 +5,7 @@ Plain helpers (the console script, stores, ports, checks) are in tests/helpers.p
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -48,6 +49,39 @@ def _fast_tests_start_no_process(request, monkeypatch):
         )
 
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
+
+@functools.cache
+def _registry_reachable() -> str | None:
+    """Why the package registry pip uses is out of reach, or None when it answers."""
+    import urllib.request
+
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple/")
+    try:
+        urllib.request.urlopen(index.rstrip("/") + "/pip/", timeout=10).close()
+    except OSError as e:
+        return f"the package registry ({index}) is out of reach: {e}"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups
+def pytest_collection_modifyitems(items):
+    """`make test` runs the tests in pytest-xdist workers (`--dist loadgroup`): the cluster
+    tier all in one worker (one cluster, started once; one queue, holding its own jobs only),
+    and so the browser tier (one UI server)."""
+    for item in items:
+        for tier in ("cluster", "browser"):
+            if item.get_closest_marker(tier) is not None:
+                item.add_marker(pytest.mark.xdist_group(tier))
+
+
+def pytest_runtest_setup(item):
+    """A test marked `registry` resolves packages from the index: skipped, saying so, when
+    the index cannot be reached (an offline machine), rather than failing after pip's
+    retries. A hook rather than a fixture: it runs before the module's fixtures (the wheel's
+    build) would fail."""
+    if item.get_closest_marker("registry") is not None and (reason := _registry_reachable()):
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -320,8 +320,9 @@ def group_alive(pgid: int) -> list[int]:
 
 def run_in_terminal(*args: str, cwd: Path, interrupt_on: str | None = None, timeout=300):
     """`lstm-digits ARGS` with a pseudo-terminal as its stdin, stdout and stderr, `COLUMNS`
-    wide; with `interrupt_on`, Ctrl-C (SIGINT to its process group, as a terminal sends it)
-    once its output holds that text. Returns (exit code, everything it wrote)."""
+    wide; with `interrupt_on` (a regular expression), Ctrl-C (SIGINT to its process group, as
+    a terminal sends it) once its output matches it. Returns (exit code, everything it
+    wrote)."""
     master, slave = pty.openpty()
     columns = int(cli_env()["COLUMNS"])
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
@@ -349,7 +350,7 @@ def run_in_terminal(*args: str, cwd: Path, interrupt_on: str | None = None, time
                 if not chunk:
                     break
                 out += chunk
-            if interrupt_on and interrupt_on.encode() in out:
+            if interrupt_on and re.search(interrupt_on.encode(), out):
                 os.killpg(proc.pid, signal.SIGINT)
                 interrupt_on = None
         code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))

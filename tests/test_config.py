@@ -59,7 +59,7 @@ def test_valid_overrides_pass_preflight(overrides):
         (["layers=0"], "layers=0 is invalid: it must be a positive integer"),
         (["data.reading=diagonal"], "expected one of [rows, columns, pixels, permuted]"),
         (["data.permutation_seed=-1"], "data.permutation_seed=-1 is invalid"),
-        (["cell=gru", "kernel=fused"], "kernel=fused computes one layer of cell="),
+        (["cell=rnn", "kernel=fused"], "kernel=fused computes one layer of cell="),
         (["layers=2", "kernel=fused"], "layers=2 runs on TensorFlow's ops"),
         (["hiden_size=100"], "unknown config key 'hiden_size'; did you mean 'hidden_size'?"),
         (["data.test_size=1.5"], "data.test_size=1.5 is invalid"),

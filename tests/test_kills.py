@@ -173,7 +173,7 @@ def _harness(tmp_path, point: str, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("failure", "code"),
     [
-        ("raise lstm_cli.fit.trainer Trainer.fit before True", 1),  # before its first new epoch
+        ("raise lstm_cli.fit.trainer Trainer.epoch before True", 1),  # in its first new epoch
         ("sigint lstm_cli.fit.trainer trainer_for before True", 130),
     ],
     ids=["an error", "Ctrl-C"],

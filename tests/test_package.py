@@ -58,6 +58,7 @@ def run_installed(target: Path, *args: str, cwd: Path) -> subprocess.CompletedPr
 
 
 @pytest.mark.slow
+@pytest.mark.registry  # the build's isolated environment takes setuptools from the index
 def test_the_wheel_carries_its_configs_and_trains_anywhere(installed, tmp_path):
     env = cli_env(PYTHONPATH=str(installed))
     where = subprocess.run(
@@ -95,6 +96,7 @@ def test_the_wheel_carries_its_configs_and_trains_anywhere(installed, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.registry
 def test_python_m_and_the_version_from_the_package_metadata(installed, tmp_path):
     env = cli_env(PYTHONPATH=str(installed))
     out = subprocess.run(
@@ -199,6 +201,7 @@ TENSORFLOWS = {"tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-m
 
 
 @pytest.mark.slow
+@pytest.mark.registry
 @pytest.mark.parametrize("spec", [".", ".[gpu]"])
 def test_each_install_way_resolves_to_one_tensorflow(tmp_path, spec):
     """By resolution (pip install --dry-run --report), since no GPU is at hand."""

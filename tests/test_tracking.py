@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -17,7 +19,7 @@ from lstm_cli.runtime.errors import Interrupted
 from lstm_cli.tracking import checkpoint_slots, store
 from lstm_cli.tracking.parent_run import start_parent
 from lstm_cli.tracking.run_handle import start_run
-from tests.helpers import sqlite_uri
+from tests.helpers import cli_env, sqlite_uri
 
 
 def test_a_new_store_is_created_once_with_the_experiment(tmp_path):
@@ -61,6 +63,7 @@ def _contents(db) -> tuple:
     return schema, version, experiments
 
 
+@pytest.mark.slow  # MLflow builds a store from its migrations: about 10 s
 def test_a_store_copied_from_the_template_is_the_one_mlflow_builds(tmp_path, monkeypatch):
     template = tmp_path / "cache" / "empty.db"
     monkeypatch.setattr(store, "template_path", lambda: template)
@@ -87,6 +90,25 @@ def test_a_store_made_meanwhile_by_another_process_is_kept(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
 
 
+@pytest.mark.slow
+def test_a_store_another_process_is_migrating_in_place_is_waited_for(tmp_path):
+    """`mlflow ui` (or any MLflow client) opening a new SQLite file builds its schema in place;
+    opening the store meanwhile waits for that instead of failing on a table built twice."""
+    uri = sqlite_uri(tmp_path)
+    builder = subprocess.Popen(
+        [sys.executable, "-c", f"from mlflow.tracking import MlflowClient; MlflowClient({uri!r})"],
+        env=cli_env(),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "mlflow.db").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the builder has begun its migrations
+        store.open_experiment(uri, "mine")
+    finally:
+        assert builder.wait(timeout=60) == 0  # its migrations were not run over
+    assert MlflowClient(uri).get_experiment_by_name("mine") is not None
+
+
 def _run_with_signal_after_commit(experiment_id, signum, nth, seen) -> None:
     """One run (start, params, epochs, a summary, end) with a real `signum` right after the
     store's nth commit (None: none). `seen` gets the number of commits by the body's end, if
@@ -111,6 +133,8 @@ def _run_with_signal_after_commit(experiment_id, signum, nth, seen) -> None:
         sqlalchemy.orm.Session.commit = commit
 
 
+@pytest.mark.slow  # a run per commit, each stopped by a real signal: about 12 s
+@pytest.mark.fault
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_after_any_store_commit_of_a_run_never_leaves_it_running(tmp_path, signum):
     """A real SIGINT or SIGTERM after each of a run's database commits in turn: inside

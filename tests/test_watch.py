@@ -237,7 +237,7 @@ def test_ctrl_c_ends_the_live_line_then_the_sweep(tmp_path):
         "tracking.log_model=false",
         f"tracking.uri={uri}",
         cwd=tmp_path,
-        interrupt_on="00:04 elapsed",
+        interrupt_on=r"00:(0[4-9]|[1-5]\d) elapsed",  # 4 s in, or the first second shown after
     )
     assert code == 130, raw
     screen = visible_lines(raw)

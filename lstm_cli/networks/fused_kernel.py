@@ -1,9 +1,10 @@
-"""The fused gate kernel (`kernel=fused`): the cell's elementwise steps as one C++ op a step,
-forward and backward (`gates_kernel.cc`), built on first use with the machine's C++ compiler
-against the installed TensorFlow and kept in a cache, then loaded with its gradients.
+"""The fused kernel (`kernel=fused`): a cell's elementwise steps as one C++ op a step, forward
+and backward (`fused_kernel.cc`: the LSTM family and the GRU), built on first use with the
+machine's C++ compiler against the installed TensorFlow and kept in a cache, then loaded with
+its gradients. The cells call it through `lstm_step` and `gru_step`.
 
 Why: with TensorFlow ops a step is about 10 small ops forward and 15 backward, each a pass
-over (batch, hidden) or (batch, 4*hidden) memory; one kernel makes a pass each way. What it
+over (batch, hidden) or (batch, k*hidden) memory; one kernel makes a pass each way. What it
 buys, measured, is in docs/performance.md (bench/RESULTS.md).
 
 The build is cached by what decides what it computes and whether TensorFlow loads it: the
@@ -62,7 +63,7 @@ def build(directory: Path | None = None, on_build: Callable[[Path], None] | None
     path. Concurrent callers (a sweep's workers) wait for one build. Raises KernelUnavailable."""
     import tensorflow as tf
 
-    flags = ["-shared", "-fPIC", "-O3", "-ffp-contract=off", "-w", *isa_flags()]
+    flags = ["-shared", "-fPIC", "-O3", "-DNDEBUG", "-ffp-contract=off", "-w", *isa_flags()]
     tf_flags = [*tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
     # The key leaves the compiler out, so that a build is found where no compiler is. Which
     # compiler made it does not change its numbers (-ffp-contract=off: every product and sum
@@ -73,7 +74,7 @@ def build(directory: Path | None = None, on_build: Callable[[Path], None] | None
     digest = hashlib.sha256(SOURCE.read_bytes())
     digest.update("\n".join([tf.__version__, *flags, *tf_flags]).encode())
     directory = cache_dir() if directory is None else directory
-    target = directory / f"gates-{digest.hexdigest()[:16]}.so"
+    target = directory / f"fused-{digest.hexdigest()[:16]}.so"
     if target.exists():
         return target
     no_compiler = missing_compiler()
@@ -185,17 +186,38 @@ def _note_build(target: Path) -> None:
     console.note(f"building the fused gate kernel (once, about 10 s) into {target}")
 
 
-def step(
-    ops: Any, x: Any, t: int, w_x: Any, b: Any, hw: Any, c_tm1: Any, standard: bool
+def lstm_step(
+    ops: Any,
+    x: Any,
+    t: int,
+    w_x: Any,
+    b: Any,
+    p: Any,
+    hw: Any,
+    c_tm1: Any,
+    form: dict[str, Any],
 ) -> tuple[Any, Any]:
-    """Step `t` fused: x (batch, steps, input) the images, w_x (input, 4*hidden) and b
-    (4*hidden,) the input weights, hw = h_tm1 @ W_h (batch, 4*hidden) (hw and c_tm1 None for
-    the zero state) -> h_t, c_t (batch, hidden)."""
+    """Step `t` of an LSTM of the family, fused: x (batch, steps, input) the images, w_x
+    (input, k*hidden) and b (k*hidden,) the input weights, p the peepholes (3, hidden) (any
+    tensor without), hw = h_tm1 @ W_h (batch, k*hidden) (hw and c_tm1 None for the zero
+    state), `form` the kernel's attrs (blocks, coupled, peepholes, input_tanh, output_tanh:
+    `LSTM.kernel_form`) -> h_t, c_t (batch, hidden)."""
     if c_tm1 is None:
-        h_t, c_t, _ = ops.lstm_digits_gates_first(x, w_x, b, standard=standard, step=t)
+        h_t, c_t, _ = ops.lstm_digits_gates_first(x, w_x, b, p, step=t, **form)
     else:
-        h_t, c_t, _ = ops.lstm_digits_gates(x, w_x, b, hw, c_tm1, standard=standard, step=t)
+        h_t, c_t, _ = ops.lstm_digits_gates(x, w_x, b, p, hw, c_tm1, step=t, **form)
     return h_t, c_t
+
+
+def gru_step(ops: Any, x: Any, t: int, w_x: Any, b: Any, br: Any, hw: Any, h_tm1: Any) -> Any:
+    """Step `t` of the GRU, fused: as `lstm_step`, with br (3*hidden,) the recurrent biases and
+    hw = h_tm1 @ R (batch, 3*hidden), without them (None) from the zero state -> h_t."""
+    if h_tm1 is None:
+        return ops.lstm_digits_gru_first(x, w_x, b, br, step=t)[0]
+    return ops.lstm_digits_gru(x, w_x, b, br, hw, h_tm1, step=t)[0]
+
+
+LSTM_ATTRS = ("blocks", "coupled", "peepholes", "input_tanh", "output_tanh", "step")
 
 
 def _register_gradients(ops: Any) -> None:
@@ -203,23 +225,45 @@ def _register_gradients(ops: Any) -> None:
     process's: a second load (a later job) finds them registered already."""
     import tensorflow as tf
 
-    def gradients(op: Any, dh: Any, dc: Any) -> tuple[Any, ...]:
-        h, c, gates = op.outputs
-        dh = tf.zeros_like(h) if dh is None else dh  # (batch, hidden)
-        dc = tf.zeros_like(c) if dc is None else dc  # (batch, hidden): from the next step
-        x, w_x, b = op.inputs[:3]
-        attrs = {"standard": op.get_attr("standard"), "step": op.get_attr("step")}
-        if op.type == "LstmDigitsGatesFirst":
-            _, dw_x, db = ops.lstm_digits_gates_first_grad(x, w_x, b, dh, dc, gates, c, **attrs)
-            return None, dw_x, db
-        dpre, dw_x, db, dc_tm1 = ops.lstm_digits_gates_grad(
-            x, w_x, b, dh, dc, gates, c, op.inputs[4], **attrs
-        )
-        return None, dw_x, db, dpre, dc_tm1  # x, w_x, b, hw (batch, 4*hidden), c_tm1
+    def zeros_if_none(grad: Any, like: Any) -> Any:
+        return tf.zeros_like(like) if grad is None else grad
 
-    for name in ("LstmDigitsGates", "LstmDigitsGatesFirst"):
-        with contextlib.suppress(KeyError):  # registered by an earlier load in this process
-            tf.RegisterGradient(name)(lambda op, dh, dc, _gates: gradients(op, dh, dc))
+    def lstm(op: Any, dh: Any, dc: Any, _gates: Any) -> tuple[Any, ...]:
+        h, c, gates = op.outputs
+        dh = zeros_if_none(dh, h)  # (batch, hidden)
+        dc = zeros_if_none(dc, c)  # (batch, hidden): from the next step
+        x, w_x, b, p = op.inputs[:4]
+        attrs = {name: op.get_attr(name) for name in LSTM_ATTRS}
+        if op.type == "LstmDigitsGatesFirst":
+            _, dw_x, db, dp = ops.lstm_digits_gates_first_grad(
+                x, w_x, b, p, dh, dc, gates, c, **attrs
+            )
+            return None, dw_x, db, dp
+        dpre, dw_x, db, dp, dc_tm1 = ops.lstm_digits_gates_grad(
+            x, w_x, b, p, dh, dc, gates, c, op.inputs[5], **attrs
+        )
+        return None, dw_x, db, dp, dpre, dc_tm1  # x, w_x, b, p, hw (batch, k*hidden), c_tm1
+
+    def gru(op: Any, dh: Any, _gates: Any) -> tuple[Any, ...]:
+        h, gates = op.outputs
+        dh = zeros_if_none(dh, h)
+        x, w_x, b, br = op.inputs[:4]
+        step = op.get_attr("step")
+        if op.type == "LstmDigitsGruFirst":
+            _, dw_x, db, dbr = ops.lstm_digits_gru_first_grad(x, w_x, b, br, dh, gates, step=step)
+            return None, dw_x, db, dbr
+        dhw, dw_x, db, dbr, dh_tm1 = ops.lstm_digits_gru_grad(
+            x, w_x, b, br, dh, gates, op.inputs[5], step=step
+        )
+        return None, dw_x, db, dbr, dhw, dh_tm1  # ..., hw (batch, 3*hidden), h_tm1 (u * h_tm1)
+
+    for names, gradient in (
+        (("LstmDigitsGates", "LstmDigitsGatesFirst"), lstm),
+        (("LstmDigitsGru", "LstmDigitsGruFirst"), gru),
+    ):
+        for name in names:
+            with contextlib.suppress(KeyError):  # registered by an earlier load in this process
+                tf.RegisterGradient(name)(gradient)
 
 
 if __name__ == "__main__":  # `python -m lstm_cli.networks.fused_kernel`: build ahead (make install)
@@ -228,6 +272,6 @@ if __name__ == "__main__":  # `python -m lstm_cli.networks.fused_kernel`: build 
     quiet()
     import_tensorflow()
     try:
-        print(f"gates kernel: {build(on_build=_note_build)}")
+        print(f"fused kernel: {build(on_build=_note_build)}")
     except KernelUnavailable as e:
-        print(f"gates kernel not built: {e} (training uses TensorFlow ops)", file=sys.stderr)
+        print(f"fused kernel not built: {e} (training uses TensorFlow ops)", file=sys.stderr)

@@ -52,6 +52,6 @@ def missing_kernel(directory: Path | None = None) -> str | None:
     check runs before it loads): no compiler and no build at all in `directory` (default
     `cache_dir()`). None otherwise; `load` makes the exact check."""
     directory = cache_dir() if directory is None else directory
-    if next(directory.glob("gates-*.so"), None) is not None:
+    if next(directory.glob("fused-*.so"), None) is not None:
         return None
     return missing_compiler()

@@ -33,6 +33,8 @@ fails on a private name or raw SQL anywhere else, hydra_plugins/ included.
 | `CLICK_ERRORS`: Typer's vendored click (0.29)       | usage errors, one line | correct-  |
 | `sbatch_refusal`: submitit's FailedJobError (1.5.4) | SLURM's refusal, one   | correct-  |
 |                                                     | line                   | ness      |
+| `schema_version`, `schema_head`: SQL on MLflow's    | no migrations run over | correct-  |
+|  schema, its alembic head (mlflow 3.17.2)           | another process's      | ness      |
 
 Measured 2026-12-02, medians of 5 interleaved runs: a run is `train experiment=debug
 tracking.log_model=true` (8.1 s); (*) 4 such jobs on joblib (10.3 s; the fork server 1.4 s).
@@ -151,6 +153,25 @@ def stop_system_metrics(monitor: Any) -> None:
     if tail:
         monitor.publish_metrics(tail)
         monitor.mlflow_logger.flush()
+
+
+def schema_version(db: Path) -> str | None:
+    """The MLflow schema revision of the SQLite store `db` (alembic's row), None before one."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as c:
+            row = c.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:  # no such table yet, or not a database yet
+        return None
+    return row[0] if row else None
+
+
+def schema_head() -> str:
+    """The schema revision this MLflow builds (its migrations' head)."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    return _get_latest_schema_revision()
 
 
 def delete_artifact(artifact_uri: str, path: str) -> bool:

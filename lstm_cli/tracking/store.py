@@ -10,6 +10,7 @@ import base64
 import importlib.util
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -204,7 +205,7 @@ def open_experiment(uri: str, name: str, parent: str | None = None) -> str:
         if db is not None and not db.exists():
             create_sqlite_store(db)
         mlflow.set_tracking_uri(uri)
-        client = MlflowClient(uri)
+        client = _client(uri)
         if parent:
             return client.get_run(parent).info.experiment_id
         experiment = client.get_experiment_by_name(name)
@@ -233,4 +234,28 @@ def reader(uri: str) -> MlflowClient:
     if db is None:
         check_store(uri)
     mlflow.set_tracking_uri(uri)
+    return _client(uri)
+
+
+SCHEMA_SETTLED_S = 3.0  # a schema unchanged this long is no longer being built
+
+
+def _client(uri: str) -> MlflowClient:
+    """A client on `uri`; an existing SQLite store whose schema another process is building is
+    opened once that process is done.
+
+    MLflow builds a new store's schema in place when it opens one (`mlflow ui`, a script's
+    client): a second process opening it meanwhile runs the same migrations again (a table
+    built twice, alembic's row gone) and breaks the store for both. We build ours aside
+    (`create_sqlite_store`) and wait for theirs to reach MLflow's head revision; a schema that
+    stays behind (an older MLflow's store) is left to MLflow, which says what to do.
+    """
+    db = sqlite_path(uri)
+    if db is not None and db.exists():
+        head = internals.schema_head()
+        seen, since = internals.schema_version(db), time.monotonic()
+        while seen != head and time.monotonic() - since < SCHEMA_SETTLED_S:
+            time.sleep(0.1)
+            if (version := internals.schema_version(db)) != seen:
+                seen, since = version, time.monotonic()
     return MlflowClient(uri)

@@ -9,18 +9,13 @@ output activation" variant, without peepholes.
 
 from __future__ import annotations
 
-import tensorflow as tf
-
 from lstm_cli.networks.cells.lstm import LSTM
 
 
 class Article(LSTM):
     """The article's cell: h = c * o."""
 
-    kernel_variant = "article"
-
-    def output(self, c_t: tf.Tensor) -> tf.Tensor:
-        return c_t
+    output_tanh = False
 
 
 CELL = Article  # what `cell=article` builds

@@ -37,7 +37,8 @@ class RecurrentCell(tf.Module):
         blocks: W's column blocks, in order (gates and candidates, by their letters).
         carries_c: its state holds a cell state c besides h.
         shown: the activations the gate heatmaps show, in order ("c" for the cell state).
-        kernel_variant: the fused kernel's name for its step ("article", "lstm"), or None.
+        kernel_variant: the fused kernel's op family for its step ("lstm", "gru"), or None:
+            TensorFlow ops only. A cell with one gives its `fused_step`.
     """
 
     blocks: tuple[str, ...] = ()
@@ -136,6 +137,21 @@ class RecurrentCell(tf.Module):
         return h_t, state_t
 
     def fused_steps(self, kernel: Any, x: tf.Tensor) -> tf.Tensor:
-        """The last h of x with every step's work but the recurrent matmul in the fused kernel:
-        for the cells it serves (`kernel_variant`)."""
+        """The last h (batch, hidden) of x (batch, steps, input), each step's work but the
+        recurrent matmul in the fused kernel (`fused_kernel.load()`), input projection
+        included: the numbers of `step` to float rounding. For the cells it serves
+        (`kernel_variant`)."""
+        w_x, w_h = self.split_weights()
+        w_x = tf.cast(w_x, tf.float32)  # the projection runs in float32 in the kernel
+        state = None  # the zero state
+        for t in range(x.shape[1]):
+            hw = None if state is None else self.matmul(state[0], w_h)  # (batch, blocks*hidden)
+            state = self.fused_step(kernel, x, t, w_x, hw, state)
+        return state[0]
+
+    def fused_step(
+        self, kernel: Any, x: tf.Tensor, t: int, w_x: tf.Tensor, hw: tf.Tensor | None, state: State
+    ) -> tuple[tf.Tensor, ...]:
+        """Step `t` of x in the fused kernel, given hw = h_tm1 @ W_h (batch, blocks*hidden)
+        (hw and state None from the zero state) -> the new state, h first."""
         raise NotImplementedError(f"the fused kernel does not serve {type(self).__name__}")

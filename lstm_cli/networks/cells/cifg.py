@@ -21,6 +21,7 @@ class CIFG(Peephole):
     """The vanilla LSTM with f = 1 - i."""
 
     blocks = ("z", "i", "o")
+    coupled = True
 
     def initial_bias(self) -> tf.Tensor:
         h = self.hidden_size

@@ -13,8 +13,11 @@ on par with the LSTM, both above a tanh RNN.
 
 from __future__ import annotations
 
+from typing import Any
+
 import tensorflow as tf
 
+from lstm_cli.networks import fused_kernel
 from lstm_cli.networks.cells.base import RecurrentCell, State
 
 
@@ -23,6 +26,7 @@ class GRU(RecurrentCell):
 
     blocks = ("u", "r", "n")
     shown = ("u", "r")
+    kernel_variant = "gru"
 
     def build(self) -> GRU:
         super().build()
@@ -46,6 +50,12 @@ class GRU(RecurrentCell):
         n = tf.tanh(x["n"] + r * h["n"])
         h_t = (1.0 - u) * n if h_tm1 is None else u * h_tm1 + (1.0 - u) * n  # (batch, hidden)
         return h_t, (h_t,), {"u": u, "r": r}
+
+    def fused_step(
+        self, kernel: Any, x: tf.Tensor, t: int, w_x: tf.Tensor, hw: tf.Tensor | None, state: State
+    ) -> tuple[tf.Tensor]:
+        h_tm1 = None if state is None else state[0]
+        return (fused_kernel.gru_step(kernel, x, t, w_x, self.B, self.BR, hw, h_tm1),)
 
 
 CELL = GRU  # what `cell=gru` builds

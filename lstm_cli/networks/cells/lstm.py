@@ -27,10 +27,17 @@ class LSTM(RecurrentCell):
     carries_c = True
     shown = ("i", "f", "o", "c")
     kernel_variant = "lstm"
+    # The step's form, as the fused kernel takes it (`kernel_form`) with the gates present in
+    # `blocks`: `candidate` and `output` read theirs; a variant that changes another hook sets
+    # its attr beside it (tests/test_fused_kernel.py checks that both paths agree).
+    peepholes = False  # the gates see the cell state (`cells.peephole`)
+    coupled = False  # f = 1 - i (`cells.cifg`)
+    input_tanh = True  # z = tanh(a_z) (`cells.niaf`: a_z)
+    output_tanh = True  # h = tanh(c) * o (`cells.article`: c * o)
 
     # The pieces a variant changes; a gate that is not there is None (a constant 1).
     def candidate(self, z: tf.Tensor) -> tf.Tensor:
-        return tf.tanh(z)
+        return tf.tanh(z) if self.input_tanh else z
 
     def input_gate(self, a: dict[str, tf.Tensor], c_tm1: tf.Tensor | None) -> tf.Tensor | None:
         return tf.sigmoid(a["i"])
@@ -44,7 +51,7 @@ class LSTM(RecurrentCell):
         return tf.sigmoid(a["o"])
 
     def output(self, c_t: tf.Tensor) -> tf.Tensor:
-        return tf.tanh(c_t)
+        return tf.tanh(c_t) if self.output_tanh else c_t
 
     def step(
         self, xw_t: tf.Tensor, state: State, w_h: tf.Tensor
@@ -62,18 +69,23 @@ class LSTM(RecurrentCell):
         acts = {"i": i, "f": f, "o": o, "c": c_t}
         return h_t, (h_t, c_t), {k: acts[k] for k in self.shown}
 
-    def fused_steps(self, kernel: Any, x: tf.Tensor) -> tf.Tensor:
-        """The last h (batch, hidden) of x (batch, steps, input), each step's work but the
-        recurrent matmul in the fused kernel (`fused_kernel.load()`), input projection
-        included: the numbers of `step` to float rounding."""
-        w_x, w_h = self.split_weights()
-        w_x = tf.cast(w_x, tf.float32)  # the projection runs in float32 in the kernel
-        standard = self.kernel_variant == "lstm"
-        h = c = None  # the zero state
-        for t in range(x.shape[1]):
-            hw = None if h is None else self.matmul(h, w_h)  # (batch, 4*hidden)
-            h, c = fused_kernel.step(kernel, x, t, w_x, self.B, hw, c, standard)
-        return h
+    @property
+    def kernel_form(self) -> dict[str, Any]:
+        """The fused kernel's attrs for this step (`fused_kernel.lstm_step`)."""
+        return {
+            "blocks": "".join(self.blocks),
+            "coupled": self.coupled,
+            "peepholes": self.peepholes,
+            "input_tanh": self.input_tanh,
+            "output_tanh": self.output_tanh,
+        }
+
+    def fused_step(
+        self, kernel: Any, x: tf.Tensor, t: int, w_x: tf.Tensor, hw: tf.Tensor | None, state: State
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        c_tm1 = None if state is None else state[1]
+        p = self.P if self.peepholes else tf.zeros([0])  # no peepholes: not read
+        return fused_kernel.lstm_step(kernel, x, t, w_x, self.B, p, hw, c_tm1, self.kernel_form)
 
 
 CELL = LSTM  # what `cell=lstm` builds

@@ -7,16 +7,13 @@ without its tanh.
 
 from __future__ import annotations
 
-import tensorflow as tf
-
 from lstm_cli.networks.cells.peephole import Peephole
 
 
 class NIAF(Peephole):
     """The vanilla LSTM with z's tanh left out."""
 
-    def candidate(self, z: tf.Tensor) -> tf.Tensor:
-        return z
+    input_tanh = False
 
 
 CELL = NIAF  # what `cell=niaf` builds

@@ -20,7 +20,7 @@ from lstm_cli.networks.cells.lstm import LSTM
 class Peephole(LSTM):
     """The vanilla LSTM: the standard one, its gates peeping at the cell state."""
 
-    kernel_variant = None
+    peepholes = True
 
     def build(self) -> Peephole:
         super().build()
