@@ -214,7 +214,9 @@ def show_sweep(
         ("val_loss", "right"),
         ("run id", "left"),
     ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        # the overrides fold in a narrow terminal (cut, `data.reading=` lost its value)
+        wrap = {"overflow": "fold"} if name == "overrides" else {}
+        table.add_column(name, justify=justify, **wrap)  # type: ignore[arg-type]
     for i, r in enumerate(rows):
         best = i == 0 and r["status"] == "FINISHED"
         colour = {"FINISHED": "green", PRUNED: "yellow"}.get(r["status"], "red")
