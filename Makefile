@@ -74,7 +74,7 @@ docs-build: $(STAMP) ## Build the docs site into site/ with --strict (a broken l
 docs-images: $(STAMP) browser-deps ## Remake docs/images/ from a real default run: its figures and the MLflow UI
 	$(BIN)/python docs/tools/images.py
 
-docs-cells: $(STAMP) ## Remake docs/cells.md's results and docs/images/cells/ from a real sweep of every cell (about 15 minutes)
+docs-cells: $(STAMP) ## Remake docs/cells.md's results and docs/images/cells/ from a real sweep of every cell (about 1.5 minutes)
 	$(BIN)/python docs/tools/cells.py
 
 study: $(STAMP) ## The study of docs/study.md: every cell x rows, pixels x 3 seeds (60 runs, about 20 minutes on 2 cores), then its page (ARGS=--page: the page only)
