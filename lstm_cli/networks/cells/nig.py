@@ -1,7 +1,7 @@
 """`cell=nig`: no input gate (Greff et al.'s NIG): the candidate is written whole.
 
-    c_t = f_t * c_tm1 + tanh(W_z [x_t, h_tm1] + b_z)
-    f_t, o_t, h_t as the vanilla LSTM's (`cells.peephole`)
+c_t = f_t * c_tm1 + tanh(W_z [x_t, h_tm1] + b_z)
+f_t, o_t, h_t as the vanilla LSTM's (`cells.peephole`)
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`cell=nog`: no output gate (Greff et al.'s NOG): the cell shows all of its state.
 
-    h_t = tanh(c_t)
-    i_t, f_t, c_t as the vanilla LSTM's (`cells.peephole`)
+h_t = tanh(c_t)
+i_t, f_t, c_t as the vanilla LSTM's (`cells.peephole`)
 """
 
 from __future__ import annotations
