@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+# `make test` runs its tests in this many pytest-xdist workers. Much of a test is waiting (on
+# a server, SLURM, a signal's effect): three keep two cores busy (TEST_WORKERS=1: one process).
+TEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
 
@@ -23,8 +26,8 @@ $(STAMP): pyproject.toml $(LOCK)
 	@# A .venv made before TensorFlow came as one distribution: tensorflow-cpu writes the same module.
 	$(BIN)/python -m pip uninstall --quiet --yes tensorflow-cpu 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[$(EXTRAS)]'
-	@# The fused gate kernel (gates=auto): built now rather than by the first run (about 10 s).
-	$(BIN)/python -m lstm_cli.gates_kernel
+	@# The fused gate kernel (kernel=auto): built now rather than by the first run (about 10 s).
+	$(BIN)/python -m lstm_cli.networks.fused_kernel
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the package with its dev, optuna and postgres extras, at the locked versions
@@ -42,7 +45,7 @@ train: $(STAMP) ## Run the default experiment (extra overrides: make train ARGS=
 	$(BIN)/lstm-digits train $(ARGS)
 
 test: $(STAMP) browser-deps ## Run the whole test suite (the browser and, as root, the cluster tiers included)
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 browser-deps: ## Install Debian's chromium and chromedriver for the browser test (as root, if missing)
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
@@ -53,9 +56,10 @@ browser-deps: ## Install Debian's chromium and chromedriver for the browser test
 test-fast: $(STAMP) ## Run the tests that neither train nor start the CLI
 	$(BIN)/python -m pytest -m "not slow and not browser" $(ARGS)
 
-lint: $(STAMP) ## Lint and check formatting (ruff)
+lint: $(STAMP) ## Lint, check formatting and complexity (ruff) and the layers (import-linter)
 	$(BIN)/ruff check lstm_cli hydra_plugins tests bench docs
 	$(BIN)/ruff format --check lstm_cli hydra_plugins tests bench docs
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## Format the code (ruff)
 	$(BIN)/ruff check --fix lstm_cli hydra_plugins tests bench docs
@@ -70,12 +74,19 @@ docs-build: $(STAMP) ## Build the docs site into site/ with --strict (a broken l
 docs-images: $(STAMP) browser-deps ## Remake docs/images/ from a real default run: its figures and the MLflow UI
 	$(BIN)/python docs/tools/images.py
 
+docs-cells: $(STAMP) ## Remake docs/cells.md's results and docs/images/cells/ from a real sweep of every cell (about 1.5 minutes)
+	$(BIN)/python docs/tools/cells.py
+
+study: $(STAMP) ## The study of docs/study.md: every cell x rows, pixels x 3 seeds (60 runs, about 20 minutes on 2 cores), then its page (ARGS=--page: the page only)
+	$(BIN)/python docs/tools/study.py $(ARGS)
+
 docs-screenshot: docs-build ## A headless-Chromium screenshot of the built site's home page (outputs/site-home.png)
 	$(BIN)/python docs/tools/images.py --site site/index.html --out outputs/site-home.png
 
-bench: $(STAMP) ## Time this project's training loop against keras.layers.LSTM, then every loop against the floor (its matmuls alone) at hidden 50, 200, 512
+bench: $(STAMP) ## Time this project's training loop against keras.layers.LSTM, then every loop against the floor (its matmuls alone) at hidden 50, 200, 512, then every cell on rows and pixels (its floor, its test accuracy)
 	$(BIN)/python bench/bench_train.py $(ARGS)
 	$(BIN)/python bench/bench_floor.py $(FLOOR_ARGS)
+	$(BIN)/python bench/bench_cells.py $(CELLS_ARGS)
 
 bench-sweep: $(STAMP) ## A 36-point grid with prune=none, median, asha: epochs, wall time, best val and its test (ARGS="--part both": throughput)
 	$(BIN)/python bench/bench_sweep.py $(ARGS)
@@ -101,4 +112,4 @@ cluster-status: ## Show which services of the local cluster are running
 clean: ## Remove outputs/ and caches (keeps .venv)
 	rm -rf outputs site .pytest_cache .ruff_cache
 
-.PHONY: help install lock train test browser-deps test-fast lint format docs docs-build docs-images docs-screenshot bench bench-sweep bench-article bench-versions ui cluster-up cluster-down cluster-status clean
+.PHONY: help install lock train test browser-deps test-fast lint format docs docs-build docs-images docs-cells study docs-screenshot bench bench-sweep bench-article bench-versions ui cluster-up cluster-down cluster-status clean

@@ -1,5 +1,5 @@
 # ruff: noqa - the article's code as it wrote it (only what TF2 needs is changed)
-"""The seed article's script ("Apprentissage profond / code de travail LSTM"), run as it was written
+"""The article's script ("Apprentissage profond / code de travail LSTM"), run as it was written
 for TensorFlow 1, through TensorFlow 2's `tf.compat.v1`.
 
 Changes from the article, only what TF2 and a terminal need: `tensorflow.compat.v1` with

@@ -1,4 +1,4 @@
-"""A default run end to end against the seed article's script end to end.
+"""A default run end to end against the article's script end to end.
 
     make bench-article                           # 5 runs of each, interleaved
     python bench/bench_article.py --base 6699a78 --repeats 5   # an earlier commit too
@@ -51,15 +51,19 @@ def main() -> None:
     parser.add_argument("--base", help="also time `lstm-digits train` from this commit")
     parser.add_argument("--store", choices=["fresh", "existing"], default="fresh")
     args = parser.parse_args()
-    with checkout(args.base) if args.base else nullcontext() as base, \
-            tempfile.TemporaryDirectory() as tmp:  # fmt: skip
+    with (
+        checkout(args.base) if args.base else nullcontext() as base,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         template = None
         if args.store == "existing":  # a store with the experiment and one run in it
             template = Path(tmp) / "m.db"
             cmd, env = command(ROOT, ["train", "epochs=1", f"tracking.uri=sqlite:///{template}"])
             time_run(cmd, env, Path(tmp))
-        variants = {"lstm-digits train": lambda: ours(ROOT, args.store, template),
-                    "article.py": article}  # fmt: skip
+        variants = {
+            "lstm-digits train": lambda: ours(ROOT, args.store, template),
+            "article.py": article,
+        }
         if base is not None:
             variants["lstm-digits train (base)"] = lambda: ours(base, args.store, template)
         seconds: dict[str, list[float]] = {name: [] for name in variants}

@@ -1,9 +1,9 @@
-"""The test split read by both gate paths: the fused kernel and TensorFlow's ops, same weights.
+"""The test split read by both kernels: the fused kernel and TensorFlow's ops, same weights.
 
     python bench/bench_gates_paths.py                                  # the default run, seeds 0-4
     python bench/bench_gates_paths.py --seeds 0 1 --overrides hidden_size=200 precision=bf16
 
-A run's epochs (`train_*`, `val_*`) come from the fused kernel where `gates=auto` finds it,
+A run's epochs (`train_*`, `val_*`) come from the fused kernel where `kernel=auto` finds it,
 its test numbers and its logged model from TensorFlow's ops (docs/model.md says why). For each
 seed this trains as `lstm-digits train OVERRIDES seed=S` does, with the kernel, then reads the
 test split both ways: the largest difference of the outputs, how many digits change class, and
@@ -20,33 +20,34 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def compare(overrides: list[str], fused) -> dict[str, float]:
+def compare(overrides: list[str], kernel) -> dict[str, float]:
     """Train the run `overrides` describe with the fused kernel; the test split by both paths."""
     import numpy as np
     import tensorflow as tf
 
-    from lstm_cli import config, loop
-    from lstm_cli.checkpointing import model_spec
-    from lstm_cli.data import split_for
-    from lstm_cli.model import DigitsLSTM
+    from lstm_cli.config import compose
+    from lstm_cli.data.digits import split_for
+    from lstm_cli.fit.loop import fit
+    from lstm_cli.fit.trainer import Trainer, loss_and_correct, set_seed
+    from lstm_cli.jobs.resume_rules import model_spec
+    from lstm_cli.networks.model import DigitsRNN
 
-    cfg = config.compose(overrides)
-    loop.set_seed(cfg.seed)
+    cfg = compose.compose(overrides)
+    set_seed(cfg.seed)
     data = split_for(cfg.data)
-    model = DigitsLSTM(**model_spec(cfg, data)["model"], precision=cfg.precision.value).build()
-    trainer = loop.Trainer(
+    model = DigitsRNN(**model_spec(cfg, data)["model"], precision=cfg.precision.value).build()
+    trainer = Trainer(
         model,
         cfg.learning_rate,
         cfg.batch_size,
-        cfg.epochs,
         seed=cfg.seed,
         shuffle=cfg.data.shuffle,
-        fused=fused,
+        kernel=kernel,
     )
-    trainer.fit(data)
+    fit(trainer, data, cfg.epochs)
     x, y = tf.constant(data.x_test), tf.constant(data.y_test)
-    ours, theirs = model(x, fused), model(x)  # (n, classes) each: fused, TensorFlow ops
-    (loss_f, correct_f), (loss_o, correct_o) = (loop.loss_and_correct(o, y) for o in (ours, theirs))
+    ours, theirs = model(x, kernel), model(x)  # (n, classes) each: fused, TensorFlow ops
+    (loss_f, correct_f), (loss_o, correct_o) = (loss_and_correct(o, y) for o in (ours, theirs))
     ours, theirs = ours.numpy(), theirs.numpy()
     return {
         "max_diff": float(np.abs(ours - theirs).max()),
@@ -64,18 +65,20 @@ def main() -> None:
     parser.add_argument("--overrides", nargs="*", default=[], help="`train` overrides")
     args = parser.parse_args()
 
-    from lstm_cli.process import import_tensorflow, quiet
+    from lstm_cli.runtime.process import import_tensorflow, quiet
 
     quiet()
     import_tensorflow()  # muted, before the modules below import it
-    from lstm_cli import config, gates_kernel, loop
+    from lstm_cli.config import compose
+    from lstm_cli.fit.trainer import configure_threads, default_threads
+    from lstm_cli.networks import fused_kernel
 
-    loop.configure_threads(loop.default_threads(config.compose(args.overrides).hidden_size))
-    fused, _ = gates_kernel.for_config("fused")
+    configure_threads(default_threads(compose.compose(args.overrides).hidden_size))
+    kernel, _ = fused_kernel.for_config("fused")
     print(f"overrides: {' '.join(args.overrides) or '(none: the default run)'}")
     print("seed  max |outputs diff|  digits changing class  test acc fused / ops  |loss diff|")
     for seed in args.seeds:
-        r = compare([*args.overrides, f"seed={seed}"], fused)
+        r = compare([*args.overrides, f"seed={seed}"], kernel)
         print(
             f"{seed:4d}  {r['max_diff']:18.2e}  {r['flips']:14d} of {r['digits']}  "
             f"{r['acc_fused']:9.4f} / {r['acc_ops']:.4f}  {r['loss_diff']:11.2e}",

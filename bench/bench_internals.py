@@ -1,4 +1,4 @@
-"""What each use of a library's internals buys (see `lstm_cli/internals.py`), end to end.
+"""What each use of a library's internals buys (see `lstm_cli/runtime/internals.py`), end to end.
 
 Each variant switches one of them off in the command's own process (a patch made before the
 CLI starts), and is timed against the command with all of them on, interleaved (A B C ... A B
@@ -42,8 +42,10 @@ VARIANTS = {
 
 
 def command(patch: str, args: list[str]) -> list[str]:
-    code = (f"import sys; from lstm_cli import internals\n{patch}\n"
-            "from lstm_cli.cli import main; sys.argv[0] = 'lstm-digits'; main()")  # fmt: skip
+    code = (
+        f"import sys; from lstm_cli.runtime import internals\n{patch}\n"
+        "from lstm_cli.commands.app import main; sys.argv[0] = 'lstm-digits'; main()"
+    )
     return [sys.executable, "-c", code, *args]
 
 
@@ -73,8 +75,10 @@ def main() -> None:
             for name, patch in variants.items():
                 times[name].append(time_run(command(patch, COMMANDS[what])))
         base = statistics.median(times["all on"])
-        print(f"\n{what}: lstm-digits {' '.join(COMMANDS[what])}  ({args.repeats} interleaved "
-              "runs each; medians)")  # fmt: skip
+        print(
+            f"\n{what}: lstm-digits {' '.join(COMMANDS[what])}  ({args.repeats} interleaved "
+            "runs each; medians)"
+        )
         for name, values in times.items():
             median = statistics.median(values)
             buys = "" if name == "all on" else f"  buys {median - base:+.2f} s"

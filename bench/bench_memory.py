@@ -67,8 +67,13 @@ def descendants(pid: int) -> list[int]:
 def _sweep(args, command, root: Path, launcher: list[str]) -> tuple[list[float], dict]:
     """One sweep: the command's RSS at each job's end, and each descendant's."""
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
-        sweep = [f"seed=range(1,{args.jobs + 1})", "epochs=5", "hidden_size=8",
-                 f"tracking.uri=sqlite:///{tmp}/m.db", *launcher]  # fmt: skip
+        sweep = [
+            f"seed=range(1,{args.jobs + 1})",
+            "epochs=5",
+            "hidden_size=8",
+            f"tracking.uri=sqlite:///{tmp}/m.db",
+            *launcher,
+        ]
         cmd, env = command(root, ["train", "-m", *sweep])
         proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, text=True)
         own: list[float] = []
@@ -88,10 +93,12 @@ def memory_part(args: argparse.Namespace, command, root: Path, console: Console)
     """The in-process sweep, then the joblib one; RSS and growth per job of each."""
     own, _ = _sweep(args, command, root, ["hydra/launcher=basic"])
     growth = slope(own[WARM:])
-    console.print(f"{args.jobs} jobs in one process (epochs=5 hidden_size=8): RSS after job "
-                  f"{WARM} {own[WARM - 1]:.1f} MB, after job {args.jobs} {own[-1]:.1f} MB; "
-                  f"growth after the first {WARM}: {growth:.3f} MB a job (goal < {GOAL_MB}): "
-                  f"{'PASS' if growth < GOAL_MB else 'MISS'}")  # fmt: skip
+    console.print(
+        f"{args.jobs} jobs in one process (epochs=5 hidden_size=8): RSS after job "
+        f"{WARM} {own[WARM - 1]:.1f} MB, after job {args.jobs} {own[-1]:.1f} MB; "
+        f"growth after the first {WARM}: {growth:.3f} MB a job (goal < {GOAL_MB}): "
+        f"{'PASS' if growth < GOAL_MB else 'MISS'}"
+    )
     _, others = _sweep(args, command, root, ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])
     # The workers: the descendants seen at every job's end and using memory (not the fork
     # server, which runs no job: its RSS does not move).
@@ -99,7 +106,9 @@ def memory_part(args: argparse.Namespace, command, root: Path, console: Console)
     growths = {p: slope(v[2 * WARM :]) * 2 for p, v in workers.items()}  # every other job
     for pid, g in growths.items():
         v = workers[pid]
-        console.print(f"joblib worker {pid}: RSS {v[2 * WARM - 1]:.1f} MB after ~{WARM} of its "
-                      f"jobs, {v[-1]:.1f} MB at the end; growth {g:.3f} MB a job: "
-                      f"{'PASS' if g < GOAL_MB else 'MISS'}")  # fmt: skip
+        console.print(
+            f"joblib worker {pid}: RSS {v[2 * WARM - 1]:.1f} MB after ~{WARM} of its "
+            f"jobs, {v[-1]:.1f} MB at the end; growth {g:.3f} MB a job: "
+            f"{'PASS' if g < GOAL_MB else 'MISS'}"
+        )
     return {"rss_mb": own, "growth_mb_per_job": growth, "worker_growth_mb_per_job": growths}

@@ -25,12 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lstm_cli import hardware  # noqa: E402 (reads /proc/cpuinfo; imports no TensorFlow)
+from lstm_cli.runtime import hardware  # noqa: E402 (reads /proc/cpuinfo; imports no TensorFlow)
 
 # The CLI in this process, with bfloat16 let through where the CPU would emulate it.
 EMULATED_CLI = (
-    "import sys; from lstm_cli import hardware; hardware.has_bf16 = lambda *a: True; "
-    "sys.argv[0] = 'lstm-digits'; from lstm_cli.cli import main; main()"
+    "import sys; from lstm_cli.runtime import hardware; hardware.has_bf16 = lambda *a: True; "
+    "sys.argv[0] = 'lstm-digits'; from lstm_cli.commands.app import main; main()"
 )
 
 
@@ -60,8 +60,10 @@ def results(store: Path) -> dict[str, list[dict[str, float]]]:
 def report(by_precision: dict[str, list[dict[str, float]]]) -> None:
     native = hardware.has_bf16()
     print(f"bfloat16 instructions on this CPU: {'yes' if native else 'no (bf16 emulated)'}")
-    print(f"{'precision':10s} {'train s (median)':>17s} {'best val acc':>13s} {'test acc':>9s}"
-          "  test acc by seed")  # fmt: skip
+    print(
+        f"{'precision':10s} {'train s (median)':>17s} {'best val acc':>13s} {'test acc':>9s}"
+        "  test acc by seed"
+    )
     for precision, runs in sorted(by_precision.items(), reverse=True):  # fp32 first
         runs.sort(key=lambda r: r["seed"])
         seconds = statistics.median(r["train_seconds"] for r in runs)
@@ -69,8 +71,10 @@ def report(by_precision: dict[str, list[dict[str, float]]]) -> None:
         test = statistics.mean(r["test_accuracy"] for r in runs)
         each = " ".join(f"{int(r['seed'])}:{r['test_accuracy']:.4f}" for r in runs)
         note = " (emulated)" if precision == "bf16" and not native else ""
-        print(f"{precision:10s} {seconds:16.1f}{'*' if note else ' '} {val:13.4f} {test:9.4f}"
-              f"  {each}{note}")  # fmt: skip
+        print(
+            f"{precision:10s} {seconds:16.1f}{'*' if note else ' '} {val:13.4f} {test:9.4f}"
+            f"  {each}{note}"
+        )
     if not native:
         print("* not the speed of bf16 on a CPU with avx512_bf16 or amx_bf16")
 

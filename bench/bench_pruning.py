@@ -30,16 +30,22 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 from rich.table import Table
 
-GRID = ["hidden_size=25,50,100", "learning_rate=3e-5,1e-3,1e-2",
-        "output_activation=tanh,linear,sigmoid,relu"]  # fmt: skip
+GRID = [
+    "hidden_size=25,50,100",
+    "learning_rate=3e-5,1e-3,1e-2",
+    "output_activation=tanh,linear,sigmoid,relu",
+]
 VARIANTS = ("none", "median", "asha")
 EPOCHS_TARGET, WALL_TARGET, TEST_POINTS = 0.4, 0.5, 0.5  # asha against prune=none
 LAUNCHERS = {
     "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
     # 2 one-core SLURM jobs at a time on this machine, 6 points per job (6 jobs).
-    "slurm": ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1",
-              "hydra.launcher.points_per_task=6"],
-}  # fmt: skip
+    "slurm": [
+        "hydra/launcher=slurm",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.points_per_task=6",
+    ],
+}
 
 
 def measure(run_sweep, launcher: str, prune: str, uri: str | None) -> dict[str, float]:
@@ -78,32 +84,56 @@ def pruning_part(args: argparse.Namespace, run_sweep, uri: str | None, console: 
         for prune in VARIANTS[:: -1 if repeat % 2 else 1]:
             samples[prune].append(measure(run_sweep, args.launcher, prune, uri))
             console.print(f"run {repeat + 1} prune={prune}: {samples[prune][-1]}")
-    medians = {v: {k: statistics.median(s[k] for s in runs) for k in runs[0]}
-               for v, runs in samples.items()}  # fmt: skip
+    medians = {
+        v: {k: statistics.median(s[k] for s in runs) for k in runs[0]}
+        for v, runs in samples.items()
+    }
     full = medians["none"]
-    table = Table(title=f"36-point grid, {args.launcher} ({' '.join(LAUNCHERS[args.launcher])}), "
-                  f"medians of {args.repeats}")  # fmt: skip
-    for column in ("prune", "pruned", "epochs", "of full", "wall s", "of full",
-                   "best val", "its test"):  # fmt: skip
+    table = Table(
+        title=f"36-point grid, {args.launcher} ({' '.join(LAUNCHERS[args.launcher])}), "
+        f"medians of {args.repeats}"
+    )
+    for column in (
+        "prune",
+        "pruned",
+        "epochs",
+        "of full",
+        "wall s",
+        "of full",
+        "best val",
+        "its test",
+    ):
         table.add_column(column, justify="right")
     for prune, m in medians.items():
         table.add_row(
-            prune, f"{m['pruned']:.0f}",
-            f"{m['epochs']:.0f}", f"{m['epochs'] / full['epochs']:.2f}",
-            f"{m['wall_s']:.1f}", f"{m['wall_s'] / full['wall_s']:.2f}",
-            f"{m['best_val_accuracy']:.4f}", f"{m['best_test_accuracy']:.4f}",
-        )  # fmt: skip
+            prune,
+            f"{m['pruned']:.0f}",
+            f"{m['epochs']:.0f}",
+            f"{m['epochs'] / full['epochs']:.2f}",
+            f"{m['wall_s']:.1f}",
+            f"{m['wall_s'] / full['wall_s']:.2f}",
+            f"{m['best_val_accuracy']:.4f}",
+            f"{m['best_test_accuracy']:.4f}",
+        )
     console.print(table)
     asha = medians["asha"]
     worst_test = min(s["best_test_accuracy"] for s in samples["asha"])
     for label, value, ok in (
-        (f"asha epochs / full <= {EPOCHS_TARGET}", asha["epochs"] / full["epochs"],
-         asha["epochs"] / full["epochs"] <= EPOCHS_TARGET),
-        (f"asha wall / full <= {WALL_TARGET}", asha["wall_s"] / full["wall_s"],
-         asha["wall_s"] / full["wall_s"] <= WALL_TARGET),
-        (f"full best's test - asha best's test (worst run) <= {TEST_POINTS} points",
-         100 * (full["best_test_accuracy"] - worst_test),
-         100 * (full["best_test_accuracy"] - worst_test) <= TEST_POINTS),
-    ):  # fmt: skip
+        (
+            f"asha epochs / full <= {EPOCHS_TARGET}",
+            asha["epochs"] / full["epochs"],
+            asha["epochs"] / full["epochs"] <= EPOCHS_TARGET,
+        ),
+        (
+            f"asha wall / full <= {WALL_TARGET}",
+            asha["wall_s"] / full["wall_s"],
+            asha["wall_s"] / full["wall_s"] <= WALL_TARGET,
+        ),
+        (
+            f"full best's test - asha best's test (worst run) <= {TEST_POINTS} points",
+            100 * (full["best_test_accuracy"] - worst_test),
+            100 * (full["best_test_accuracy"] - worst_test) <= TEST_POINTS,
+        ),
+    ):
         console.print(f"{label}: {value:.3f}: {'PASS' if ok else 'MISS'}")
     return {"samples": samples, "medians": medians}

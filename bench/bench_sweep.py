@@ -49,7 +49,7 @@ THROUGHPUT_GRID = ["seed=range(1,17)"]  # 16 default jobs
 WORKERS = 2
 JOBLIB = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={WORKERS}"]
 WORKER_START = (  # what a joblib worker imports before its first job (internals.warm_up_workers)
-    "import time; t = time.perf_counter(); from lstm_cli import process; ("
+    "import importlib, time; t = time.perf_counter(); process = importlib.import_module({!r}); ("
     "getattr(process, 'import_job_modules', None) or process._import_job_modules)(); "
     "print(time.perf_counter() - t)"  # its name before 2026-11-27: _import_job_modules
 )
@@ -89,10 +89,12 @@ def throughput(tree: Path, epochs: int | None) -> dict[str, float]:
             "(select run_uuid from tags where key = ?)",
             (parent_tag,),
         ).fetchone()[0]
-        train = dict(store.execute("select run_uuid, value from latest_metrics "
-                                   "where key = 'train_seconds'"))  # fmt: skip
-        first_epoch = store.execute("select min(timestamp) from metrics where "
-                                    "key = 'train_loss' and step = 1").fetchone()[0]  # fmt: skip
+        train = dict(
+            store.execute("select run_uuid, value from latest_metrics where key = 'train_seconds'")
+        )
+        first_epoch = store.execute(
+            "select min(timestamp) from metrics where key = 'train_loss' and step = 1"
+        ).fetchone()[0]
         store.close()
     finally:
         subprocess.run(["rm", "-rf", str(db.parent)], check=False)
@@ -113,8 +115,13 @@ def throughput(tree: Path, epochs: int | None) -> dict[str, float]:
 def worker_start(tree: Path) -> float:
     """Seconds a joblib worker spends importing before its first job, alone."""
     _, env = command(tree, [])
-    cmd = [sys.executable, "-c", WORKER_START]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    # its module: lstm_cli.process before 2026-12-07 (looked for as a file: the editable
+    # install's finder would lend an older tree this checkout's lstm_cli.runtime)
+    new = (tree / "lstm_cli" / "runtime" / "process.py").is_file()
+    module = "lstm_cli.runtime.process" if new else "lstm_cli.process"
+    cmd = [sys.executable, "-c", WORKER_START.format(module)]
+    with tempfile.TemporaryDirectory() as tmp:  # `-c` puts its cwd first: not a checkout's
+        done = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 
 
@@ -133,8 +140,10 @@ def throughput_part(args: argparse.Namespace) -> dict:
         | {"worker_start_s": statistics.median(starts[name])}
         for name, runs in samples.items()
     }
-    table = Table(title=f"{' '.join(THROUGHPUT_GRID)} on {WORKERS} joblib workers, "
-                  f"{os.cpu_count()} cores, medians of {args.repeats}")  # fmt: skip
+    table = Table(
+        title=f"{' '.join(THROUGHPUT_GRID)} on {WORKERS} joblib workers, "
+        f"{os.cpu_count()} cores, medians of {args.repeats}"
+    )
     table.add_column("figure")
     for name in trees:
         table.add_column(name, justify="right")
@@ -151,8 +160,10 @@ def throughput_part(args: argparse.Namespace) -> dict:
     # epochs and wall time it takes to reach its best result (the pruning part).
     this = medians["this"]
     ok = this["first_epoch_after_s"] <= this["worker_start_s"]
-    console.print(f"first epoch within a worker's start-up: {this['first_epoch_after_s']:.3f}: "
-                  f"{'PASS' if ok else 'MISS'}")  # fmt: skip
+    console.print(
+        f"first epoch within a worker's start-up: {this['first_epoch_after_s']:.3f}: "
+        f"{'PASS' if ok else 'MISS'}"
+    )
     return {"samples": samples, "worker_start_s": starts, "medians": medians}
 
 
@@ -204,13 +215,19 @@ def packing_part(args: argparse.Namespace) -> dict:
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     for repeat in range(args.repeats):
         for name, per_job in list(variants.items())[:: -1 if repeat % 2 else 1]:
-            grid = [*PACK_GRID, *PACK_JOB, f"hydra.launcher.points_per_task={per_job}",
-                    "tracking.experiment=bench-packing"]  # fmt: skip
+            grid = [
+                *PACK_GRID,
+                *PACK_JOB,
+                f"hydra.launcher.points_per_task={per_job}",
+                "tracking.experiment=bench-packing",
+            ]
             _, wall, db = run_sweep(ROOT, grid, uri)
             subprocess.run(["rm", "-rf", str(db.parent)], check=False)
             seconds[name].append(wall)
-    table = Table(title=f"64 points ({' '.join(PACK_GRID[1:])}) on the local SLURM cluster, "
-                  f"{os.cpu_count()} cores")  # fmt: skip
+    table = Table(
+        title=f"64 points ({' '.join(PACK_GRID[1:])}) on the local SLURM cluster, "
+        f"{os.cpu_count()} cores"
+    )
     for column in ("SLURM jobs", "median s", "points / s", "runs (s)"):
         table.add_column(column)
     for name, samples in seconds.items():
@@ -225,12 +242,18 @@ def packing_part(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["pruning", "memory", "throughput", "ratio", "both",
-                                           "packing"],
-                        default="pruning", help="packing, and pruning on slurm, need "
-                        "`make cluster-up`; both: throughput and ratio")  # fmt: skip
-    parser.add_argument("--launcher", choices=["joblib", "slurm"], default="joblib",
-                        help="pruning's launcher (default: 2 joblib workers)")  # fmt: skip
+    parser.add_argument(
+        "--part",
+        choices=["pruning", "memory", "throughput", "ratio", "both", "packing"],
+        default="pruning",
+        help="packing, and pruning on slurm, need `make cluster-up`; both: throughput and ratio",
+    )
+    parser.add_argument(
+        "--launcher",
+        choices=["joblib", "slurm"],
+        default="joblib",
+        help="pruning's launcher (default: 2 joblib workers)",
+    )
     parser.add_argument("--jobs", type=int, default=120, help="memory: jobs (default 120)")
     parser.add_argument("--points-per-task", type=int, default=16, help="packing (default 16)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each variant (default 3)")

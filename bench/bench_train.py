@@ -13,6 +13,8 @@ included; the first epoch (which holds them) and the rest (the steady state) are
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import json
 import math
 import os
@@ -32,12 +34,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: n
 ROOT = Path(__file__).resolve().parent.parent
 MAX_RATIO = 0.25  # target: our wall time at most a quarter of Keras's
 MIN_VAL_ACCURACY = 0.98  # target: our final validation accuracy
+OLD_CELL_NAMES = {"article": "seed", "lstm": "standard"}  # `cell` values before 2026-12-07
 
 # A/B variants: name -> (Trainer's jit_compile, intra-op threads, inter-op threads);
 # "auto": the project's `default_threads` (what `lstm-digits train` uses); None: TensorFlow's.
+# Under jit_compile the cell runs on TensorFlow's ops (kernel=ops): XLA compiles no custom op.
 VARIANTS = {
     "default": (False, "auto", "auto"),
-    "jit_compile": (True, "auto", "auto"),
+    "jit_compile (ops)": (True, "auto", "auto"),
     "TF's threads": (False, None, None),
     "threads 2/2": (False, 2, 2),
     "threads 2/1": (False, 2, 1),
@@ -81,28 +85,41 @@ def timing(start: float, epoch_ends: list[float], steps: int, val_accuracy: floa
     )
 
 
-def loop_module():
-    """`lstm_cli.loop`: `lstm_cli.train` before the renames of 2026-12-02 (an older tree's)."""
-    import importlib
+def tree_module(*names: str):
+    """The first of the modules `names` (the newest name first) that the tree of the imported
+    `lstm_cli` has: `bench_floor.py --base DIR` runs these helpers on an earlier tree, whose
+    modules had other names (`lstm_cli.loop` 2026-12-02 to 12-07, `lstm_cli.train` before).
+    Looked for as files, not by trying imports: the editable install's finder would give an
+    older tree the modules it lacks from this checkout."""
+    import lstm_cli
 
-    try:
-        return importlib.import_module("lstm_cli.loop")
-    except ModuleNotFoundError:
-        return importlib.import_module("lstm_cli.train")
+    tree = Path(lstm_cli.__file__).parent.parent
+    for name in names:
+        path = tree.joinpath(*name.split("."))
+        if path.with_suffix(".py").is_file() or (path / "__init__.py").is_file():
+            return importlib.import_module(name)
+    raise ModuleNotFoundError(f"none of {', '.join(names)} in {tree}")
+
+
+def trainer_module():
+    """The module of the Trainer, `set_seed` and `default_threads`, in this tree or an older one."""
+    return tree_module("lstm_cli.fit.trainer", "lstm_cli.loop", "lstm_cli.train")
 
 
 def default_model(cfg: dict, data):
-    """A new `DigitsLSTM` as `lstm-digits train` builds it from `cfg` (seeds set)."""
-    from lstm_cli.model import DigitsLSTM
-
-    loop_module().set_seed(cfg["seed"])
+    """A new `DigitsRNN` as `lstm-digits train` builds it from `cfg` (seeds set)."""
+    model_module = tree_module("lstm_cli.networks.model", "lstm_cli.model")
+    trainer_module().set_seed(cfg["seed"])
     # precision=bf16 only where asked: a tree from before it has no such argument
     bf16 = {"precision": "bf16"} if cfg.get("precision") == "bf16" else {}
-    return DigitsLSTM(
+    model_class, cell = getattr(model_module, "DigitsRNN", None), cfg["cell"]
+    if model_class is None:  # a tree before the cells (2026-12-07): one LSTM, its two outputs
+        model_class, cell = model_module.DigitsLSTM, OLD_CELL_NAMES.get(cell, cell)
+    return model_class(
         input_size=data.input_size,
         num_classes=data.num_classes,
         hidden_size=cfg["hidden_size"],
-        cell=cfg["cell"],
+        cell=cell,
         init=cfg["init"],
         output_activation=cfg["output_activation"],
         seed=cfg["seed"],
@@ -110,31 +127,45 @@ def default_model(cfg: dict, data):
     ).build()
 
 
-def gates_for(cfg: dict) -> dict:
-    """The Trainer's `fused` argument as `lstm-digits train gates=...` picks it (cfg's `gates`,
-    default auto); {} in a tree from before the fused gate kernel."""
-    try:
-        from lstm_cli import gates_kernel
-    except ImportError:
-        return {}
-    return {"fused": gates_kernel.for_config(cfg.get("gates", "auto"))[0]}
+def new_trainer(model, cfg: dict, jit_compile: bool = False):
+    """A Trainer for `model` as `lstm-digits train` makes it from `cfg` (its `kernel`, default
+    auto), in this tree or an older one; train it with `train_epochs`. An older Trainer takes
+    the epochs (`train_epochs` sets them), its kernel as `fused=`, or no kernel at all."""
+    trainer_class = trainer_module().Trainer
+    params = inspect.signature(trainer_class).parameters
+    args = [model, cfg["learning_rate"], cfg["batch_size"]]
+    if "epochs" in params:
+        args.append(1)
+    options = {"seed": cfg["seed"], "shuffle": cfg["data"]["shuffle"]}
+    if jit_compile:  # only where asked: the first trees have no such argument
+        options["jit_compile"] = True
+    kernel = next((name for name in ("kernel", "fused") if name in params), None)
+    if kernel is not None:  # the fused kernel's ops, or None: TensorFlow's (kernel=ops)
+        fused_kernel = tree_module("lstm_cli.networks.fused_kernel", "lstm_cli.gates_kernel")
+        options[kernel] = fused_kernel.for_config(cfg.get("kernel", "auto"))[0]
+    return trainer_class(*args, **options)
+
+
+def train_epochs(trainer, data, epochs: int, on_epoch=None) -> list:
+    """Train epochs 1..`epochs` of `data` with `trainer` (`new_trainer`'s), calling
+    `on_epoch(metrics)` after each; each epoch's metrics. The loop is `lstm_cli.fit.loop.fit`,
+    or an older tree's `Trainer.fit`."""
+    if hasattr(trainer, "fit"):  # a Trainer of before 2026-12-07: it runs its own epochs
+        trainer.epochs = epochs
+        return trainer.fit(data, on_epoch=on_epoch)
+    from lstm_cli.fit.hooks.base import Hook
+    from lstm_cli.fit.loop import fit
+
+    class OnEpoch(Hook):
+        def on_epoch_end(self, loop, metrics) -> None:
+            on_epoch(metrics)
+
+    return fit(trainer, data, epochs, hooks=[] if on_epoch is None else [OnEpoch()]).history
 
 
 def time_ours(data, cfg: dict, epochs: int, jit_compile: bool = False, on_epoch=None) -> Timing:
-    """`Trainer.fit` on `DigitsLSTM` with the defaults; `on_epoch(epoch, seconds)` if given."""
-    from lstm_cli.loop import Trainer
-
-    model = default_model(cfg, data)
-    trainer = Trainer(
-        model,
-        cfg["learning_rate"],
-        cfg["batch_size"],
-        epochs,
-        seed=cfg["seed"],
-        shuffle=cfg["data"]["shuffle"],
-        jit_compile=jit_compile,
-        **gates_for(cfg),
-    )
+    """Our loop on `DigitsRNN` with the defaults; `on_epoch(epoch, seconds)` if given."""
+    trainer = new_trainer(default_model(cfg, data), cfg, jit_compile)
     ends: list[float] = []
 
     def clock(metrics) -> None:
@@ -143,7 +174,7 @@ def time_ours(data, cfg: dict, epochs: int, jit_compile: bool = False, on_epoch=
             on_epoch(metrics.epoch, ends[-1] - start)
 
     start = time.perf_counter()
-    history = trainer.fit(data, on_epoch=clock)
+    history = train_epochs(trainer, data, epochs, clock)
     steps = epochs * steps_per_epoch(len(data.y_train), cfg["batch_size"])
     return timing(start, ends, steps, history[-1].val_accuracy)
 
@@ -208,8 +239,8 @@ def verdict(ok: bool) -> str:
 
 def compare(args: argparse.Namespace) -> None:
     """Ours against Keras in this process; print the table and the targets."""
-    from lstm_cli.data import load_digits
-    from lstm_cli.loop import configure_threads, default_threads
+    from lstm_cli.data.digits import load_digits
+    from lstm_cli.fit.trainer import configure_threads, default_threads
 
     cfg = defaults()
     # As `lstm-digits train` does; the process-wide setting applies to the Keras baseline too.
@@ -226,7 +257,7 @@ def compare(args: argparse.Namespace) -> None:
 
     table = Table(
         title=f"Training loop, {epochs} epochs, batch {cfg['batch_size']} (medians)",
-        caption="ours: Trainer.fit on DigitsLSTM | keras: keras.layers.LSTM via model.fit",
+        caption="ours: fit.loop.fit on DigitsRNN | keras: keras.layers.LSTM via model.fit",
     )
     columns = ("runs", "wall s", "min–max s", "epoch 1 s", "rest s", "steps/s", "val acc")
     table.add_column("")
@@ -274,11 +305,13 @@ def run_variant(name: str, epochs: int | None) -> None:
     """Child of `--ab`: one run of a variant, a JSON line per epoch (so a timeout keeps them)."""
     import tensorflow as tf
 
-    from lstm_cli.data import load_digits
-    from lstm_cli.loop import configure_threads, default_threads
+    from lstm_cli.data.digits import load_digits
+    from lstm_cli.fit.trainer import configure_threads, default_threads
 
     jit, intra, inter = VARIANTS[name]
     cfg = defaults()
+    if jit:  # XLA has no kernel for the fused kernel's ops
+        cfg["kernel"] = "ops"
     if intra == "auto":  # before any op runs, hence a fresh process per run
         configure_threads(default_threads(cfg["hidden_size"]))
     elif intra is not None:
@@ -302,6 +335,8 @@ def ab_run(name: str, epochs: int, timeout: float) -> dict:
     except subprocess.TimeoutExpired as ex:
         lines, finished = ex.stdout or "", False
         lines = lines.decode() if isinstance(lines, bytes) else lines
+    except subprocess.CalledProcessError as ex:  # the run's own error, not only its exit status
+        sys.exit(f"failed: {' '.join(command)}\n{ex.stderr[-3000:]}")
     records = [json.loads(line) for line in lines.splitlines() if line.startswith("{")]
     ends = [r["seconds"] for r in records if "epoch" in r]
     if not ends:
@@ -382,7 +417,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-    from lstm_cli.process import import_tensorflow
+    from lstm_cli.runtime.process import import_tensorflow
 
     import_tensorflow()  # muted: TensorFlow's native start-up lines are not results
     if args.variant:

@@ -34,10 +34,15 @@ COMMANDS = {  # what is timed: `lstm-digits ARGS`
 def command(tree: Path, args: list[str]) -> tuple[list[str], dict[str, str]]:
     """`lstm-digits ARGS` run from `tree`'s code: the command line and its environment (no
     MLflow settings of the user's; `PYTHONPATH` at the tree, so every process of it, joblib's
-    workers and submitit's jobs too, imports that tree)."""
+    workers and submitit's jobs too, imports that tree). The tree's own `python -m lstm_cli`
+    (every tree since 2026-11-27) calls its console script's function, wherever that lives
+    (`lstm_cli.commands.app`; `lstm_cli.cli` before 2026-12-07)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["PYTHONPATH"] = str(tree)
-    code = "import sys; from lstm_cli.cli import main; sys.argv[0] = 'lstm-digits'; main()"
+    code = (
+        "import runpy, sys; sys.argv[0] = 'lstm-digits'; "
+        "runpy.run_module('lstm_cli', run_name='__main__')"
+    )
     return [sys.executable, "-c", code, *args], env
 
 
@@ -46,13 +51,16 @@ def checkout(rev: str) -> Iterator[Path]:
     """Commit `rev` of this repository in a temporary worktree."""
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "base"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree),
-                        rev], check=True)  # fmt: skip
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), rev],
+            check=True,
+        )
         try:
             yield tree
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                           check=False)  # fmt: skip
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
+            )
 
 
 def time_run(cmd: list[str], env: dict[str, str], cwd: Path | str) -> float:

@@ -28,10 +28,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf
 import yaml
 
-from lstm_cli import gates_kernel
-from lstm_cli.data import load_digits
-from lstm_cli.model import DigitsLSTM
-from lstm_cli.loop import Trainer, configure_threads, default_threads, evaluate, set_seed
+from lstm_cli.data.digits import load_digits
+from lstm_cli.fit.hooks.base import Hook
+from lstm_cli.fit.loop import fit
+from lstm_cli.fit.trainer import Trainer, configure_threads, default_threads, evaluate, set_seed
+from lstm_cli.networks import fused_kernel
+from lstm_cli.networks.model import DigitsRNN
+
+
+class Clock(Hook):
+    """Each epoch's end, in perf_counter seconds."""
+
+    def __init__(self):
+        self.ends = []
+
+    def on_epoch_end(self, loop, metrics):
+        self.ends.append(time.perf_counter())
+
 
 gpus = tf.config.list_physical_devices("GPU")
 print(f"TensorFlow {tf.__version__}, GPUs: {[g.name for g in gpus] or 'none'}")
@@ -41,20 +54,21 @@ cfg = yaml.safe_load(open("conf/config.yaml"))
 d, epochs = cfg["data"], int(os.environ["EPOCHS"])
 data = load_digits(d["test_size"], d["split_seed"], d["scaling"], d["val_size"])
 configure_threads(default_threads(512, len(os.sched_getaffinity(0))))
-fused, note = gates_kernel.for_config(cfg["gates"])  # auto: TensorFlow ops where a GPU runs
-print(f"gates: {'fused' if fused else 'ops'}" + (f" ({note})" if note else ""))
+kernel, note = fused_kernel.for_config(cfg["kernel"])  # auto: TensorFlow ops where a GPU runs
+print(f"kernel: {'fused' if kernel else 'ops'}" + (f" ({note})" if note else ""))
 for hidden in (50, 512):
     set_seed(cfg["seed"])
-    model = DigitsLSTM(
+    model = DigitsRNN(
         input_size=data.input_size, num_classes=data.num_classes, hidden_size=hidden,
         cell=cfg["cell"], init=cfg["init"], output_activation=cfg["output_activation"],
         seed=cfg["seed"],
     ).build()
-    trainer = Trainer(model, cfg["learning_rate"], cfg["batch_size"], epochs, seed=cfg["seed"],
-                      shuffle=d["shuffle"], fused=fused)
-    ends = []
+    trainer = Trainer(model, cfg["learning_rate"], cfg["batch_size"], seed=cfg["seed"],
+                      shuffle=d["shuffle"], kernel=kernel)
+    clock = Clock()
     start = time.perf_counter()
-    history = trainer.fit(data, on_epoch=lambda m: ends.append(time.perf_counter()))
+    history = fit(trainer, data, epochs, [clock]).history
+    ends = clock.ends
     per_epoch = (ends[-1] - ends[0]) / max(len(ends) - 1, 1)
     _, test_accuracy = evaluate(model, data.x_test, data.y_test)
     print(f"hidden {hidden}: {epochs} epochs in {ends[-1] - start:.2f} s (epoch 1 "

@@ -16,7 +16,8 @@
 #
 # The state directory holds cluster.env (KEY=VALUE lines, written by `up`, removed by `down`:
 # MLFLOW_TRACKING_URI=http://127.0.0.1:PORT), db-password (mode 0600), slurm.conf (a copy of
-# /etc/slurm/slurm.conf, which slurm and every sbatch read), artifacts/, log/ and run/ (pid files).
+# /etc/slurm/slurm.conf, which slurm and every sbatch read), artifacts/, log/, run/ (pid files)
+# and lock (held by `up` and `down`).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -71,6 +72,10 @@ stop_pid() {
 
 require_root() { [[ $EUID -eq 0 ]] || die "$1"; }
 
+# daemon COMMAND...: start a service without the lock `locked` holds on fd 9, which it would
+# otherwise inherit and keep for its whole life, blocking every later `up` and `down`.
+daemon() { "$@" 9>&-; }
+
 # --- packages ---------------------------------------------------------------------------------
 
 missing_packages() {
@@ -112,7 +117,7 @@ start_munge() {
 	chown munge:munge "$key"
 	chmod 0400 "$key"
 	install -d -o munge -g munge -m 0755 /run/munge
-	runuser -u munge -- /usr/sbin/munged
+	daemon runuser -u munge -- /usr/sbin/munged
 	touch "$state/run/munged.started"
 	wait_for 10 munged munge_ok
 }
@@ -161,10 +166,10 @@ start_slurm() {
 	render_slurm_conf
 	install -d -m 0755 /var/spool/slurmctld /var/spool/slurmd
 	if ! ctld_ok; then
-		slurmctld
+		daemon slurmctld
 		wait_for 30 slurmctld ctld_ok
 	fi
-	pid_alive "$state/run/slurmd.pid" || slurmd
+	pid_alive "$state/run/slurmd.pid" || daemon slurmd
 	local deadline=$((SECONDS + 30))
 	until node_usable; do
 		# A node left down or drained by an earlier run comes back on request.
@@ -213,7 +218,7 @@ start_postgres() {
 	fi
 	read -r pg_version pg_name pg_port pg_status <<<"$(pg_cluster)"
 	if [[ $pg_status != online ]]; then
-		pg_ctlcluster "$pg_version" "$pg_name" start
+		daemon pg_ctlcluster "$pg_version" "$pg_name" start
 		touch "$state/run/postgresql.started"
 	fi
 	wait_for 30 PostgreSQL pg_isready -q -h 127.0.0.1 -p "$pg_port"
@@ -237,7 +242,7 @@ stop_postgres() {
 	read -r pg_version pg_name pg_port pg_status <<<"$cluster"
 	if [[ $purge == 1 ]]; then
 		if [[ $pg_status != online ]]; then
-			pg_ctlcluster "$pg_version" "$pg_name" start
+			daemon pg_ctlcluster "$pg_version" "$pg_name" start
 			touch "$state/run/postgresql.started"
 			wait_for 30 PostgreSQL pg_isready -q -h 127.0.0.1 -p "$pg_port"
 		fi
@@ -272,6 +277,7 @@ start_mlflow() {
 	# store URI goes through the environment, not the command line that `ps` shows.
 	(
 		cd "$state"
+		exec 9>&- # the lock stays with this script (see `locked`)
 		MLFLOW_BACKEND_STORE_URI="postgresql://$db:$(cat "$state/db-password")@127.0.0.1:$pg_port/$db" \
 			MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
 			setsid "$python" -m mlflow server --artifacts-destination "$state/artifacts" \
@@ -357,9 +363,18 @@ status() {
 	return "$all"
 }
 
+# One `up` or `down` at a time (two test sessions, two shells): each holds the state
+# directory's lock, so that neither starts a second server whose pid file the other overwrites.
+locked() {
+	mkdir -p "$state"
+	exec 9>"$state/lock"
+	flock 9
+	"$@"
+}
+
 case ${1:-} in
-up) up ;;
-down) down "${2:-}" ;;
+up) locked up ;;
+down) locked down "${2:-}" ;;
 status) status ;;
 *)
 	echo "usage: $0 up | down [--purge] | status" >&2

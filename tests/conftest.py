@@ -5,6 +5,7 @@ Plain helpers (the console script, stores, ports, checks) are in tests/helpers.p
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -34,12 +35,61 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.fixture(autouse=True)
+def _fast_tests_start_no_process(request, monkeypatch):
+    """The fast tier (no `slow` marker) starts no process: a test that needs one (the CLI, a
+    server, a build, git, make, mkdocs) is marked `slow`. Enforced here, where processes
+    start: `subprocess.Popen` refuses, naming the test."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+
+    def refuse(self, args, *more, **kwargs):
+        raise AssertionError(
+            f"{request.node.nodeid} starts a process ({args!r}): mark it @pytest.mark.slow"
+        )
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
+
+@functools.cache
+def _registry_reachable() -> str | None:
+    """Why the package registry pip uses is out of reach, or None when it answers."""
+    import urllib.request
+
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple/")
+    try:
+        urllib.request.urlopen(index.rstrip("/") + "/pip/", timeout=10).close()
+    except OSError as e:
+        return f"the package registry ({index}) is out of reach: {e}"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups
+def pytest_collection_modifyitems(items):
+    """`make test` runs the tests in pytest-xdist workers (`--dist loadgroup`): the cluster
+    tier all in one worker (one cluster, started once; one queue, holding its own jobs only),
+    and so the browser tier (one UI server)."""
+    for item in items:
+        for tier in ("cluster", "browser"):
+            if item.get_closest_marker(tier) is not None:
+                item.add_marker(pytest.mark.xdist_group(tier))
+
+
+def pytest_runtest_setup(item):
+    """A test marked `registry` resolves packages from the index: skipped, saying so, when
+    the index cannot be reached (an offline machine), rather than failing after pip's
+    retries. A hook rather than a fixture: it runs before the module's fixtures (the wheel's
+    build) would fail."""
+    if item.get_closest_marker("registry") is not None and (reason := _registry_reachable()):
+        pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def defaults():
     """The default config, composed once: tests compare against it rather than restate it."""
-    from lstm_cli import config
+    from lstm_cli.config import compose
 
-    return config.compose([])
+    return compose.compose([])
 
 
 @dataclass(frozen=True)
@@ -119,12 +169,25 @@ def mlflow_server(tmp_path_factory):
     port = free_port()
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
     proc = subprocess.Popen(
-        [mlflow_cli, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", sqlite_uri(root),
-         "--artifacts-destination", str(root / "artifacts")],
-        cwd=root, env=cli_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            mlflow_cli,
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            sqlite_uri(root),
+            "--artifacts-destination",
+            str(root / "artifacts"),
+        ],
+        cwd=root,
+        env=cli_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_cli.config_files import default
+from lstm_cli.config.files import default
 
 CLI = str(Path(sys.executable).with_name("lstm-digits"))
 EXPERIMENT = str(default("tracking.experiment"))  # where `train` tracks by default
@@ -31,7 +31,7 @@ EPOCHS = 3  # the session's trained run: enough to check metric history, cheap t
 
 def held_out(cfg, scaling: str | None = None):
     """The digits split of config `cfg`, with its pixel scaling or `scaling`."""
-    from lstm_cli.data import load_digits
+    from lstm_cli.data.digits import load_digits
 
     d = cfg.data
     return load_digits(d.test_size, d.split_seed, scaling or d.scaling.value)
@@ -123,16 +123,13 @@ def histories(uri: str, run_id: str) -> dict[str, list[tuple[int, float]]]:
 
 
 def latest_checkpoint(uri: str, run_id: str):
-    """The run's newest readable checkpoint (`lstm_cli.tracking.checkpoint.Checkpoint`)."""
+    """The run's newest readable checkpoint (`lstm_cli.tracking.checkpoint_slots.Checkpoint`)."""
     import mlflow
 
-    from lstm_cli.tracking import checkpoint
+    from lstm_cli.tracking import checkpoint_slots
 
     mlflow.set_tracking_uri(uri)
-    return checkpoint.latest(run_id)
-
-
-REFERENCE_STEPS = ("h", "c", "i", "f", "o")  # what `numpy_lstm` keeps at every step
+    return checkpoint_slots.latest(run_id)
 
 
 def stop(proc: subprocess.Popen, signum: int, timeout: float = 60) -> str:
@@ -173,34 +170,107 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+REFERENCE_STEPS = ("h", "c", "i", "f", "o")  # what `numpy_lstm` keeps at every step
+
+
 def numpy_lstm(x, W, B, cell: str) -> dict:
-    """The article's equations step by step in float64 NumPy, independent of lstm_cli.
+    """The article's equations step by step in float64 NumPy, independent of lstm_cli: the
+    `article` (h = c*o) and `lstm` (h = tanh(c)*o) cells.
 
     Args:
         x: inputs (batch, steps, input), from the zero state.
         W: (input + hidden, 4*hidden), columns z, i, f, o.
         B: (4*hidden,).
-        cell: "seed" (h = c*o) or "standard" (h = tanh(c)*o).
+        cell: "article" or "lstm".
 
     Returns:
         REFERENCE_STEPS -> every step's value, each (steps, batch, hidden).
     """
+    found = numpy_cell(x, {"W": W, "B": B}, cell)
+    return {name: found[name] for name in REFERENCE_STEPS}
 
-    def sigmoid(v):
-        return 1.0 / (1.0 + np.exp(-v))
 
-    x, W, B = (np.asarray(a, np.float64) for a in (x, W, B))
-    h = c = np.zeros((x.shape[0], B.shape[0] // 4))  # (batch, hidden) zero state
+# Each cell of the LSTM family as the papers write it: its W blocks, and what it changes of
+# the vanilla LSTM (Greff et al. 2015), in plain words a reader can check against them.
+LSTM_FAMILY = {
+    "article": {"blocks": "zifo", "peepholes": False, "output_tanh": False},
+    "lstm": {"blocks": "zifo", "peepholes": False},
+    "peephole": {"blocks": "zifo"},
+    "cifg": {"blocks": "zio", "forget": "1 - i"},
+    "nig": {"blocks": "zfo"},
+    "nfg": {"blocks": "zio"},
+    "nog": {"blocks": "zif"},
+    "niaf": {"blocks": "zifo", "input_tanh": False},
+}
+
+
+def _sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def numpy_cell(x, weights: dict, cell: str) -> dict:
+    """A cell's equations step by step in float64 NumPy, independent of lstm_cli.
+
+    Args:
+        x: inputs (batch, steps, input), from the zero state.
+        weights: "W" (input + hidden, blocks*hidden), "B" (blocks*hidden,), and "P" (3, hidden)
+            for a cell with peepholes, "BR" (3*hidden,) for the GRU.
+        cell: a cell's name.
+
+    Returns:
+        "h" and the cell's other values (an LSTM's "c" and gates "i", "f", "o" where it has
+        them; a GRU's "u", "r"), each (steps, batch, hidden).
+    """
+    x = np.asarray(x, np.float64)
+    w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
+    if cell == "gru":
+        return _numpy_gru(x, w)
+    if cell == "rnn":
+        h, kept = np.zeros((x.shape[0], w["W"].shape[1])), []
+        for t in range(x.shape[1]):
+            h = np.tanh(np.concatenate([x[:, t], h], axis=1) @ w["W"] + w["B"])
+            kept.append(h)
+        return {"h": np.stack(kept)}
+    spec = LSTM_FAMILY[cell]
+    peep = spec.get("peepholes", True)
+    hidden = w["B"].shape[0] // len(spec["blocks"])
+    h = c = np.zeros((x.shape[0], hidden))
     kept = {name: [] for name in REFERENCE_STEPS}
     for t in range(x.shape[1]):
-        zifo = np.concatenate([x[:, t], h], axis=1) @ W + B  # (batch, 4*hidden)
-        z, i, f, o = np.split(zifo, 4, axis=1)  # each (batch, hidden)
-        i, f, o = sigmoid(i), sigmoid(f), sigmoid(o)
-        c = c * f + np.tanh(z) * i
-        h = c * o if cell == "seed" else np.tanh(c) * o
+        a = np.concatenate([x[:, t], h], axis=1) @ w["W"] + w["B"]
+        a = dict(zip(spec["blocks"], np.split(a, len(spec["blocks"]), axis=1), strict=True))
+        p = w["P"] if peep else np.zeros((3, hidden))
+        first = t == 0  # the zero state: the peepholes see c = 0
+        z = np.tanh(a["z"]) if spec.get("input_tanh", True) else a["z"]
+        i = _sigmoid(a["i"] + (0 if first else p[0] * c)) if "i" in a else np.ones_like(z)
+        if spec.get("forget") == "1 - i":
+            f = 1.0 - i
+        else:
+            f = _sigmoid(a["f"] + (0 if first else p[1] * c)) if "f" in a else np.ones_like(z)
+        c = f * c + i * z
+        o = _sigmoid(a["o"] + p[2] * c) if "o" in a else np.ones_like(z)
+        h = (np.tanh(c) if spec.get("output_tanh", True) else c) * o
         for name, value in zip(REFERENCE_STEPS, (h, c, i, f, o), strict=True):
             kept[name].append(value)
-    return {name: np.stack(values) for name, values in kept.items()}  # each (steps, batch, hid)
+    return {name: np.stack(values) for name, values in kept.items()}
+
+
+def _numpy_gru(x, w: dict) -> dict:
+    """Keras's GRU with reset_after=True: gates u (update), r (reset), candidate n."""
+    hidden = w["B"].shape[0] // 3
+    n_in = x.shape[2]
+    h = np.zeros((x.shape[0], hidden))
+    kept = {"h": [], "u": [], "r": []}
+    for t in range(x.shape[1]):
+        xs = np.split(x[:, t] @ w["W"][:n_in] + w["B"], 3, axis=1)
+        hs = np.split(h @ w["W"][n_in:] + w["BR"], 3, axis=1)
+        u = _sigmoid(xs[0] + hs[0])
+        r = _sigmoid(xs[1] + hs[1])
+        n = np.tanh(xs[2] + r * hs[2])
+        h = u * h + (1 - u) * n
+        for name, value in (("h", h), ("u", u), ("r", r)):
+            kept[name].append(value)
+    return {name: np.stack(values) for name, values in kept.items()}
 
 
 def sweep_runs(uri: str) -> tuple[object, list]:
@@ -250,16 +320,22 @@ def group_alive(pgid: int) -> list[int]:
 
 def run_in_terminal(*args: str, cwd: Path, interrupt_on: str | None = None, timeout=300):
     """`lstm-digits ARGS` with a pseudo-terminal as its stdin, stdout and stderr, `COLUMNS`
-    wide; with `interrupt_on`, Ctrl-C (SIGINT to its process group, as a terminal sends it)
-    once its output holds that text. Returns (exit code, everything it wrote)."""
+    wide; with `interrupt_on` (a regular expression), Ctrl-C (SIGINT to its process group, as
+    a terminal sends it) once its output matches it. Returns (exit code, everything it
+    wrote)."""
     master, slave = pty.openpty()
     columns = int(cli_env()["COLUMNS"])
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     env = cli_env(TERM="xterm-256color")  # COLUMNS: cli_env's
     proc = subprocess.Popen(
-        [CLI, *args], cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
+        [CLI, *args],
+        cwd=cwd,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
         start_new_session=True,
-    )  # fmt: skip
+    )
     os.close(slave)
     out = b""
     deadline = time.monotonic() + timeout
@@ -274,7 +350,7 @@ def run_in_terminal(*args: str, cwd: Path, interrupt_on: str | None = None, time
                 if not chunk:
                     break
                 out += chunk
-            if interrupt_on and interrupt_on.encode() in out:
+            if interrupt_on and re.search(interrupt_on.encode(), out):
                 os.killpg(proc.pid, signal.SIGINT)
                 interrupt_on = None
         code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))

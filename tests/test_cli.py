@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lstm_cli import hardware
+from lstm_cli.runtime import hardware
 from tests.helpers import (
     CLI,
     EPOCHS,
@@ -32,7 +32,7 @@ from tests.helpers import (
 @pytest.mark.slow
 def test_help_does_not_import_tensorflow_or_mlflow():
     code = (
-        "import sys; import lstm_cli.cli as c\n"
+        "import sys; import lstm_cli.commands.app as c\n"
         "try:\n    c.app(['--help'])\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('tensorflow', 'mlflow', 'hydra') if m in sys.modules))"
     )
@@ -117,9 +117,14 @@ def test_bf16_trains_where_the_cpu_has_it_and_stays_near_fp32(trained_run, tmp_p
     (fp32), recorded as bf16, within 0.1 of its validation accuracy and 10% of its loss."""
     uri = sqlite_uri(tmp_path)
     result = run_cli(
-        "train", f"epochs={EPOCHS}", "hidden_size=16", f"tracking.uri={uri}", "seed=1",
-        "precision=bf16", cwd=tmp_path,
-    )  # fmt: skip
+        "train",
+        f"epochs={EPOCHS}",
+        "hidden_size=16",
+        f"tracking.uri={uri}",
+        "seed=1",
+        "precision=bf16",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])

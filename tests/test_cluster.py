@@ -22,8 +22,9 @@ STATE = Path(os.environ.get("LSTM_DIGITS_CLUSTER_DIR", "/tmp/lstm-digits-cluster
 
 
 def _cluster(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(CLUSTER), *args], capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+    return subprocess.run(
+        ["bash", str(CLUSTER), *args], capture_output=True, text=True, timeout=900
+    )
 
 
 @pytest.fixture(scope="session")
@@ -74,10 +75,21 @@ def clean(cluster):
 
 def _sweep(tmp_path: Path, uri: str, *overrides: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [CLI, "train", "-m", "hydra/launcher=slurm", f"tracking.uri={uri}",
-         "hydra.sweep.dir=sweep", *overrides],
-        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            CLI,
+            "train",
+            "-m",
+            "hydra/launcher=slurm",
+            f"tracking.uri={uri}",
+            "hydra.sweep.dir=sweep",
+            *overrides,
+        ],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _children(uri: str, since: set[str]) -> tuple[object, list]:
@@ -112,8 +124,12 @@ def test_a_slurm_grid_sweep_lands_in_the_postgresql_backed_server(clean, tmp_pat
     listed = subprocess.run([CLI, *args], env=cli_env(), capture_output=True, text=True)
     assert {r["run_id"] for r in json.loads(listed.stdout)} == {c.info.run_id for c in children}
     best = children[0].info.run_id
-    evaluated = subprocess.run([CLI, "evaluate", best, "--tracking-uri", uri], env=cli_env(),
-                               capture_output=True, text=True)  # fmt: skip
+    evaluated = subprocess.run(
+        [CLI, "evaluate", best, "--tracking-uri", uri],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     assert "equal" in evaluated.stdout
 
@@ -135,8 +151,9 @@ def _scancel_once_training(proc, uri: str, before: set[str], job: str, *options:
     wait for the sweep and return its stdout and stderr."""
     try:
         _wait_for_epochs(uri, before, job)
-        (slurm_id,) = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True,
-                                     text=True).stdout.split()  # fmt: skip
+        (slurm_id,) = subprocess.run(
+            ["squeue", "-h", "-o", "%i"], capture_output=True, text=True
+        ).stdout.split()
         subprocess.run(["scancel", *options, slurm_id], check=True)
         return proc.communicate(timeout=600)
     finally:
@@ -183,9 +200,16 @@ def test_a_job_past_its_time_limit_ends_killed(clean, tmp_path):
     machine before the job had made its run: submitit then ends the job with no run.)"""
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}
-    proc = _sweep(tmp_path, uri, "epochs=100000", "hidden_size=8", "tracking.log_model=false",
-                  "hydra.launcher.timeout_min=2", "hydra.launcher.max_num_timeout=0",
-                  "hydra.launcher.signal_delay_s=30")  # fmt: skip
+    proc = _sweep(
+        tmp_path,
+        uri,
+        "epochs=100000",
+        "hidden_size=8",
+        "tracking.log_model=false",
+        "hydra.launcher.timeout_min=2",
+        "hydra.launcher.max_num_timeout=0",
+        "hydra.launcher.signal_delay_s=30",
+    )
     stdout, stderr = proc.communicate(timeout=400)
     assert proc.returncode == 1, stdout + stderr
     parent, (child,) = _children(uri, before)
@@ -218,8 +242,15 @@ def test_a_preempted_job_is_requeued_and_goes_on_with_the_same_run(clean, tmp_pa
     a checkpoint; submitit requeues it, and the new start continues the same child run."""
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}
-    proc = _sweep(tmp_path, uri, "epochs=1500", "hidden_size=8", "tracking.log_model=false",
-                  "checkpoint.every_epochs=500", "checkpoint.every_seconds=0")  # fmt: skip
+    proc = _sweep(
+        tmp_path,
+        uri,
+        "epochs=1500",
+        "hidden_size=8",
+        "tracking.log_model=false",
+        "checkpoint.every_epochs=500",
+        "checkpoint.every_seconds=0",
+    )
     stdout, stderr = _scancel_once_training(proc, uri, before, "0", "--signal=USR2")
     assert proc.returncode == 0, stdout + stderr
     parent, (child,) = _children(uri, before)
@@ -243,8 +274,9 @@ def _submitted_jobs(tmp_path: Path) -> set[str]:
 def test_packed_points_share_slurm_jobs_and_keep_a_run_each(clean, tmp_path):
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}
-    proc = _sweep(tmp_path, uri, *PACKED, "seed=1,2,3,4,5", "epochs=2",
-                  "hydra.launcher.cpus_per_task=1")  # fmt: skip
+    proc = _sweep(
+        tmp_path, uri, *PACKED, "seed=1,2,3,4,5", "epochs=2", "hydra.launcher.cpus_per_task=1"
+    )
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stdout + stderr
     assert len(_submitted_jobs(tmp_path)) == 3  # 5 points, 2 per job
@@ -289,9 +321,17 @@ def test_a_slurm_sweep_in_a_terminal_shows_its_live_line(clean, tmp_path):
     own logs, so the terminal shows the live line and the table."""
     uri = clean
     code, raw = run_in_terminal(
-        "train", "-m", "hydra/launcher=slurm", f"tracking.uri={uri}", "hydra.sweep.dir=sweep",
-        "hidden_size=8,16", "epochs=2", "tracking.log_model=false", cwd=tmp_path, timeout=600,
-    )  # fmt: skip
+        "train",
+        "-m",
+        "hydra/launcher=slurm",
+        f"tracking.uri={uri}",
+        "hydra.sweep.dir=sweep",
+        "hidden_size=8,16",
+        "epochs=2",
+        "tracking.log_model=false",
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert code == 0, raw
     last = final_live_line(raw)
     assert last.startswith("sweep 2/2 done · 0 pruned · 0 failed · "), last
@@ -304,8 +344,8 @@ def test_a_long_sweep_command_names_its_runs_within_postgresqls_limit(clean):
     """PostgreSQL refuses a run name over 250 characters (SQLite keeps it): a sweep of many
     overrides failed there before it started. Names are cut to fit."""
     from lstm_cli.tracking import store
-    from lstm_cli.tracking.run import MAX_NAME, start_run
-    from lstm_cli.tracking.sweep import start_parent
+    from lstm_cli.tracking.parent_run import start_parent
+    from lstm_cli.tracking.run_handle import MAX_NAME, start_run
 
     uri = clean
     experiment_id = store.open_experiment(uri, EXPERIMENT)
@@ -328,8 +368,16 @@ def test_early_stopping_on_slurm_keeps_each_points_best_epoch(clean, tmp_path):
     """min_delta=10: no epoch improves enough, every point stops after its second."""
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}
-    proc = _sweep(tmp_path, uri, *PACKED, "seed=1,2", "epochs=6", "early_stopping.patience=1",
-                  "early_stopping.min_delta=10", "hydra.launcher.cpus_per_task=1")  # fmt: skip
+    proc = _sweep(
+        tmp_path,
+        uri,
+        *PACKED,
+        "seed=1,2",
+        "epochs=6",
+        "early_stopping.patience=1",
+        "early_stopping.min_delta=10",
+        "hydra.launcher.cpus_per_task=1",
+    )
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stdout + stderr
     _, children = _children(uri, before)
@@ -358,8 +406,14 @@ def test_a_cancelled_pack_ends_its_run_killed_and_starts_no_other(clean, tmp_pat
 def test_a_requeued_pack_skips_its_finished_point_and_goes_on_with_the_stopped_one(clean, tmp_path):
     uri = clean
     before = {r.info.run_id for r in _runs(uri)}
-    proc = _sweep(tmp_path, uri, *PACKED, "epochs=3,1500", "checkpoint.every_epochs=500",
-                  "checkpoint.every_seconds=0")  # fmt: skip
+    proc = _sweep(
+        tmp_path,
+        uri,
+        *PACKED,
+        "epochs=3,1500",
+        "checkpoint.every_epochs=500",
+        "checkpoint.every_seconds=0",
+    )
     stdout, stderr = _scancel_once_training(proc, uri, before, "1", "--signal=USR2")
     assert proc.returncode == 0, stdout + stderr
     parent, (first, second) = _children(uri, before)  # one run per point, no second attempt

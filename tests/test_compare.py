@@ -12,19 +12,30 @@ from pathlib import Path
 
 import pytest
 
-from lstm_cli.compare import differing, gather
+from lstm_cli.commands.compare import differing, gather
 from lstm_cli.tracking.read import RunRecord
 from tests.helpers import EXPERIMENT, assert_one_line_error, cli_env, run_cli, sqlite_uri
 
 # The three runs: hidden_size and seed differ between them, every other param is shared.
-TRAINED = ({"seed": "1", "hidden_size": "8"}, {"seed": "2", "hidden_size": "8"},
-           {"seed": "3", "hidden_size": "12"})  # fmt: skip
+TRAINED = (
+    {"seed": "1", "hidden_size": "8"},
+    {"seed": "2", "hidden_size": "8"},
+    {"seed": "3", "hidden_size": "12"},
+)
 
 
 def record(run_id: str, params: dict[str, str], metrics: dict[str, float] | None = None):
-    return RunRecord(run_id=run_id, name=f"run-{run_id}", status="FINISHED", start_ms=0,
-                     end_ms=1000, params=params, metrics=metrics or {}, tags={},
-                     has_model=False)  # fmt: skip
+    return RunRecord(
+        run_id=run_id,
+        name=f"run-{run_id}",
+        status="FINISHED",
+        start_ms=0,
+        end_ms=1000,
+        params=params,
+        metrics=metrics or {},
+        tags={},
+        has_model=False,
+    )
 
 
 # ---------------------------------------------------------------- plain records (fast)
@@ -34,15 +45,19 @@ def test_only_the_params_that_differ_are_shown_unless_all():
     shared = {"epochs": "2", "batch_size": "100"}
     runs = [
         record("a" * 32, {**shared, "seed": "1", "hidden_size": "8"}),
-        record("b" * 32, {**shared, "seed": "2", "hidden_size": "8", "cell": "seed"}),
+        record("b" * 32, {**shared, "seed": "2", "hidden_size": "8", "cell": "article"}),
         record("c" * 32, {**shared, "seed": "3", "hidden_size": "8"}),
     ]
     assert differing(runs) == ["cell", "seed"]  # a param one run lacks differs too
     assert differing(runs[::2]) == ["seed"]
     assert differing([runs[0], runs[0]]) == []
     assert gather(runs, all_params=True).params == [
-        "batch_size", "cell", "epochs", "hidden_size", "seed",
-    ]  # fmt: skip
+        "batch_size",
+        "cell",
+        "epochs",
+        "hidden_size",
+        "seed",
+    ]
 
 
 def test_metrics_rows_and_the_best_value_of_each():
@@ -53,8 +68,12 @@ def test_metrics_rows_and_the_best_value_of_each():
     comparison = gather(runs)
     # every metric has its place (empty where a run from before the test split lacks it)
     assert comparison.metrics == [
-        "val_loss", "val_accuracy", "best_val_accuracy", "test_accuracy", "test_loss",
-    ]  # fmt: skip
+        "val_loss",
+        "val_accuracy",
+        "best_val_accuracy",
+        "test_accuracy",
+        "test_loss",
+    ]
     first, second = comparison.rows()
     assert first["run_id"] == "a" * 32 and first["seed"] == "1" and first["test_loss"] == 2.0
     assert second["test_loss"] is None and second["test_accuracy"] is None
@@ -85,9 +104,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     for params in TRAINED:
         overrides = [f"{k}={v}" for k, v in params.items()]
         result = run_cli(
-            "train", "epochs=2", *overrides, "tracking.log_model=false", f"tracking.uri={uri}",
+            "train",
+            "epochs=2",
+            *overrides,
+            "tracking.log_model=false",
+            f"tracking.uri={uri}",
             cwd=workdir,
-        )  # fmt: skip
+        )
         assert result.returncode == 0, result.stderr
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
@@ -125,8 +148,12 @@ def test_the_table_shows_the_params_that_differ_then_the_metrics(store):
     params, metrics, status = sections(result.stdout)
     assert params == {"hidden_size": ["8", "8", "12"], "seed": ["1", "2", "3"]}
     assert list(metrics) == [
-        "val_loss", "val_accuracy", "best_val_accuracy", "test_accuracy", "test_loss",
-    ]  # fmt: skip
+        "val_loss",
+        "val_accuracy",
+        "best_val_accuracy",
+        "test_accuracy",
+        "test_loss",
+    ]
     for k, run_id in enumerate(store.run_ids):
         data = logged(store, run_id)
         assert metrics["val_accuracy"][k] == f"{data.metrics['val_accuracy']:.4f}"
@@ -224,11 +251,17 @@ def test_bad_references_are_one_line(store):
 @pytest.mark.slow
 def test_compare_does_not_import_tensorflow(store):
     code = (
-        "import sys; import lstm_cli.cli as c\n"
+        "import sys; import lstm_cli.commands.app as c\n"
         f"try:\n    c.app(['compare', *{store.run_ids!r}, '--tracking-uri', {store.uri!r}])\n"
         "except SystemExit as ex:\n    assert not ex.code, ex.code\n"
         "print('tensorflow' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=cli_env(), cwd=store.workdir, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=store.workdir,
+        check=True,
+    )
     assert out.stdout.strip().splitlines()[-1] == "False"

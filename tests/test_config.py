@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from lstm_cli import config
-from lstm_cli.errors import UserError
+from lstm_cli.config import compose, schema
+from lstm_cli.runtime.errors import UserError
 
 
 def test_defaults_reproduce_the_seed_article():
-    cfg = config.compose([])
+    cfg = compose.compose([])
     assert (cfg.hidden_size, cfg.epochs, cfg.batch_size, cfg.learning_rate) == (50, 100, 100, 1e-3)
     assert (cfg.output_activation.value, cfg.cell.value, cfg.init.value) == (
         "tanh",
-        "seed",
+        "article",
         "zeros",
     )
     assert (cfg.data.test_size, cfg.data.split_seed) == (0.2, 42)
-    config.check(cfg)
+    schema.check(cfg)
 
 
 def test_flatten_gives_dotted_params_with_enum_names():
-    flat = config.flatten(config.compose(["hidden_size=7", "output_activation=relu"]))
+    flat = schema.flatten(compose.compose(["hidden_size=7", "output_activation=relu"]))
     assert flat["hidden_size"] == 7 and flat["output_activation"] == "relu"
     assert flat["data.test_size"] == 0.2 and "tracking.experiment" in flat
 
@@ -29,17 +29,17 @@ def test_flatten_gives_dotted_params_with_enum_names():
 @pytest.mark.parametrize(
     "overrides",
     [
-        ["cell=standard", "init=glorot", "output_activation=linear", "data.scaling=unit"],
+        ["cell=lstm", "init=glorot", "output_activation=linear", "data.scaling=unit"],
         ["threads=1", "tracking.uri=sqlite:///x.db", "seed=3"],
     ],
 )
 def test_valid_overrides_pass_preflight(overrides):
-    request = config.preflight(overrides)
+    request = compose.preflight(overrides)
     assert request.overrides == overrides and not request.multirun
     assert request.launcher is None
     for override in overrides:
         key, value = override.split("=", 1)
-        assert str(config.flatten(request.cfg)[key]) == value
+        assert str(schema.flatten(request.cfg)[key]) == value
 
 
 @pytest.mark.parametrize(
@@ -52,7 +52,15 @@ def test_valid_overrides_pass_preflight(overrides):
         (["batch_size=0"], "batch_size=0 is invalid"),
         (["learning_rate=-1"], "learning_rate=-1.0 is invalid: it must be finite and > 0"),
         (["output_activation=bogus"], "tanh, linear, sigmoid, relu"),
-        (["cell=bogus"], "seed, standard"),
+        (["cell=bogus"], "article, lstm, peephole, cifg, nig, nfg, nog, niaf, gru, rnn"),
+        (["cell=seed"], "cell=seed is now cell=article (seed names the random seed)"),
+        (["-m", "cell=lstm,standard"], "cell=standard is now cell=lstm"),
+        (["gates=ops"], "gates= is now kernel= (auto, fused or ops)"),
+        (["layers=0"], "layers=0 is invalid: it must be a positive integer"),
+        (["data.reading=diagonal"], "expected one of [rows, columns, pixels, permuted]"),
+        (["data.permutation_seed=-1"], "data.permutation_seed=-1 is invalid"),
+        (["cell=rnn", "kernel=fused"], "kernel=fused computes one layer of cell="),
+        (["layers=2", "kernel=fused"], "layers=2 runs on TensorFlow's ops"),
         (["hiden_size=100"], "unknown config key 'hiden_size'; did you mean 'hidden_size'?"),
         (["data.test_size=1.5"], "data.test_size=1.5 is invalid"),
         (["learning_rate=inf"], "learning_rate=inf is invalid: it must be finite and > 0"),
@@ -69,7 +77,7 @@ def test_valid_overrides_pass_preflight(overrides):
 )
 def test_bad_values_are_rejected_in_one_line(overrides, message):
     with pytest.raises(UserError) as info:
-        config.preflight(overrides)
+        compose.preflight(overrides)
     text = str(info.value)
     assert message in text
     assert "\n" not in text
@@ -77,13 +85,13 @@ def test_bad_values_are_rejected_in_one_line(overrides, message):
 
 def test_a_bad_value_anywhere_in_a_grid_is_a_type_error_before_the_sweep():
     with pytest.raises(UserError, match="hidden_size"):
-        config.preflight(["-m", "hidden_size=10,abc"])
+        compose.preflight(["-m", "hidden_size=10,abc"])
 
 
 @pytest.mark.parametrize(
     ("grid", "message"),
     [
-        (["seed=range(1,17)", "cell=seed,nope"], "cell: Invalid value 'nope'"),
+        (["seed=range(1,17)", "cell=article,nope"], "cell: Invalid value 'nope'"),
         (["seed=1,2.5"], "seed: Value '2.5' of type 'float' could not be converted"),
         (["data.scaling=raw,bogus"], "data.scaling: Invalid value 'bogus'"),
         (["experiment=debug,nope"], "could not find 'experiment/nope'"),
@@ -94,59 +102,74 @@ def test_a_bad_value_anywhere_in_a_grid_is_a_type_error_before_the_sweep():
 def test_every_value_of_a_sweep_is_checked_before_it_starts(grid, message):
     # Plain values are set on the composed config (its schema's types), the rest composed.
     with pytest.raises(UserError, match=message):
-        config.preflight(["-m", *grid])
+        compose.preflight(["-m", *grid])
 
 
 def test_a_sweep_of_values_and_groups_passes_preflight():
-    grid = ["seed=range(1,17)", "threads=null,2", "experiment=debug,wide", "+foo=1,2",
-            "hydra/launcher=joblib", "hydra.launcher.n_jobs=1,2"]  # fmt: skip
-    request = config.preflight(["-m", *grid])
+    grid = [
+        "seed=range(1,17)",
+        "threads=null,2",
+        "experiment=debug,wide",
+        "+foo=1,2",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=1,2",
+    ]
+    request = compose.preflight(["-m", *grid])
     assert request.multirun and request.cfg.seed == 0  # without the swept keys
 
 
 def test_a_glob_of_presets_is_left_to_hydra_to_expand():
-    request = config.preflight(["-m", "experiment=glob(*)", "seed=1,2"])
+    request = compose.preflight(["-m", "experiment=glob(*)", "seed=1,2"])
     assert request.multirun and request.cfg.seed == 0
 
 
 def test_the_basic_sweepers_params_on_the_command_line_say_what_to_do_instead():
     with pytest.raises(UserError) as info:
-        config.preflight(["-m", "hydra.sweeper.params={hidden_size:'8,16'}"])
+        compose.preflight(["-m", "hydra.sweeper.params={hidden_size:'8,16'}"])
     text = str(info.value)
     assert text.startswith("hydra.sweeper.params cannot be set on the command line")
     assert "-m hidden_size=8,16,32" in text and "\n" not in text
 
 
 def test_range_errors_in_a_sweep_are_left_to_their_job():
-    request = config.preflight(["-m", "hidden_size=10,0"])
+    request = compose.preflight(["-m", "hidden_size=10,0"])
     assert request.multirun and request.cfg.hidden_size == 50  # without the swept key
     assert request.launcher._target_.endswith("BasicLauncher")  # what runs the jobs
 
 
 def test_printing_the_config_starts_no_sweep():
-    request = config.preflight(["--cfg", "job", "hidden_size=0"])
+    request = compose.preflight(["--cfg", "job", "hidden_size=0"])
     assert request.cfg is None and not request.multirun
 
 
 @pytest.mark.parametrize(
     ("preset", "expected"),
     [
-        ("article", {"hidden_size": 50, "cell": "seed", "init": "zeros", "data.scaling": "raw"}),
-        ("keras", {"cell": "standard", "init": "glorot", "output_activation": "linear",
-                   "data.scaling": "unit"}),
+        ("article", {"hidden_size": 50, "cell": "article", "init": "zeros", "data.scaling": "raw"}),
+        (
+            "keras",
+            {
+                "cell": "lstm",
+                "init": "glorot",
+                "output_activation": "linear",
+                "data.scaling": "unit",
+            },
+        ),
         ("wide", {"hidden_size": 256}),
-        ("debug", {"epochs": 3, "tracking.log_model": False,
-                   "tracking.experiment": "lstm-digits-debug"}),
+        (
+            "debug",
+            {"epochs": 3, "tracking.log_model": False, "tracking.experiment": "lstm-digits-debug"},
+        ),
     ],
-)  # fmt: skip
+)
 def test_every_preset_composes_and_sets_what_it_says(preset, expected):
-    flat = config.flatten(config.preflight([f"experiment={preset}"]).cfg)
+    flat = schema.flatten(compose.preflight([f"experiment={preset}"]).cfg)
     assert {k: flat[k] for k in expected} == expected
 
 
 def test_the_article_preset_is_the_default_run():
-    article = config.flatten(config.preflight(["experiment=article"]).cfg)
-    assert article == config.flatten(config.compose([]))
+    article = schema.flatten(compose.preflight(["experiment=article"]).cfg)
+    assert article == schema.flatten(compose.compose([]))
 
 
 def test_a_users_config_directory_adds_presets_and_configs(tmp_path):
@@ -155,31 +178,31 @@ def test_a_users_config_directory_adds_presets_and_configs(tmp_path):
         "# @package _global_\nhidden_size: 7\ndata:\n  scaling: unit\n"
     )
     (tmp_path / "lab.yaml").write_text("defaults:\n  - config\n  - _self_\nepochs: 5\n")
-    mine = config.preflight(["-cd", str(tmp_path), "experiment=mine", "seed=2"]).cfg
+    mine = compose.preflight(["-cd", str(tmp_path), "experiment=mine", "seed=2"]).cfg
     assert (mine.hidden_size, mine.data.scaling.value, mine.seed) == (7, "unit", 2)
-    lab = config.preflight(["--config-dir", str(tmp_path), "-cn", "lab"]).cfg
+    lab = compose.preflight(["--config-dir", str(tmp_path), "-cn", "lab"]).cfg
     assert (lab.epochs, lab.hidden_size) == (5, 50)  # the packaged defaults, then the user's
-    searched = config.preflight([f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine"])
+    searched = compose.preflight([f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine"])
     assert searched.cfg.hidden_size == 7
 
 
 def test_precision_defaults_to_fp32_and_bf16_is_refused_where_the_cpu_lacks_it(monkeypatch):
-    from lstm_cli import hardware
+    from lstm_cli.runtime import hardware
 
-    assert config.compose([]).precision.value == "fp32"
+    assert compose.compose([]).precision.value == "fp32"
     monkeypatch.setattr(hardware, "has_bf16", lambda: False)
     with pytest.raises(UserError) as info:
-        config.preflight(["precision=bf16"])
+        compose.preflight(["precision=bf16"])
     assert "precision=bf16 needs a CPU with bfloat16 instructions" in str(info.value)
     assert "\n" not in str(info.value)
     monkeypatch.setattr(hardware, "has_bf16", lambda: True)
-    assert config.preflight(["precision=bf16"]).cfg.precision.value == "bf16"
+    assert compose.preflight(["precision=bf16"]).cfg.precision.value == "bf16"
     with pytest.raises(UserError, match="fp32, bf16"):
-        config.preflight(["precision=fp16"])
+        compose.preflight(["precision=fp16"])
 
 
 def test_bf16_support_is_read_from_the_cpu_flags(tmp_path):
-    from lstm_cli import hardware
+    from lstm_cli.runtime import hardware
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")

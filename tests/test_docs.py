@@ -15,16 +15,29 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from lstm_cli import cli, config_files
-from lstm_cli.config import preflight
+from lstm_cli.commands import app
+from lstm_cli.config import files
+from lstm_cli.config.compose import preflight
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 README_LIMIT = 6 * 1024
 # Commands of other tools the pages show (installs, shell plumbing): shown as those tools
 # document them, not parsed here. (`mlflow ...` is parsed by MLflow's own CLI.)
-OTHER_TOOLS = {"pip", "pipx", "curl", "export", "source", "jq", "git", "cd", "for",
-               "done", "tee", ".venv/bin/pip"}  # fmt: skip
+OTHER_TOOLS = {
+    "pip",
+    "pipx",
+    "curl",
+    "export",
+    "source",
+    "jq",
+    "git",
+    "cd",
+    "for",
+    "done",
+    "tee",
+    ".venv/bin/pip",
+}
 VARIABLES = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5055"}  # any other $VAR: a run id
 
 
@@ -94,7 +107,7 @@ def _words(line: str) -> list[list[str]]:
 def dry_parse(argv: list[str]) -> None:
     """Parse `lstm-digits ARGV` as the CLI would, without running the command: the command and
     its options by click, train's overrides by the same pre-flight as a run, resume's keys."""
-    group = typer.main.get_command(cli.app)
+    group = typer.main.get_command(app.app)
     root = group.make_context("lstm-digits", [], resilient_parsing=True)
     while argv and argv[0] in ("--debug",):
         argv = argv[1:]
@@ -108,7 +121,7 @@ def dry_parse(argv: list[str]) -> None:
     if argv[0] == "train":  # keys, groups and types as a run checks them; --cfg: not ranges
         preflight([*ctx.args, "--cfg", "job"])
     elif argv[0] == "resume":  # a run's keys, or a sweep's launcher's
-        keys = set(config_files.keys())
+        keys = set(files.keys())
         for override in ctx.args:
             key = override.partition("=")[0]
             assert key in keys or key.startswith("hydra.launcher."), override
@@ -165,7 +178,7 @@ def test_every_error_shown_is_the_one_printed(page, line, error, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     (words,) = _words(line)
     assert words[0] == "lstm-digits"
-    result = CliRunner().invoke(cli.app, words[1:])
+    result = CliRunner().invoke(app.app, words[1:])
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [error]
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
@@ -179,6 +192,7 @@ def test_the_readme_is_short_and_links_the_docs():
     assert "Apprentissage profond / code de travail LSTM" in readme
 
 
+@pytest.mark.slow
 def test_nothing_refers_to_a_path_outside_the_repository():
     tracked = subprocess.run(
         ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -194,6 +208,7 @@ def test_nothing_refers_to_a_path_outside_the_repository():
     assert offenders == []
 
 
+@pytest.mark.slow
 def test_the_site_builds_with_strict(tmp_path):
     """A broken link or anchor, a page left out of the nav, or a generator that fails: CI fails."""
     mkdocs = Path(sys.executable).with_name("mkdocs")
@@ -209,7 +224,7 @@ def test_the_site_builds_with_strict(tmp_path):
         assert (tmp_path / "site" / page / "index.html").is_file()
     cli_page = (tmp_path / "site" / "reference" / "cli" / "index.html").read_text()
     assert all(
-        f"<code>{name}</code>" in cli_page for name in typer.main.get_command(cli.app).commands
+        f"<code>{name}</code>" in cli_page for name in typer.main.get_command(app.app).commands
     )
     images = {p.name for p in (ROOT / "docs" / "images").glob("*.png")}
     assert {"mlflow-ui.png", "learning_curves.png", "confusion_matrix.png"} <= images

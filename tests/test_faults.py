@@ -9,6 +9,7 @@ The full and read-only stores are filesystems mounted for the test: they need ro
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -157,9 +158,14 @@ class Processes:
         out, err = self.workdir / f"{name}.out", self.workdir / f"{name}.err"
         with open(out, "w") as stdout, open(err, "w") as stderr:
             process = subprocess.Popen(
-                command, cwd=self.workdir, env=cli_env(), stdout=stdout, stderr=stderr,
-                text=True, start_new_session=True,
-            )  # fmt: skip
+                command,
+                cwd=self.workdir,
+                env=cli_env(),
+                stdout=stdout,
+                stderr=stderr,
+                text=True,
+                start_new_session=True,
+            )
         self.started.append(process)
         return Background(process, out, err)
 
@@ -169,10 +175,20 @@ class Processes:
     def server(self, port: int, directory: Path, name: str) -> Background:
         """`mlflow server` on `port`, its store and artifacts in `directory`; healthy."""
         server = self.start(
-            name, MLFLOW, "server", "--backend-store-uri", sqlite_uri(directory),
-            "--artifacts-destination", str(directory / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        )  # fmt: skip
+            name,
+            MLFLOW,
+            "server",
+            "--backend-store-uri",
+            sqlite_uri(directory),
+            "--artifacts-destination",
+            str(directory / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        )
         wait_healthy(f"http://127.0.0.1:{port}", server.process)
         return server
 
@@ -286,8 +302,9 @@ class Mounts:
 
     @staticmethod
     def _error_trigger(where: Path) -> Path:
-        source = subprocess.run(["findmnt", "-no", "SOURCE", str(where)], capture_output=True,
-                                text=True, check=True).stdout.strip()  # fmt: skip
+        source = subprocess.run(
+            ["findmnt", "-no", "SOURCE", str(where)], capture_output=True, text=True, check=True
+        ).stdout.strip()
         return Path("/sys/fs/ext4", Path(source).name, "trigger_fs_error")
 
     def unmount_all(self) -> None:
@@ -316,8 +333,9 @@ def mounts(tmp_path, processes):
 
 @pytest.mark.slow
 @pytest.mark.fault
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
-                         ids=["ctrl-c", "sigterm"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"]
+)
 def test_a_stop_keeps_every_epoch_and_resume_finishes_the_run(tmp_path, processes, signum, code):
     """With the default checkpoint settings: the stop saves the epoch it ends on."""
     uri, epochs = sqlite_uri(tmp_path), 600
@@ -418,8 +436,14 @@ def _lost_is_shown(workdir: Path, uri: str, run_id: str) -> None:
         return
     env = cli_env()
     env["COLUMNS"] = "1000"  # no cell wrapped
-    shown = subprocess.run([CLI, "runs", "--tracking-uri", uri], cwd=workdir, env=env,
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    shown = subprocess.run(
+        [CLI, "runs", "--tracking-uri", uri],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     (row,) = [line for line in shown.stdout.splitlines() if line.startswith(f"│ {run_id[:8]}")]
     assert "RUNNING (lost)" in row, shown.stdout
@@ -534,9 +558,10 @@ def test_a_store_locked_past_the_limit_ends_in_one_line_and_resume_finishes(tmp_
 # ---------------------------------------------------------------- a server away
 
 
-# hidden_size=64 takes 28-40 ms an epoch here: 4-5.5 minutes, the 3-minute outage inside.
-OUTAGE_EPOCHS = 8500
-BEFORE_OUTAGE, OUTAGE = 40, 180  # seconds
+# The training runs until stopped: its pace (15-40 ms an epoch at hidden 64) follows what else
+# the machine runs, so no epoch count would outlast the outage for sure.
+BEFORE_OUTAGE, OUTAGE, AFTER_OUTAGE = 20, 90, 10  # seconds
+MAX_GAP_S = 2.0  # between two epochs' ends: a training that waited for the store would show one
 
 
 def _wait_port_free(port: int, timeout: float = 30) -> None:
@@ -552,16 +577,16 @@ def _wait_port_free(port: int, timeout: float = 30) -> None:
         time.sleep(0.5)
 
 
-# About 5 minutes: a 4.5-minute training with the server away for 3 of them.
+# About 2.5 minutes: the server away for 90 s of the training, then a stop and a resume.
 @pytest.mark.slow
 @pytest.mark.fault
-def test_a_server_away_for_three_minutes_costs_no_training_time_and_no_metric(tmp_path, processes):
+def test_a_server_away_costs_no_training_time_and_no_metric(tmp_path, processes):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = processes.server(port, tmp_path, "server")
     training = processes.train(
         url,
-        f"epochs={OUTAGE_EPOCHS}",
+        "epochs=1000000",
         "hidden_size=64",
         "checkpoint.every_epochs=50",
         "checkpoint.every_seconds=0",
@@ -575,29 +600,26 @@ def test_a_server_away_for_three_minutes_costs_no_training_time_and_no_metric(tm
     assert training.process.poll() is None, "the training ended during the outage"
     back = time.time()
     processes.server(port, tmp_path, "server-again")
-    done = training.result(timeout=900)
+    time.sleep(AFTER_OUTAGE)  # what waited reaches the store
+    training.signal(signal.SIGINT)
+    stopped = training.result(timeout=300)
 
-    assert done.returncode == 0, done.stderr
-    waits = [line for line in done.stderr.splitlines() if "does not answer" in line]
+    assert stopped.returncode == 130, stopped.stderr
+    waits = [line for line in stopped.stderr.splitlines() if "does not answer" in line]
     assert waits == [  # told once, as the first write waited
         f"note: the tracking store {url} does not answer: the run's records wait and are sent "
         "again for up to 10 minutes (tracking.outage_minutes)"
-    ], done.stderr
+    ], stopped.stderr
     client = MlflowClient(url)
-    run = client.get_run(run_id)
-    assert run.info.status == "FINISHED"
-    _assert_whole_history(url, run_id, OUTAGE_EPOCHS)
-    # Timestamps are taken as each epoch ends, in the training's thread: the epochs' pace while
-    # the server was away against their pace before. (After it, the server's own start-up
-    # takes the cores for a while: a cost of the restart, not of the outage.)
+    assert client.get_run(run_id).info.status == "KILLED"
+    trained = _steps(url, run_id)["val_accuracy"][-1]
+    _assert_whole_history(url, run_id, trained)  # not a metric lost, nothing twice
+    # Timestamps are taken as each epoch ends, in the training's thread: while the server was
+    # away no epoch waited for it (a wait is a gap of seconds: a request's timeout, a retry's
+    # backoff). Gaps, not the pace: the pace follows whatever else the machine runs meanwhile.
     ended = sorted((m.step, m.timestamp) for m in client.get_metric_history(run_id, "val_accuracy"))
-
-    def seconds_per_epoch(start_s: float, end_s: float) -> float:
-        inside = [(step, ms) for step, ms in ended if start_s * 1000 <= ms < end_s * 1000]
-        (first, t0), (last, t1) = inside[0], inside[-1]
-        assert last - first >= 100, (start_s, end_s, inside[-1])
-        return (t1 - t0) / 1000 / (last - first)
-
-    started = min(ms for step, ms in ended if step >= 10) / 1000  # traced by then
-    before, during = seconds_per_epoch(started, away), seconds_per_epoch(away, back)
-    assert during < 1.10 * before, (during, before)  # the outage cost no training time
+    during = [ms for _, ms in ended if away * 1000 <= ms < back * 1000]
+    assert len(during) >= 100, len(during)  # it trained through the outage
+    gaps = [(b - a) / 1000 for a, b in itertools.pairwise(during)]
+    assert max(gaps) < MAX_GAP_S, max(gaps)  # the outage cost no training time
+    _resume_finishes(tmp_path, url, run_id, trained + 5, f"epochs={trained + 5}")

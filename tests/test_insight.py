@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstm_cli import figures, insight
-from lstm_cli.loop import predict_proba
-from lstm_cli.model import DigitsLSTM
+from lstm_cli.networks import insight
+from lstm_cli.networks.model import DigitsRNN
+from lstm_cli.networks.serving import predict_proba
+from lstm_cli.views import figures
 from tests.helpers import held_out, numpy_lstm
 
 
@@ -22,8 +23,8 @@ def digits(defaults):
 
 @pytest.fixture(scope="module")
 def model():
-    return DigitsLSTM(
-        8, 10, hidden_size=12, cell="standard", init="glorot", output_activation="tanh", seed=3
+    return DigitsRNN(
+        8, 10, hidden_size=12, cell="lstm", init="glorot", output_activation="tanh", seed=3
     ).build()
 
 
@@ -33,18 +34,18 @@ def seen(model, digits):
 
 
 def test_accuracy_after_k_rows_is_the_model_reading_only_k_rows(model, digits, seen):
-    assert seen.accuracy_by_rows.shape == (digits.steps,)
+    assert seen.accuracy_by_step.shape == (digits.steps,)
     for k in range(1, digits.steps + 1):
         first_rows = predict_proba(model, digits.x_val[:, :k]).argmax(axis=1)  # an 8-row model
         expected = np.mean(first_rows == digits.y_val)  # on a k-row image: what it knows so far
-        assert seen.accuracy_by_rows[k - 1] == pytest.approx(expected, abs=1e-9)
+        assert seen.accuracy_by_step[k - 1] == pytest.approx(expected, abs=1e-9)
 
 
 def test_predictions_and_mistakes_are_the_models(model, digits, seen):
     predicted = predict_proba(model, digits.x_val).argmax(axis=1)
     np.testing.assert_array_equal(seen.predicted, predicted)
     np.testing.assert_array_equal(seen.misclassified, np.flatnonzero(predicted != digits.y_val))
-    assert seen.accuracy_by_rows[-1] == pytest.approx(np.mean(predicted == digits.y_val))
+    assert seen.accuracy_by_step[-1] == pytest.approx(np.mean(predicted == digits.y_val))
 
 
 def test_states_are_the_gates_of_digits_of_different_classes(model, digits, seen):
@@ -54,8 +55,8 @@ def test_states_are_the_gates_of_digits_of_different_classes(model, digits, seen
     assert len(set(digits.y_val[picks])) == len(picks)
     w = model.get_weights()
     # The NumPy reference's states, each (steps, examples, hidden).
-    expected = numpy_lstm(digits.x_val[picks], w["W"], w["B"], model.cell.cell)
-    for name in insight.STATES:
+    expected = numpy_lstm(digits.x_val[picks], w["W"], w["B"], model.cell)
+    for name in model.layers[0].shown:
         assert seen.states[name].shape == (len(picks), digits.steps, 12)
         np.testing.assert_allclose(
             seen.states[name], np.transpose(expected[name], (1, 0, 2)), atol=1e-5
@@ -65,8 +66,8 @@ def test_states_are_the_gates_of_digits_of_different_classes(model, digits, seen
 def test_summary_is_json_ready(seen, digits):
     summary = json.loads(json.dumps(seen.as_dict()))
     assert summary == seen.as_dict()  # the round trip loses nothing
-    assert summary["rows_read"] == list(range(1, digits.steps + 1))
-    assert summary["accuracy_by_rows"] == seen.accuracy_by_rows.tolist()
+    assert summary["steps_read"] == list(range(1, digits.steps + 1))
+    assert summary["accuracy_by_step"] == seen.accuracy_by_step.tolist()
     assert summary["misclassified"] == seen.misclassified.tolist()
     assert summary["misclassified_as"] == seen.predicted[seen.misclassified].tolist()
 
@@ -80,12 +81,12 @@ def png_bytes(fig) -> int:
 
 def test_figures_draw_every_panel(seen, digits):
     picks, wrong = seen.examples, seen.misclassified
-    accuracy = figures.accuracy_by_rows(seen.accuracy_by_rows)
+    accuracy = figures.accuracy_by_step(seen.accuracy_by_step)
     assert len(accuracy.axes[0].lines[0].get_xdata()) == digits.steps
     gates = figures.gate_heatmaps(
         digits.x_val[picks], digits.y_val[picks], seen.predicted[picks], seen.states
     )
-    assert len(gates.axes) == len(picks) * (1 + len(insight.STATES))
+    assert len(gates.axes) == len(picks) * (1 + len(seen.states))
     grid = figures.misclassified(
         digits.x_val[wrong], digits.y_val[wrong], seen.predicted[wrong], len(digits.y_val)
     )
@@ -109,15 +110,15 @@ def test_every_run_logs_what_the_lstm_learned(trained_run):
     client = MlflowClient(trained_run.uri)
     run = client.get_run(trained_run.run_id)
     history = sorted(
-        client.get_metric_history(trained_run.run_id, "test_accuracy_by_rows"), key=lambda m: m.step
+        client.get_metric_history(trained_run.run_id, "test_accuracy_by_step"), key=lambda m: m.step
     )
     assert [m.step for m in history] == list(range(1, 9))
     assert history[-1].value == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
     artifacts = {a.path for a in client.list_artifacts(trained_run.run_id)}
-    assert {"accuracy_by_rows.png", "gates.png", "misclassified.png", "insight.json"} <= artifacts
+    assert {"accuracy_by_step.png", "gates.png", "misclassified.png", "insight.json"} <= artifacts
     summary = json.loads(
         Path(client.download_artifacts(trained_run.run_id, "insight.json")).read_text()
     )
-    assert summary["accuracy_by_rows"] == pytest.approx([m.value for m in history])
+    assert summary["accuracy_by_step"] == pytest.approx([m.value for m in history])
     wrong = round((1 - run.data.metrics["test_accuracy"]) * 360)
     assert len(summary["misclassified"]) == wrong

@@ -29,8 +29,14 @@ from tests.helpers import (
 
 EPOCHS = 12
 # Small batches: epochs long enough (tens of ms) that the writer keeps up with every checkpoint.
-ARGS = (f"epochs={EPOCHS}", "hidden_size=8", "batch_size=16", "seed=3",
-        "checkpoint.every_epochs=3", "checkpoint.every_seconds=0")  # fmt: skip
+ARGS = (
+    f"epochs={EPOCHS}",
+    "hidden_size=8",
+    "batch_size=16",
+    "seed=3",
+    "checkpoint.every_epochs=3",
+    "checkpoint.every_seconds=0",
+)
 
 # Runs `lstm-digits ARGS` with one function wrapped: SIGKILL at its first call for which the
 # point's condition holds (see POINTS), before or after the call.
@@ -66,7 +72,7 @@ def wrapped(*args, **kwargs):
     die()
 
 setattr(owner, attr, wrapped)
-from lstm_cli.cli import main
+from lstm_cli.commands.app import main
 sys.argv[0] = "lstm-digits"
 main()
 """
@@ -77,16 +83,17 @@ main()
 META_EPOCH = "json.loads(Path(args[2], 'meta.json').read_text())['epoch']"
 POINTS = {
     # With no checkpoint yet (the first is of epoch 3): resume replays the run from its start.
-    "before the first checkpoint": "call lstm_cli.tracking.run Run.log_epoch before args[2] == 2",
-    "in an epoch's end": "call lstm_cli.tracking.run Run.log_epoch before args[2] == 8",
-    "after a metrics write": "call lstm_cli.tracking.run Run._log_metrics_now after "
+    "before the first checkpoint": "call lstm_cli.tracking.run_handle Run.log_epoch before "
+    "args[2] == 2",
+    "in an epoch's end": "call lstm_cli.tracking.run_handle Run.log_epoch before args[2] == 8",
+    "after a metrics write": "call lstm_cli.tracking.run_handle Run._log_metrics_now after "
     "any(m.key == 'val_loss' and m.step >= 7 for m in args[1])",
-    "right after a checkpoint": "call lstm_cli.tracking.checkpoint save after args[2] >= 6",
+    "right after a checkpoint": "call lstm_cli.tracking.checkpoint_slots save after args[2] >= 6",
     "inside a checkpoint (torn slot)": "torn mlflow.tracking MlflowClient.log_artifacts - "
     f"{META_EPOCH} >= 6",
     "inside a checkpoint (no pointer)": "call mlflow.tracking MlflowClient.log_dict before "
     "str(args[3]).endswith('latest.json') and args[2]['epoch'] >= 6",
-    "during the final logging": "call lstm_cli.tracking.run Run.log_figure before "
+    "during the final logging": "call lstm_cli.tracking.run_handle Run.log_figure before "
     "args[2] == 'gates.png'",
 }
 
@@ -136,8 +143,7 @@ def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path, uninte
     got, (want, weights) = histories(uri, run_id), uninterrupted
     for name in CURVES:
         assert [step for step, _ in got[name]] == list(range(1, EPOCHS + 1))  # each step once
-        np.testing.assert_allclose([v for _, v in got[name]], [v for _, v in want[name]],
-                                   atol=1e-6)  # fmt: skip
+        np.testing.assert_allclose([v for _, v in got[name]], [v for _, v in want[name]], atol=1e-6)
     final = _final_weights(uri, run_id)
     assert final.keys() == weights.keys()
     for name, value in weights.items():
@@ -152,8 +158,14 @@ def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path, uninte
 
 
 def _harness(tmp_path, point: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", HARNESS, point, *args], cwd=tmp_path,
-                          env=cli_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", HARNESS, point, *args],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
@@ -161,15 +173,16 @@ def _harness(tmp_path, point: str, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("failure", "code"),
     [
-        ("raise lstm_cli.loop Trainer.fit before True", 1),  # before its first new epoch
-        ("sigint lstm_cli.loop trainer_for before True", 130),
+        ("raise lstm_cli.fit.trainer Trainer.epoch before True", 1),  # in its first new epoch
+        ("sigint lstm_cli.fit.trainer trainer_for before True", 130),
     ],
     ids=["an error", "Ctrl-C"],
 )
 def test_a_resume_that_fails_before_its_first_epoch_changes_nothing(tmp_path, failure, code):
     uri = sqlite_uri(tmp_path)
-    killed = _harness(tmp_path, POINTS["right after a checkpoint"], "train", *ARGS,
-                      f"tracking.uri={uri}")  # fmt: skip
+    killed = _harness(
+        tmp_path, POINTS["right after a checkpoint"], "train", *ARGS, f"tracking.uri={uri}"
+    )
     assert killed.returncode == -9, killed.stderr
     client = MlflowClient(uri)
     run_id = _only_run(uri).info.run_id
@@ -200,9 +213,17 @@ def test_the_harness_points_are_real():
         assert hasattr(getattr(module, owner_name) if owner_name else module, attr), spec
 
 
-STOPPING = ("epochs=40", "hidden_size=8", "batch_size=16", "seed=3", "early_stopping.patience=2",
-            "early_stopping.min_delta=0.02", "checkpoint.every_epochs=3",
-            "checkpoint.every_seconds=0", "tracking.log_model=false")  # fmt: skip
+STOPPING = (
+    "epochs=40",
+    "hidden_size=8",
+    "batch_size=16",
+    "seed=3",
+    "early_stopping.patience=2",
+    "early_stopping.min_delta=0.02",
+    "checkpoint.every_epochs=3",
+    "checkpoint.every_seconds=0",
+    "tracking.log_model=false",
+)
 
 
 @pytest.mark.slow
@@ -220,7 +241,7 @@ def test_a_run_that_stops_early_stops_at_the_same_epoch_once_resumed(tmp_path):
     assert 4 < stopped < 40, "the reference run must stop early for this test to mean anything"
 
     uri = sqlite_uri(killed_dir)
-    point = f"call lstm_cli.tracking.run Run.log_epoch before args[2] == {stopped - 1}"
+    point = f"call lstm_cli.tracking.run_handle Run.log_epoch before args[2] == {stopped - 1}"
     killed = _harness(killed_dir, point, "train", *STOPPING, f"tracking.uri={uri}")
     assert killed.returncode == -9, killed.stderr
     run_id = _only_run(uri).info.run_id
@@ -232,5 +253,6 @@ def test_a_run_that_stops_early_stops_at_the_same_epoch_once_resumed(tmp_path):
     mine, theirs = histories(uri, run_id), histories(sqlite_uri(straight), want.info.run_id)
     for name in CURVES:  # steps 1..stopped, and the kept epoch's values at stopped + 1
         assert [s for s, _ in mine[name]] == list(range(1, stopped + 2))
-        np.testing.assert_allclose([v for _, v in mine[name]], [v for _, v in theirs[name]],
-                                   atol=1e-6)  # fmt: skip
+        np.testing.assert_allclose(
+            [v for _, v in mine[name]], [v for _, v in theirs[name]], atol=1e-6
+        )

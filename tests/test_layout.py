@@ -1,11 +1,13 @@
-"""The package's shape: dependencies point one way, MLflow stays in `tracking`, private
-library APIs stay in `internals`, and the path from the command to the cell is short."""
+"""The package's shape beyond what import-linter checks (`make lint`: the layers, MLflow in
+`tracking`, TensorFlow in the networks and the fit, Hydra in the config, the train command and
+the job's task; see [tool.importlinter] in pyproject.toml): library internals only in
+`runtime/internals.py`, every config folder packaged, the environment at the lock, the tiers
+marked one way, and every module importable on Linux, macOS and Windows."""
 
 from __future__ import annotations
 
 import ast
 import contextlib
-import json
 import re
 import subprocess
 import sys
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli_env, sqlite_uri
+from tests.helpers import cli_env
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lstm_cli"
 
@@ -43,93 +45,57 @@ def _imports(path: Path) -> list[str]:
     return names
 
 
-def _graph() -> dict[str, set[str]]:
-    return {
-        name: {m for m in _imports(path) if m in MODULES and m != name}
-        for name, path in MODULES.items()
-    }
-
-
-def test_no_import_cycle_in_the_package():
-    graph, state, cycles = _graph(), {}, []
-
-    def visit(node: str, stack: list[str]) -> None:
-        state[node] = "open"
-        for dep in sorted(graph[node]):
-            if state.get(dep) == "open":
-                cycles.append([*stack[stack.index(dep) :], dep])
-            elif dep not in state:
-                visit(dep, [*stack, dep])
-        state[node] = "done"
-
-    for name in sorted(graph):
-        if name not in state:
-            visit(name, [name])
-    assert cycles == []
-
-
-@pytest.mark.parametrize(
-    ("below", "above"),
-    [
-        ("lstm_cli.tracking", "lstm_cli.job"),
-        ("lstm_cli.tracking", "lstm_cli.sweep"),
-        ("lstm_cli.tracking", "lstm_cli.training"),
-        ("lstm_cli.training", "lstm_cli.job"),
-        ("lstm_cli.training", "lstm_cli.sweep"),
-        ("lstm_cli.sweep", "lstm_cli.job"),
-        ("lstm_cli.model", "lstm_cli.config"),
-        ("lstm_cli.cell", "lstm_cli.config"),
-        ("lstm_cli.loop", "lstm_cli.tracking"),
-        ("lstm_cli.loop", "lstm_cli.training"),
-    ],
-)
-def test_dependencies_point_one_way(below, above):
-    graph = _graph()
-    offenders = {
-        name: sorted(d for d in deps if d == above or d.startswith(f"{above}."))
-        for name, deps in graph.items()
-        if name == below or name.startswith(f"{below}.")
-    }
-    assert {k: v for k, v in offenders.items() if v} == {}
-
-
-def test_only_the_tracking_package_imports_mlflow():
-    importers = {
-        name
-        for name, path in MODULES.items()
-        if any(m == "mlflow" or m.startswith("mlflow.") for m in _imports(path))
-    }
-    # internals.py: where the internals of every library are used, MLflow's among them.
-    allowed = ("lstm_cli.tracking", "lstm_cli.internals")
-    assert importers and all(name.startswith(allowed) for name in importers)
-
-
 HYDRA_PLUGINS = PACKAGE.parent / "hydra_plugins"
-INTERNALS = PACKAGE / "internals.py"
+INTERNALS = PACKAGE / "runtime" / "internals.py"
 SQL = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA)\s")
+# Libraries' modules that are not their public API, though their names have no underscore.
+INTERNAL_MODULES = (
+    "mlflow.store",  # the stores' classes and their schema
+    "mlflow.tracking.context",  # the run-context providers
+    "mlflow.system_metrics",  # the undocumented monitor and its samplers
+    "hydra._internal",
+    "joblib.externals",  # loky
+    "submitit.core",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher",  # the launcher's own class
+    "hydra_plugins.hydra_joblib_launcher.joblib_launcher",
+)
+# Dunder attributes that reach into a class's machinery rather than the library's API.
+INTERNAL_DUNDERS = {"__mro__", "__subclasses__", "__closure__", "__globals__", "__code__"}
 
 
 def _internals_used(path: Path) -> list[str]:
     """What `path` uses of libraries' internals: private names (attributes, getattr, modules),
-    raw SQL, and underscored class attributes of a subclass (the switches some libraries read,
-    like MLflow's `_skip_type_hint_validation`)."""
+    modules that are no library's public API (`INTERNAL_MODULES`), a class's machinery
+    (`__mro__`, ...), an exception told apart by its class's name, raw SQL, and underscored
+    class attributes of a subclass (the switches some libraries read, like MLflow's
+    `_skip_type_hint_validation`)."""
     tree = ast.parse(path.read_text())
     used = [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr[:1] == "_"]
     used += [  # getattr(module, "_name")
         n.args[1].value
         for n in ast.walk(tree)
-        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "getattr"
-        and len(n.args) > 1 and isinstance(n.args[1], ast.Constant)
+        if isinstance(n, ast.Call)
+        and getattr(n.func, "id", "") == "getattr"
+        and len(n.args) > 1
+        and isinstance(n.args[1], ast.Constant)
         and str(n.args[1].value).startswith("_")
-    ]  # fmt: skip
-    used += [
-        m
-        for m in _imports(path)
-        if not m.startswith("lstm_cli") and any(p.startswith("_") for p in m.split("."))
     ]
+    imported = [m for m in _imports(path) if not m.startswith("lstm_cli")]
+    used += [m for m in imported if any(p.startswith("_") for p in m.split("."))]
+    used += [m for m in imported if m.startswith(INTERNAL_MODULES)]
     dunder = {u for u in used if u.startswith("__") and u.endswith("__")}
     own = {u for u in used if u.startswith("_") and not u.startswith("__")} & _own_names(tree)
     found = sorted(set(used) - dunder - own)
+    found += sorted(u for u in dunder if u in INTERNAL_DUNDERS)
+    found += [  # type(ex).__name__ == "SomeError": a class told apart by its name
+        f"class name: {n.comparators[0].value}"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Compare)
+        and isinstance(n.left, ast.Attribute)
+        and n.left.attr == "__name__"
+        and n.comparators
+        and isinstance(n.comparators[0], ast.Constant)
+    ]
     found += [
         f"SQL: {n.value.split()[0]}"
         for n in ast.walk(tree)
@@ -149,12 +115,33 @@ def _internals_used(path: Path) -> list[str]:
 
 
 def test_library_internals_only_in_the_internals_module():
-    """Private names, raw SQL on a library's schema and the class attributes that switch off a
-    library's checks are used in `lstm_cli/internals.py` only (hydra_plugins/ included)."""
+    """Private names, a library's non-public modules, a class's machinery, class names
+    compared as strings, raw SQL on a library's schema and the class attributes that switch
+    off a library's checks are used in `lstm_cli/runtime/internals.py` only (hydra_plugins/
+    included)."""
     sources = [*MODULES.values(), *HYDRA_PLUGINS.rglob("*.py")]
     found = {str(p.relative_to(PACKAGE.parent)): _internals_used(p) for p in sources}
-    assert {p: used for p, used in found.items() if used and p != "lstm_cli/internals.py"} == {}
-    assert found["lstm_cli/internals.py"]  # the test finds what it looks for
+    internals = str(INTERNALS.relative_to(PACKAGE.parent))
+    assert {p: used for p, used in found.items() if used and p != internals} == {}
+    assert found[internals]  # the test finds what it looks for
+
+
+def test_the_internals_check_finds_what_has_no_underscore(tmp_path):
+    """A library's internals reached without an underscore are found too."""
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import typer\n"
+        "from mlflow.store.tracking import sqlalchemy_store\n"
+        "E = next(c for c in typer.BadParameter.__mro__ if c.__name__ == 'ClickException')\n"
+        "def f(ex):\n"
+        "    return type(ex).__name__ == 'FailedJobError'\n"
+    )
+    assert sorted(_internals_used(sample)) == [
+        "__mro__",
+        "class name: ClickException",
+        "class name: FailedJobError",
+        "mlflow.store.tracking",
+    ]
 
 
 def _own_names(tree: ast.AST) -> set[str]:
@@ -208,47 +195,6 @@ def test_the_environment_is_the_lock():
         requirement = Requirement(text)
         name = re.sub(r"[-_.]+", "-", requirement.name).lower()
         assert requirement.specifier.contains(locked[name]), (text, locked[name])
-
-
-# Run in a child: every call into cell.py records the package's modules on the stack, outermost
-# first; profiling stops once the training loop has reached the cell.
-_PATH_SPY = """
-import json, sys
-import lstm_cli.cell
-cell_file, paths = lstm_cli.cell.__file__, []
-def profile(frame, event, arg):
-    if event != "call" or frame.f_code.co_filename != cell_file:
-        return
-    names = []
-    while frame is not None:
-        names.append(frame.f_globals.get("__name__", ""))
-        frame = frame.f_back
-    names = [n for n in reversed(names) if n.startswith("lstm_cli.")]
-    paths.append([n for i, n in enumerate(names) if n not in names[:i]])
-    if "lstm_cli.loop" in paths[-1]:
-        sys.setprofile(None)
-        print("PATH " + json.dumps(paths[-1]), file=sys.stderr, flush=True)
-sys.setprofile(profile)
-from lstm_cli.cli import main
-sys.argv = ["lstm-digits", *sys.argv[1:]]
-main()
-"""
-
-
-@pytest.mark.slow
-def test_the_path_from_the_command_to_the_cell_is_four_modules(tmp_path):
-    """`lstm-digits train` reaches the cell through the command, the Hydra job, the training
-    in a run and the loop (the model and the cell themselves not counted)."""
-    args = ["train", "experiment=debug", f"tracking.uri={sqlite_uri(tmp_path)}"]
-    result = subprocess.run(
-        [sys.executable, "-c", _PATH_SPY, *args], cwd=tmp_path, env=cli_env(),
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    lines = result.stderr.splitlines()
-    path = next(json.loads(line[5:]) for line in lines if line.startswith("PATH "))
-    modules = [m for m in path if m not in ("lstm_cli.model", "lstm_cli.cell")]
-    assert modules == ["lstm_cli.cli", "lstm_cli.job", "lstm_cli.training", "lstm_cli.loop"]
 
 
 def test_tiers_are_marked_one_way():

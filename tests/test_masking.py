@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lstm_cli.errors import UserError, one_line
-from lstm_cli.masking import mask, split_credentials
+from lstm_cli.runtime.errors import UserError, one_line
+from lstm_cli.runtime.masking import mask, split_credentials
 
 
 @pytest.mark.parametrize(
@@ -29,8 +29,10 @@ def test_passwords_in_uris_are_masked(text, expected):
 
 def test_credentials_are_split_from_a_url():
     assert split_credentials("http://alice:p%40ss@127.0.0.1:5000/x") == (
-        "http://127.0.0.1:5000/x", "alice", "p@ss",
-    )  # fmt: skip
+        "http://127.0.0.1:5000/x",
+        "alice",
+        "p@ss",
+    )
     assert split_credentials("http://127.0.0.1:5000") == ("http://127.0.0.1:5000", None, None)
 
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lstm_cli.browse import stop_server
-from lstm_cli.data import SOURCE, load_digits
+from lstm_cli.commands.ui import stop_server
+from lstm_cli.data.digits import SOURCE, load_digits
 from lstm_cli.tracking import store
 from lstm_cli.tracking.dataset import inputs
-from lstm_cli.tracking.run import KIND, KIND_TAG, mark_model_training, start_run
+from lstm_cli.tracking.run_handle import KIND, KIND_TAG, mark_model_training, start_run
 from tests.helpers import (
     EXPERIMENT,
     assert_one_line_error,
@@ -109,9 +109,13 @@ def test_the_model_loads_and_predicts_in_a_python_without_lstm_cli(
         "print(sorted(m for m in sys.modules if m.startswith('lstm_cli')))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=without_lstm_cli,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=without_lstm_cli,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
     probabilities = np.load(tmp_path / "probabilities.npy")  # (n, classes)
@@ -130,11 +134,25 @@ def test_mlflow_models_serve_answers_as_lstm_digits_predict(
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
     with open(tmp_path / "serve.log", "wb") as log:
         server = subprocess.Popen(
-            [mlflow_cli, "models", "serve", "-m", f"runs:/{trained_run.run_id}/model",
-             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=tmp_path, env=without_lstm_cli, stdout=log, stderr=subprocess.STDOUT,
+            [
+                mlflow_cli,
+                "models",
+                "serve",
+                "-m",
+                f"runs:/{trained_run.run_id}/model",
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            cwd=tmp_path,
+            env=without_lstm_cli,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
         try:
             wait_healthy(url, server)
             request = urllib.request.Request(
@@ -147,9 +165,14 @@ def test_mlflow_models_serve_answers_as_lstm_digits_predict(
         finally:
             stop_server(server)  # its process group, as `lstm-digits ui` stops its own
     shown = run_cli(
-        "predict", trained_run.run_id, "--index", str(INDEX),
-        "--tracking-uri", trained_run.uri, cwd=trained_run.workdir,
-    )  # fmt: skip
+        "predict",
+        trained_run.run_id,
+        "--index",
+        str(INDEX),
+        "--tracking-uri",
+        trained_run.uri,
+        cwd=trained_run.workdir,
+    )
     assert shown.returncode == 0, shown.stderr
     assert np.abs(served - printed_probabilities(shown.stdout)).max() <= 5e-5  # 4 decimals shown
     mlflow.set_tracking_uri(trained_run.uri)
@@ -162,14 +185,22 @@ def test_mlflow_models_serve_answers_as_lstm_digits_predict(
 
 def test_the_split_digest_changes_with_test_size_split_seed_and_scaling():
     digests = {}
-    for test_size, split_seed, scaling in [(0.2, 42, "raw"), (0.3, 42, "raw"),
-                                           (0.2, 7, "raw"), (0.2, 42, "unit")]:  # fmt: skip
+    for test_size, split_seed, scaling in [
+        (0.2, 42, "raw"),
+        (0.3, 42, "raw"),
+        (0.2, 7, "raw"),
+        (0.2, 42, "unit"),
+    ]:
         data = load_digits(test_size, split_seed, scaling)
-        splits = {"training": ("digits-train", data.x_train, data.y_train),
-                  "validation": ("digits-val", data.x_val, data.y_val)}  # fmt: skip
+        splits = {
+            "training": ("digits-train", data.x_train, data.y_train),
+            "validation": ("digits-val", data.x_val, data.y_val),
+        }
         found = inputs(splits, SOURCE)
         assert [(d.dataset.name, d.tags[0].value) for d in found] == [
-            ("digits-train", "training"), ("digits-val", "validation")]  # fmt: skip
+            ("digits-train", "training"),
+            ("digits-val", "validation"),
+        ]
         assert json.loads(found[0].dataset.source) == {"loader": "sklearn.datasets.load_digits"}
         digests[(test_size, split_seed, scaling)] = found[0].dataset.digest
     assert len(set(digests.values())) == len(digests)
@@ -184,9 +215,15 @@ def metered_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("metered")
     uri = sqlite_uri(workdir)
     result = run_cli(
-        "train", "epochs=2", "hidden_size=8", "data.split_seed=7", "tracking.log_model=false",
-        f"tracking.uri={uri}", cwd=workdir, MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING="true",
-    )  # fmt: skip
+        "train",
+        "epochs=2",
+        "hidden_size=8",
+        "data.split_seed=7",
+        "tracking.log_model=false",
+        f"tracking.uri={uri}",
+        cwd=workdir,
+        MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING="true",
+    )
     assert result.returncode == 0, result.stderr
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
@@ -221,8 +258,11 @@ def test_the_experiment_is_marked_as_model_training(trained_run):
 def test_the_uis_own_guess_of_the_kind_is_replaced_a_users_choice_kept(tmp_path):
     uri = sqlite_uri(tmp_path)
     client = MlflowClient(uri)
-    for guess, kept in [("no_inferred_type", KIND), ("genai_development_inferred", KIND),
-                        ("genai_development", "genai_development")]:  # fmt: skip
+    for guess, kept in [
+        ("no_inferred_type", KIND),
+        ("genai_development_inferred", KIND),
+        ("genai_development", "genai_development"),
+    ]:
         experiment_id = store.open_experiment(uri, guess)
         client.set_experiment_tag(experiment_id, KIND_TAG, guess)
         mark_model_training(experiment_id)
@@ -265,9 +305,14 @@ def test_system_metrics_without_psutil_fail_the_run_in_one_line(tmp_path):
     (site / "sitecustomize.py").write_text("import sys\nsys.modules['psutil'] = None\n")
     uri = sqlite_uri(tmp_path)
     result = run_cli(
-        "train", "epochs=1", "hidden_size=8", f"tracking.uri={uri}", cwd=tmp_path,
-        PYTHONPATH=str(site), MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING="true",
-    )  # fmt: skip
+        "train",
+        "epochs=1",
+        "hidden_size=8",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+        PYTHONPATH=str(site),
+        MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING="true",
+    )
     assert_one_line_error(result, 2, "system metrics need psutil")
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
@@ -280,9 +325,14 @@ def test_the_config_key_switches_system_metrics_on(defaults, tmp_path):
         pytest.skip("tracking.system_metrics is not in conf/config.yaml yet")
     uri = sqlite_uri(tmp_path)
     result = run_cli(
-        "train", "epochs=1", "hidden_size=8", "tracking.log_model=false",
-        "tracking.system_metrics=true", f"tracking.uri={uri}", cwd=tmp_path,
-    )  # fmt: skip
+        "train",
+        "epochs=1",
+        "hidden_size=8",
+        "tracking.log_model=false",
+        "tracking.system_metrics=true",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])

@@ -28,28 +28,47 @@ def installed(tmp_path_factory) -> Path:
     wheels = tmp_path_factory.mktemp("wheel")
     target = tmp_path_factory.mktemp("site")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", str(ROOT), "--no-deps", "-w", str(wheels)], check=True,
-                   capture_output=True, timeout=600)  # fmt: skip
+    subprocess.run(
+        [*pip, "wheel", str(ROOT), "--no-deps", "-w", str(wheels)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     (wheel,) = wheels.glob("lstm_digits-*.whl")
-    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
-                   check=True, capture_output=True, timeout=600)  # fmt: skip
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     return target
 
 
 def run_installed(target: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     """`lstm-digits ARGS` from the installed wheel (its console script and its package)."""
     env = cli_env(PYTHONPATH=str(target))
-    return subprocess.run([str(target / "bin" / "lstm-digits"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [str(target / "bin" / "lstm-digits"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
+@pytest.mark.registry  # the build's isolated environment takes setuptools from the index
 def test_the_wheel_carries_its_configs_and_trains_anywhere(installed, tmp_path):
     env = cli_env(PYTHONPATH=str(installed))
     where = subprocess.run(
-        [sys.executable, "-c", "import lstm_cli.config_files as p; print(p.CONF_DIR)"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [sys.executable, "-c", "import lstm_cli.config.files as p; print(p.CONF_DIR)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     conf = Path(where.stdout.strip())
     assert conf == installed / "lstm_cli" / "conf"  # the package's own copy, not the checkout
     assert (conf / "experiment" / "debug.yaml").is_file()
@@ -62,11 +81,13 @@ def test_the_wheel_carries_its_configs_and_trains_anywhere(installed, tmp_path):
         "# @package _global_\nhidden_size: 4\nepochs: 2\n"
         "tracking:\n  experiment: lstm-digits-debug\n  log_model: false\n"
     )
-    swept = run_installed(installed, "train", "-m", "-cd", "my_configs", "experiment=tiny",
-                          "seed=1,2", cwd=tmp_path)  # fmt: skip
+    swept = run_installed(
+        installed, "train", "-m", "-cd", "my_configs", "experiment=tiny", "seed=1,2", cwd=tmp_path
+    )
     assert swept.returncode == 0, swept.stderr
-    listed = run_installed(installed, "runs", "--experiment", "lstm-digits-debug", "--format",
-                           "json", cwd=tmp_path)  # fmt: skip
+    listed = run_installed(
+        installed, "runs", "--experiment", "lstm-digits-debug", "--format", "json", cwd=tmp_path
+    )
     assert listed.returncode == 0, listed.stderr
     runs = json.loads(listed.stdout)
     assert len(runs) == 4 and {r["status"] for r in runs} == {"FINISHED"}  # 1 + parent + 2
@@ -75,10 +96,17 @@ def test_the_wheel_carries_its_configs_and_trains_anywhere(installed, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.registry
 def test_python_m_and_the_version_from_the_package_metadata(installed, tmp_path):
     env = cli_env(PYTHONPATH=str(installed))
-    out = subprocess.run([sys.executable, "-m", "lstm_cli", "--version"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "lstm_cli", "--version"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     import tomllib
 
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
@@ -94,11 +122,20 @@ def test_progress_reaches_a_file_in_plain_lines_while_training(tmp_path):
     uri = sqlite_uri(tmp_path)
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [CLI, "train", "epochs=300", "hidden_size=8", "tracking.log_model=false",
-             f"tracking.uri={uri}"],
-            cwd=tmp_path, env={k: v for k, v in cli_env().items() if k != "COLUMNS"},
-            stdout=out, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                CLI,
+                "train",
+                "epochs=300",
+                "hidden_size=8",
+                "tracking.log_model=false",
+                f"tracking.uri={uri}",
+            ],
+            cwd=tmp_path,
+            env={k: v for k, v in cli_env().items() if k != "COLUMNS"},
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 120
             seen = ""
@@ -137,8 +174,13 @@ def test_runs_for_scripts_hold_the_same_runs_as_the_table(trained_run):
 @pytest.mark.slow
 def test_a_table_in_a_pipe_is_as_wide_as_its_data(trained_run):
     env = {k: v for k, v in cli_env().items() if k != "COLUMNS"}
-    out = subprocess.run([CLI, "runs", "--tracking-uri", trained_run.uri], env=env,
-                         cwd=trained_run.workdir, capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [CLI, "runs", "--tracking-uri", trained_run.uri],
+        env=env,
+        cwd=trained_run.workdir,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0 and "hidden to fit" not in out.stdout
     assert "train_loss" in out.stdout and "started" in out.stdout
 
@@ -159,15 +201,30 @@ TENSORFLOWS = {"tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-m
 
 
 @pytest.mark.slow
+@pytest.mark.registry
 @pytest.mark.parametrize("spec", [".", ".[gpu]"])
 def test_each_install_way_resolves_to_one_tensorflow(tmp_path, spec):
     """By resolution (pip install --dry-run --report), since no GPU is at hand."""
     report = tmp_path / "report.json"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",
-         "--disable-pip-version-check", "--report", str(report), spec],
-        cwd=ROOT, check=True, capture_output=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "-q",
+            "--disable-pip-version-check",
+            "--report",
+            str(report),
+            spec,
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
     names = {
         i["metadata"]["name"].lower().replace("_", "-")
         for i in json.loads(report.read_text())["install"]

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from lstm_cli import pruning
-from lstm_cli.pruning import ASHA, MEDIAN, Pruner, keeps, rung_key, rungs
+from lstm_cli.fit.hooks.pruning import ASHA, MEDIAN, Pruner, keeps, rung_key, rungs
+from lstm_cli.tracking.tags import PRUNED_TAG
 
 
 def test_rungs_are_grace_times_powers_of_the_factor_before_the_last_epoch():
@@ -102,23 +102,24 @@ def test_a_store_that_cannot_be_read_never_stops_a_point():
 
 
 def test_the_tag_is_the_one_the_summaries_read():
-    from lstm_cli import summary
+    from lstm_cli.sweeps import summary
 
-    record = {"status": "FINISHED", pruning.TAG: "4"}
+    record = {"status": "FINISHED", "pruned_at_epoch": "4"}  # the tag, as the children read
     assert summary.status(record) == summary.PRUNED
-    assert summary.status({"status": "FINISHED", pruning.TAG: ""}) == "FINISHED"
+    assert summary.status({"status": "FINISHED", "pruned_at_epoch": ""}) == "FINISHED"
+    assert PRUNED_TAG == "pruned_at_epoch"  # the tag the points get
     assert summary.status({"status": "FAILED"}) == "FAILED"
 
 
 @pytest.mark.parametrize("kind", ["median", "asha"])
 def test_pruning_a_single_run_or_without_a_validation_split_is_one_line(kind):
-    from lstm_cli import config
-    from lstm_cli.errors import UserError
+    from lstm_cli.config import compose, schema
+    from lstm_cli.runtime.errors import UserError
 
     with pytest.raises(UserError, match=f"prune={kind} compares the points of a sweep: add -m"):
-        config.preflight([f"prune={kind}"])
-    cfg = config.compose([f"prune={kind}", "data.val_size=0"])
+        compose.preflight([f"prune={kind}"])
+    cfg = compose.compose([f"prune={kind}", "data.val_size=0"])
     with pytest.raises(UserError, match=f"prune={kind} needs a validation split"):
-        config.check(cfg)
+        schema.check(cfg)
     with pytest.raises(UserError, match=r"prune\.reduction_factor=1 is invalid"):
-        config.check(config.compose([f"prune={kind}", "prune.reduction_factor=1"]))
+        schema.check(compose.compose([f"prune={kind}", "prune.reduction_factor=1"]))

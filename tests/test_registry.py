@@ -11,9 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lstm_cli import browse
+from lstm_cli.commands import runs
 from lstm_cli.tracking import read, store
-from lstm_cli.tracking.run import PARENT_TAG, start_run
+from lstm_cli.tracking.run_handle import start_run
+from lstm_cli.tracking.tags import PARENT_TAG
 from tests.helpers import (
     EXPERIMENT,
     assert_one_line_error,
@@ -44,10 +45,12 @@ def test_predict_and_evaluate_take_a_registered_model(registered, trained_run):
     uri, workdir = registered
     version = MlflowClient(uri).get_model_version_by_alias("digits", "champion")
     assert (str(version.version), version.run_id) == ("1", trained_run.run_id)
-    by_run = run_cli("predict", trained_run.run_id[:8], "--index", "5", "--tracking-uri", uri,
-                     cwd=workdir)  # fmt: skip
-    by_alias = run_cli("predict", "models:/digits@champion", "--index", "5", "--tracking-uri", uri,
-                       cwd=workdir)  # fmt: skip
+    by_run = run_cli(
+        "predict", trained_run.run_id[:8], "--index", "5", "--tracking-uri", uri, cwd=workdir
+    )
+    by_alias = run_cli(
+        "predict", "models:/digits@champion", "--index", "5", "--tracking-uri", uri, cwd=workdir
+    )
     assert by_run.returncode == by_alias.returncode == 0, by_alias.stderr
     assert (printed_probabilities(by_alias.stdout) == printed_probabilities(by_run.stdout)).all()
     evaluated = run_cli("evaluate", "models:/digits/1", "--tracking-uri", uri, cwd=workdir)
@@ -104,9 +107,14 @@ def test_a_models_uri_on_a_store_without_a_registry_is_one_line(tmp_path):
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         result = run_cli(
-            "predict", "models:/digits@champion", "--index", "1", "--tracking-uri", url,
+            "predict",
+            "models:/digits@champion",
+            "--index",
+            "1",
+            "--tracking-uri",
+            url,
             cwd=tmp_path,
-        )  # fmt: skip
+        )
     finally:
         server.shutdown()
         server.server_close()
@@ -118,15 +126,28 @@ def test_train_registers_its_model_at_the_end(defaults, tmp_path):
     if "register" not in defaults.tracking:
         pytest.skip("tracking.register is not in conf/config.yaml yet")
     uri = sqlite_uri(tmp_path)
-    result = run_cli("train", "epochs=1", "hidden_size=8", "tracking.register=digits",
-                     f"tracking.uri={uri}", cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "train",
+        "epochs=1",
+        "hidden_size=8",
+        "tracking.register=digits",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert re.search(r"registered\s+models:/digits/1", result.stdout)
-    predicted = run_cli("predict", "models:/digits/1", "--index", "3", "--tracking-uri", uri,
-                        cwd=tmp_path)  # fmt: skip
+    predicted = run_cli(
+        "predict", "models:/digits/1", "--index", "3", "--tracking-uri", uri, cwd=tmp_path
+    )
     assert predicted.returncode == 0, predicted.stderr
-    refused = run_cli("train", "epochs=1", "tracking.register=digits", "tracking.log_model=false",
-                      f"tracking.uri={uri}", cwd=tmp_path)  # fmt: skip
+    refused = run_cli(
+        "train",
+        "epochs=1",
+        "tracking.register=digits",
+        "tracking.log_model=false",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
     assert_one_line_error(refused, 2, "tracking.register=digits needs the model")
 
 
@@ -135,11 +156,26 @@ def test_register_and_predict_through_a_tracking_server(tmp_path, mlflow_server)
     url = mlflow_server.url
     trained = run_cli("train", "epochs=2", "hidden_size=8", f"tracking.uri={url}", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
-    result = run_cli("register", "best", "served-digits", "--alias", "champion",
-                     "--tracking-uri", url, cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "register",
+        "best",
+        "served-digits",
+        "--alias",
+        "champion",
+        "--tracking-uri",
+        url,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
-    predicted = run_cli("predict", "models:/served-digits@champion", "--index", "3",
-                        "--tracking-uri", url, cwd=tmp_path)  # fmt: skip
+    predicted = run_cli(
+        "predict",
+        "models:/served-digits@champion",
+        "--index",
+        "3",
+        "--tracking-uri",
+        url,
+        cwd=tmp_path,
+    )
     assert predicted.returncode == 0, predicted.stderr
     assert printed_probabilities(predicted.stdout).sum() == pytest.approx(1.0, abs=1e-3)
 
@@ -196,13 +232,13 @@ def test_best_and_prefixes_are_found_by_the_store(small_store, searches):
 
 def test_runs_sort_and_limit_in_the_store_params_as_numbers(small_store, searches):
     uri, parent_id, ids = small_store
-    runs, more = browse._selected(uri, EXPERIMENT, None, "val_accuracy", False, 2)
-    assert [r.run_id for r in runs] == [ids[4], ids[3]] and more
+    found, more = runs._selected(uri, EXPERIMENT, None, "val_accuracy", False, 2)
+    assert [r.run_id for r in found] == [ids[4], ids[3]] and more
     assert searches[-1]["max_results"] == 3 and "val_accuracy" in searches[-1]["order_by"][0]
-    runs, more = browse._selected(uri, EXPERIMENT, None, "hidden_size", False, 3)
-    assert [r.params["hidden_size"] for r in runs] == ["200", "100", "50"] and more
-    runs, more = browse._selected(uri, EXPERIMENT, parent_id, "name", False, 5)
-    assert [r.name for r in runs] == ["run0", "run1"] and not more
+    found, more = runs._selected(uri, EXPERIMENT, None, "hidden_size", False, 3)
+    assert [r.params["hidden_size"] for r in found] == ["200", "100", "50"] and more
+    found, more = runs._selected(uri, EXPERIMENT, parent_id, "name", False, 5)
+    assert [r.name for r in found] == ["run0", "run1"] and not more
 
 
 def test_best_is_never_a_pruned_point(small_store):

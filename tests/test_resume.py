@@ -44,16 +44,24 @@ def _only_run(uri: str):
 
 def _train_until_stopped(tmp_path, uri: str, *args: str, after: int) -> str:
     """Train, then SIGTERM once `after` epochs are in the store; return the run id."""
-    proc = subprocess.Popen([CLI, "train", *args, f"tracking.uri={uri}"], cwd=tmp_path,
-                            env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [CLI, "train", *args, f"tracking.uri={uri}"],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             time.sleep(0.3)
             runs = _runs(uri)  # no client before the CLI has made the store: it would make it
-            if runs and len(MlflowClient(uri).get_metric_history(runs[0].info.run_id,
-                                                                "val_loss")) >= after:  # fmt: skip
+            if (
+                runs
+                and len(MlflowClient(uri).get_metric_history(runs[0].info.run_id, "val_loss"))
+                >= after
+            ):
                 break
     finally:
         stderr = stop(proc, signal.SIGTERM)
@@ -85,8 +93,7 @@ def test_a_stopped_run_resumed_equals_the_uninterrupted_one(tmp_path):
     got, want = histories(uri, run_id), histories(sqlite_uri(straight), expected.info.run_id)
     for name in CURVES:
         assert [step for step, _ in got[name]] == list(range(1, 301))  # no gap, no duplicate
-        np.testing.assert_allclose([v for _, v in got[name]], [v for _, v in want[name]],
-                                   atol=1e-6)  # fmt: skip
+        np.testing.assert_allclose([v for _, v in got[name]], [v for _, v in want[name]], atol=1e-6)
     final, reference = (
         latest_checkpoint(uri, run_id).arrays,
         latest_checkpoint(sqlite_uri(straight), expected.info.run_id).arrays,
@@ -134,12 +141,20 @@ def resumable(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("resumable")
     uri = sqlite_uri(workdir)
     for every in (5, 0):
-        done = run_cli("train", "epochs=5", *TRAINING, f"checkpoint.every_epochs={every}",
-                       f"tracking.uri={uri}", cwd=workdir)  # fmt: skip
+        done = run_cli(
+            "train",
+            "epochs=5",
+            *TRAINING,
+            f"checkpoint.every_epochs={every}",
+            f"tracking.uri={uri}",
+            cwd=workdir,
+        )
         assert done.returncode == 0, done.stderr
     client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id],
-                              order_by=["attributes.start_time ASC"])  # fmt: skip
+    runs = client.search_runs(
+        [client.get_experiment_by_name(EXPERIMENT).experiment_id],
+        order_by=["attributes.start_time ASC"],
+    )
     return workdir, uri, runs[0].info.run_id, runs[1].info.run_id
 
 
@@ -214,9 +229,13 @@ def test_a_checkpoint_of_another_format_is_refused(resumable):
 @pytest.mark.slow
 def test_a_run_still_running_is_not_resumed(tmp_path):
     uri = sqlite_uri(tmp_path)
-    proc = subprocess.Popen([CLI, "train", "epochs=100000", *TRAINING, f"tracking.uri={uri}"],
-                            cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [CLI, "train", "epochs=100000", *TRAINING, f"tracking.uri={uri}"],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not _runs(uri):

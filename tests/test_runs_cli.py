@@ -9,8 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from lstm_cli.data import read_digit_image
-from lstm_cli.errors import UserError
+from lstm_cli.data.digits import read_digit_image
+from lstm_cli.runtime.errors import UserError
 from tests.helpers import EXPERIMENT, assert_one_line_error, held_out, run_cli, sqlite_uri
 
 
@@ -71,9 +71,16 @@ def test_runs_lists_the_run_with_its_params_and_final_metrics(trained_run):
 @pytest.mark.slow
 def test_runs_best_sorted_and_limited_names_the_best_run(trained_run):
     result = run_cli(
-        "runs", "--best", "--sort", "val_accuracy", "--limit", "1",
-        "--tracking-uri", trained_run.uri, cwd=trained_run.workdir,
-    )  # fmt: skip
+        "runs",
+        "--best",
+        "--sort",
+        "val_accuracy",
+        "--limit",
+        "1",
+        "--tracking-uri",
+        trained_run.uri,
+        cwd=trained_run.workdir,
+    )
     assert result.returncode == 0, result.stderr
     assert f"run id  {trained_run.run_id}" in result.stdout
 
@@ -96,9 +103,14 @@ def test_evaluate_reproduces_the_logged_test_accuracy(trained_run):
 def test_predict_a_held_out_digit_draws_it_and_gives_probabilities(trained_run, raw):
     data = raw
     result = run_cli(
-        "predict", "best", "--index", "17", "--tracking-uri", trained_run.uri,
+        "predict",
+        "best",
+        "--index",
+        "17",
+        "--tracking-uri",
+        trained_run.uri,
         cwd=trained_run.workdir,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     assert f"true label  {data.y_val[17]}" in result.stdout
     assert "█" in result.stdout or "▓" in result.stdout  # the digit, drawn
@@ -114,9 +126,14 @@ def test_predict_a_held_out_digit_draws_it_and_gives_probabilities(trained_run, 
 def test_predict_an_image_file(trained_run, tmp_path, raw):
     save_digit(raw.x_val[17], tmp_path / "my_digit.png", dark_on_light=True)
     result = run_cli(
-        "predict", trained_run.run_id, "--image", str(tmp_path / "my_digit.png"),
-        "--tracking-uri", trained_run.uri, cwd=trained_run.workdir,
-    )  # fmt: skip
+        "predict",
+        trained_run.run_id,
+        "--image",
+        str(tmp_path / "my_digit.png"),
+        "--tracking-uri",
+        trained_run.uri,
+        cwd=trained_run.workdir,
+    )
     assert result.returncode == 0, result.stderr
     assert "my_digit.png" in result.stdout and re.search(r"predicted\s+\d", result.stdout)
 
@@ -144,9 +161,14 @@ def test_bad_input_is_one_line(trained_run, args, fragment):
 def test_an_unreadable_image_is_one_line(trained_run, tmp_path):
     (tmp_path / "digit.png").write_text("not a PNG")
     result = run_cli(
-        "predict", "best", "--image", str(tmp_path / "digit.png"),
-        "--tracking-uri", trained_run.uri, cwd=trained_run.workdir,
-    )  # fmt: skip
+        "predict",
+        "best",
+        "--image",
+        str(tmp_path / "digit.png"),
+        "--tracking-uri",
+        trained_run.uri,
+        cwd=trained_run.workdir,
+    )
     assert_one_line_error(result, 2, "not an image Pillow can read")
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lstm_cli.data import load_digits
-from lstm_cli.errors import UserError
+from lstm_cli.data.digits import load_digits
+from lstm_cli.runtime.errors import UserError
 
 
 def _rows(x: np.ndarray) -> set[bytes]:
@@ -48,18 +48,18 @@ def test_the_test_split_is_the_articles_whatever_the_validation_split():
     ],
 )
 def test_bad_split_and_stopping_values_are_refused_in_one_line(overrides, fragment):
-    from lstm_cli import config
+    from lstm_cli.config import compose, schema
 
     with pytest.raises(UserError) as refused:
-        config.check(config.compose(overrides))
+        schema.check(compose.compose(overrides))
     assert fragment in str(refused.value) and "\n" not in str(refused.value)
 
 
 def test_an_unknown_watched_metric_is_refused(defaults):
-    from lstm_cli import config
+    from lstm_cli.config import compose
 
     with pytest.raises(UserError, match="val_loss, val_accuracy"):
-        config.preflight(["early_stopping.metric=train_loss"])
+        compose.preflight(["early_stopping.metric=train_loss"])
     assert defaults.early_stopping.patience == 0  # off unless asked for
 
 
@@ -74,16 +74,21 @@ class _Model:
 
 
 def _epochs(values, metric="val_loss"):
-    from lstm_cli.loop import EpochMetrics
+    from lstm_cli.fit.trainer import EpochMetrics
 
     for epoch, value in enumerate(values, 1):
         other = 0.0
-        yield EpochMetrics(epoch, 0.0, 0.0, value if metric == "val_loss" else other,
-                           value if metric == "val_accuracy" else other)  # fmt: skip
+        yield EpochMetrics(
+            epoch,
+            0.0,
+            0.0,
+            value if metric == "val_loss" else other,
+            value if metric == "val_accuracy" else other,
+        )
 
 
 def test_early_stopping_stops_after_patience_and_keeps_the_best_weights():
-    from lstm_cli.early_stopping import EarlyStopping
+    from lstm_cli.fit.hooks.early_stopping import EarlyStopping
 
     stopping, model = EarlyStopping(patience=2, metric="val_loss", min_delta=0.0), _Model()
     stops = []
@@ -98,7 +103,7 @@ def test_early_stopping_stops_after_patience_and_keeps_the_best_weights():
 
 
 def test_min_delta_and_accuracy_direction():
-    from lstm_cli.early_stopping import EarlyStopping
+    from lstm_cli.fit.hooks.early_stopping import EarlyStopping
 
     stopping, model = EarlyStopping(patience=1, metric="val_accuracy", min_delta=0.01), _Model()
     results = [stopping.update(m, model) for m in _epochs([0.5, 0.6, 0.605], "val_accuracy")]
@@ -107,7 +112,7 @@ def test_min_delta_and_accuracy_direction():
 
 
 def test_early_stopping_goes_on_from_its_saved_state():
-    from lstm_cli.early_stopping import EarlyStopping
+    from lstm_cli.fit.hooks.early_stopping import EarlyStopping
 
     values = [1.0, 0.8, 0.9, 0.85, 0.95, 0.7]
     whole, model = EarlyStopping(3, "val_loss", 0.0), _Model()

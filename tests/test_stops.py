@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lstm_cli import job, resume
-from lstm_cli.checkpointing import Saver
-from lstm_cli.errors import TrainingFailed, UserError
+from lstm_cli.fit.hooks.checkpoints import Checkpoints
+from lstm_cli.jobs import resume_rules, task
+from lstm_cli.runtime.errors import TrainingFailed, UserError
 from lstm_cli.tracking import ending
-from lstm_cli.tracking import sweep as sweeps
+from lstm_cli.tracking import parent_run as sweeps
 from lstm_cli.tracking.owner import HOST_TAG, PID_TAG
 
 RUN = "0123456789abcdef0123456789abcdef"
@@ -34,23 +34,15 @@ class _Trainer:
         )
 
 
-class _Run:
-    def __init__(self) -> None:
-        self.saved: list[int] = []
-
-    def save_checkpoint(self, epoch, arrays, meta) -> None:
-        self.saved.append(epoch)
-
-
 def test_a_state_with_nan_is_never_checkpointed():
-    run = _Run()
-    saver = Saver(run, every_epochs=1, every_seconds=0, meta={})
-    saver.save(_Trainer(0.5), 1)
+    saved: list[int] = []
+    hook = Checkpoints(lambda epoch, arrays, meta: saved.append(epoch), 1, 0, meta={})
+    hook.checkpoint(_Trainer(0.5), 1)
     with pytest.raises(TrainingFailed, match="after epoch 2 holds NaN or infinite values"):
-        saver.save(_Trainer(float("nan")), 2)
+        hook.checkpoint(_Trainer(float("nan")), 2)
     with pytest.raises(TrainingFailed):
-        saver.save(_Trainer(float("inf")), 3)
-    assert run.saved == [1]
+        hook.checkpoint(_Trainer(float("inf")), 3)
+    assert saved == [1]
 
 
 def _handle(opened=True, last_epoch=0, checkpoint_epoch=0):
@@ -99,38 +91,38 @@ def _child(status: str, accuracy: float | None = 0.9, **tags: str) -> sweeps.Chi
 
 
 def test_a_resumed_sweeps_finished_and_pruned_points_stay_as_they_are(capsys):
-    assert job._ended_before(_child("FINISHED"), "3") == 0.9
-    assert job._ended_before(_child("FINISHED", 0.5, pruned_at_epoch="5"), "4") == 0.5
+    assert task._ended_before(_child("FINISHED"), "3") == 0.9
+    assert task._ended_before(_child("FINISHED", 0.5, pruned_at_epoch="5"), "4") == 0.5
     shown = capsys.readouterr().out.splitlines()
     assert shown[0] == f"[job 3] done before: val_accuracy=0.9000 run {RUN}"
     assert shown[1] == f"[job 4] pruned at epoch 5 before: val_accuracy=0.5000 run {RUN}"
 
 
 def test_a_resumed_sweeps_diverged_point_is_not_trained_again(capsys):
-    ended = job._ended_before(_child("FAILED", None, diverged_at_epoch="2"), "1")
+    ended = task._ended_before(_child("FAILED", None, diverged_at_epoch="2"), "1")
     assert np.isnan(ended)
     assert "diverged at epoch 2" in capsys.readouterr().out
 
 
 def test_a_resumed_sweeps_stopped_point_goes_on_and_a_running_one_is_refused():
-    assert job._ended_before(_child("KILLED"), "0") is None
-    assert job._ended_before(_child("FAILED", error="the store was full"), "0") is None
+    assert task._ended_before(_child("KILLED"), "0") is None
+    assert task._ended_before(_child("FAILED", error="the store was full"), "0") is None
     lost = {HOST_TAG: socket.gethostname(), PID_TAG: "999999999"}  # no such process
-    assert job._ended_before(_child("RUNNING", **lost), "0") is None
+    assert task._ended_before(_child("RUNNING", **lost), "0") is None
     alive = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
     with pytest.raises(UserError, match="still running"):
-        job._ended_before(_child("RUNNING", **alive), "0")
+        task._ended_before(_child("RUNNING", **alive), "0")
 
 
 def test_a_point_is_the_same_whatever_names_its_store():
-    assert job._same_point("hidden_size=8 tracking.uri=sqlite:///a.db", "hidden_size=8")
-    assert not job._same_point("hidden_size=8", "hidden_size=16")
+    assert task._same_point("hidden_size=8 tracking.uri=sqlite:///a.db", "hidden_size=8")
+    assert not task._same_point("hidden_size=8", "hidden_size=16")
 
 
 def test_a_run_that_diverged_before_the_tag_is_known_by_its_error():
-    said = resume.diverged(RUN, {"error": "the loss became NaN or infinite at epoch 3 (...)"})
+    said = resume_rules.diverged(RUN, {"error": "the loss became NaN or infinite at epoch 3 (...)"})
     assert said == (
         f"run {RUN} diverged at epoch 3 (its loss became NaN or infinite): it would diverge "
         "again; train it again with a lower learning_rate"
     )
-    assert resume.diverged(RUN, {"error": "interrupted (Ctrl-C)"}) is None
+    assert resume_rules.diverged(RUN, {"error": "interrupted (Ctrl-C)"}) is None

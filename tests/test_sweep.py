@@ -47,8 +47,11 @@ def test_grid_sweep_with_seeds_is_summarised_on_the_parent(tmp_path):
     parent, children = sweep_runs(uri)
     assert parent.info.status == "FINISHED"
     assert [(c.data.params["hidden_size"], c.data.params["seed"]) for c in children] == [
-        ("8", "1"), ("8", "2"), ("16", "1"), ("16", "2"),
-    ]  # fmt: skip
+        ("8", "1"),
+        ("8", "2"),
+        ("16", "1"),
+        ("16", "2"),
+    ]
     for child in children:
         assert child.info.status == "FINISHED"
         history = MlflowClient(uri).get_metric_history(child.info.run_id, "val_accuracy")
@@ -90,13 +93,21 @@ def test_a_sweep_over_presets_keeps_its_points_in_its_own_experiment(tmp_path):
     # experiment=debug asks for the MLflow experiment lstm-digits-debug; a sweep's point goes
     # into its sweep's, where the summary, the pruning rungs and the UI look for it.
     uri = sqlite_uri(tmp_path)
-    result = run_cli("train", "-m", "experiment=glob([deb*,wide])", *TINY, "hidden_size=8",
-                     f"tracking.uri={uri}", cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "train",
+        "-m",
+        "experiment=glob([deb*,wide])",
+        *TINY,
+        "hidden_size=8",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     parent, children = sweep_runs(uri)
     assert [c.data.params["tracking.experiment"] for c in children] == [
-        "lstm-digits-debug", "lstm-digits",
-    ]  # fmt: skip
+        "lstm-digits-debug",
+        "lstm-digits",
+    ]
     assert {c.info.experiment_id for c in children} == {parent.info.experiment_id}
     assert parent.data.tags["best_run_id"] in {c.info.run_id for c in children}
 
@@ -105,9 +116,15 @@ def test_a_sweep_over_presets_keeps_its_points_in_its_own_experiment(tmp_path):
 def test_joblib_on_a_fresh_store_with_a_failing_job(tmp_path):
     uri = sqlite_uri(tmp_path)  # does not exist yet: three jobs start at once on it
     result = run_cli(
-        "train", "-m", "hidden_size=8,0,16", *TINY, "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=3", f"tracking.uri={uri}", cwd=tmp_path,
-    )  # fmt: skip
+        "train",
+        "-m",
+        "hidden_size=8,0,16",
+        *TINY,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=3",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert "job 1 FAILED: hidden_size=0 is invalid" in result.stdout
     parent, children = sweep_runs(uri)
@@ -132,11 +149,23 @@ def test_ctrl_c_while_joblib_workers_warm_up_is_one_line_and_kills_the_sweep(tmp
     as a terminal does: every process of the group gets the SIGINT, the workers too."""
     uri = sqlite_uri(tmp_path)
     proc = subprocess.Popen(
-        [CLI, "train", "-m", "hidden_size=8,16", *TINY, "hydra/launcher=joblib",
-         "hydra.launcher.n_jobs=2", f"tracking.uri={uri}"],
-        cwd=tmp_path, env=cli_env(PYTHONUNBUFFERED="1"), text=True, start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            CLI,
+            "train",
+            "-m",
+            "hidden_size=8,16",
+            *TINY,
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            f"tracking.uri={uri}",
+        ],
+        cwd=tmp_path,
+        env=cli_env(PYTHONUNBUFFERED="1"),
+        text=True,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         first = proc.stdout.readline()  # the sweep's first line: its parent run exists
         assert "sweep" in first and "parent run" in first, first
@@ -162,9 +191,14 @@ def test_a_sweep_that_cannot_start_leaves_nothing_running(tmp_path):
     blocker.write_text("not a directory")
     uri = sqlite_uri(tmp_path)
     result = run_cli(
-        "train", "-m", "hidden_size=8,16", *TINY, f"hydra.sweep.dir={blocker}/sweep",
-        f"tracking.uri={uri}", cwd=tmp_path,
-    )  # fmt: skip
+        "train",
+        "-m",
+        "hidden_size=8,16",
+        *TINY,
+        f"hydra.sweep.dir={blocker}/sweep",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: cannot write or read {blocker}/sweep: Not a directory"
@@ -179,9 +213,15 @@ def test_optuna_best_value_is_the_best_childs_metric(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     uri = sqlite_uri(tmp_path)
     result = run_cli(
-        "train", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", *TINY,
-        f"tracking.uri={uri}", "hydra.sweep.dir=sweep", cwd=tmp_path,
-    )  # fmt: skip
+        "train",
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=3",
+        *TINY,
+        f"tracking.uri={uri}",
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     parent, children = sweep_runs(uri)
     assert len(children) == 3
@@ -197,9 +237,15 @@ def test_optuna_best_value_is_the_best_childs_metric(tmp_path):
 def test_submitit_local_launcher(tmp_path):
     uri = sqlite_uri(tmp_path)
     result = run_cli(
-        "train", "-m", "hidden_size=8,16", *TINY, "hydra/launcher=local", f"tracking.uri={uri}",
-        "hydra.sweep.dir=sweep", cwd=tmp_path,
-    )  # fmt: skip
+        "train",
+        "-m",
+        "hidden_size=8,16",
+        *TINY,
+        "hydra/launcher=local",
+        f"tracking.uri={uri}",
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     parent, children = sweep_runs(uri)
     assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
@@ -237,10 +283,22 @@ def test_sigterm_during_a_sweep_kills_every_run(tmp_path, launcher):
     this process or in joblib's workers, and the parent all end KILLED; no worker is left."""
     uri = sqlite_uri(tmp_path)
     proc = subprocess.Popen(
-        [CLI, "train", "-m", "hidden_size=8,16", "epochs=100000", "tracking.log_model=false",
-         f"hydra/launcher={launcher}", f"tracking.uri={uri}"],
-        cwd=tmp_path, env=cli_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            CLI,
+            "train",
+            "-m",
+            "hidden_size=8,16",
+            "epochs=100000",
+            "tracking.log_model=false",
+            f"hydra/launcher={launcher}",
+            f"tracking.uri={uri}",
+        ],
+        cwd=tmp_path,
+        env=cli_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 120
         training = []

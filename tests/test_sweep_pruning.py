@@ -33,9 +33,14 @@ def check_pruned(uri: str, child, epoch: int = 2) -> None:
 def test_basic_launcher_asha_prunes_the_hopeless_points(tmp_path):
     uri = sqlite_uri(tmp_path)
     result = run_cli(
-        "train", "-m", f"learning_rate={GOOD},{HOPELESS},{HOPELESS}", *PRUNE, "prune=asha",
-        f"tracking.uri={uri}", cwd=tmp_path,
-    )  # fmt: skip
+        "train",
+        "-m",
+        f"learning_rate={GOOD},{HOPELESS},{HOPELESS}",
+        *PRUNE,
+        "prune=asha",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     parent, (good, *hopeless) = sweep_runs(uri)
     assert good.info.status == "FINISHED" and "pruned_at_epoch" not in good.data.tags
@@ -60,9 +65,17 @@ def test_joblib_median_prunes_from_the_other_workers_records(tmp_path):
     a worker is free and read the good ones' records, written by other processes."""
     uri = sqlite_uri(tmp_path)
     result = run_cli(
-        "train", "-m", f"learning_rate={GOOD},{HOPELESS}", "seed=1,2", *PRUNE, "prune=median",
-        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"tracking.uri={uri}", cwd=tmp_path,
-    )  # fmt: skip
+        "train",
+        "-m",
+        f"learning_rate={GOOD},{HOPELESS}",
+        "seed=1,2",
+        *PRUNE,
+        "prune=median",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     parent, children = sweep_runs(uri)
     rates = [c.data.params["learning_rate"] for c in children]
@@ -83,12 +96,21 @@ def test_optuna_gets_a_pruned_points_value_at_the_epoch_where_it_stopped(tmp_pat
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     uri = sqlite_uri(tmp_path)
     result = run_cli(
-        "train", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=4",
-        "hydra.sweeper.direction=minimize", "hydra.sweeper.sampler.seed=2",
+        "train",
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.direction=minimize",
+        "hydra.sweeper.sampler.seed=2",
         f"learning_rate=choice({GOOD},{HOPELESS})",
-        "batch_size=100", "output_activation=tanh", *PRUNE, "prune=asha",
-        f"tracking.uri={uri}", "hydra.sweep.dir=sweep", cwd=tmp_path,
-    )  # fmt: skip
+        "batch_size=100",
+        "output_activation=tanh",
+        *PRUNE,
+        "prune=asha",
+        f"tracking.uri={uri}",
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     _, children = sweep_runs(uri)
     assert len(children) == 4
@@ -108,10 +130,19 @@ def test_early_stopping_in_a_joblib_sweep_keeps_each_points_best_epoch(tmp_path)
     keeps its first epoch's weights, in workers as in a single run."""
     uri = sqlite_uri(tmp_path)
     result = run_cli(
-        "train", "-m", "seed=1,2", "epochs=6", "hidden_size=8", "tracking.log_model=false",
-        "early_stopping.patience=1", "early_stopping.min_delta=10", "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2", f"tracking.uri={uri}", cwd=tmp_path,
-    )  # fmt: skip
+        "train",
+        "-m",
+        "seed=1,2",
+        "epochs=6",
+        "hidden_size=8",
+        "tracking.log_model=false",
+        "early_stopping.patience=1",
+        "early_stopping.min_delta=10",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     parent, children = sweep_runs(uri)
     for child in children:

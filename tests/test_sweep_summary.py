@@ -8,7 +8,8 @@ import warnings
 
 import pytest
 
-from lstm_cli import figures, summary
+from lstm_cli.sweeps import summary
+from lstm_cli.views import figures
 
 
 def record(job, overrides, val, status="FINISHED", seed="0", error=""):
@@ -76,10 +77,15 @@ def test_a_search_labels_its_jobs_readably_in_the_comparison_figure():
     assert max(len(line) for line in label.splitlines()) <= 36
     assert figures._job_label(0, "seed=2 hidden_size=50") == "#0 seed=2 hidden_size=50"
     records = [
-        {"run_id": f"r{j}", "job": j, "status": "FINISHED",
-         "metrics": {"val_accuracy": 0.5 + j / 20}, "curve": [0.3, 0.5 + j / 20]}
+        {
+            "run_id": f"r{j}",
+            "job": j,
+            "status": "FINISHED",
+            "metrics": {"val_accuracy": 0.5 + j / 20},
+            "curve": [0.3, 0.5 + j / 20],
+        }
         for j in range(6)
-    ]  # fmt: skip
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. "Tight layout not applied": labels too long to fit
         fig = figures.sweep_comparison(records, {r["run_id"]: long for r in records})

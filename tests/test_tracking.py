@@ -14,11 +14,11 @@ import pytest
 import sqlalchemy.orm
 from mlflow.tracking import MlflowClient
 
-from lstm_cli import signals
-from lstm_cli.errors import Interrupted
-from lstm_cli.tracking import checkpoint, store
-from lstm_cli.tracking.run import start_run
-from lstm_cli.tracking.sweep import start_parent
+from lstm_cli.runtime import signals
+from lstm_cli.runtime.errors import Interrupted
+from lstm_cli.tracking import checkpoint_slots, store
+from lstm_cli.tracking.parent_run import start_parent
+from lstm_cli.tracking.run_handle import start_run
 from tests.helpers import cli_env, sqlite_uri
 
 
@@ -63,6 +63,7 @@ def _contents(db) -> tuple:
     return schema, version, experiments
 
 
+@pytest.mark.slow  # MLflow builds a store from its migrations: about 10 s
 def test_a_store_copied_from_the_template_is_the_one_mlflow_builds(tmp_path, monkeypatch):
     template = tmp_path / "cache" / "empty.db"
     monkeypatch.setattr(store, "template_path", lambda: template)
@@ -132,6 +133,8 @@ def _run_with_signal_after_commit(experiment_id, signum, nth, seen) -> None:
         sqlalchemy.orm.Session.commit = commit
 
 
+@pytest.mark.slow  # a run per commit, each stopped by a real signal: about 12 s
+@pytest.mark.fault
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_after_any_store_commit_of_a_run_never_leaves_it_running(tmp_path, signum):
     """A real SIGINT or SIGTERM after each of a run's database commits in turn: inside
@@ -286,7 +289,7 @@ def test_a_checkpoint_the_writer_drops_does_not_shift_the_slots(tmp_path, monkey
             release.wait(10)  # a slow store: the next two are handed over meanwhile
         written.append((slot, epoch))
 
-    monkeypatch.setattr(checkpoint, "save", save)
+    monkeypatch.setattr(checkpoint_slots, "save", save)
     with start_run(experiment_id, "run", {}, {}) as run:
         run.save_checkpoint(1, {}, {})
         assert inside.wait(10)
@@ -301,7 +304,7 @@ def test_a_checkpoint_the_writer_drops_does_not_shift_the_slots(tmp_path, monkey
 @pytest.mark.parametrize("when", ["inside the block", "at the run's end"])
 def test_a_writer_error_that_is_no_store_fault_still_ends_the_run(tmp_path, monkeypatch, when):
     """Not a store's refusal (a bug, a proxy's 413): the run ends FAILED, never RUNNING."""
-    from lstm_cli.tracking.run import Run
+    from lstm_cli.tracking.run_handle import Run
 
     experiment_id = store.open_experiment(sqlite_uri(tmp_path), "one")
 

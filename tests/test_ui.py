@@ -60,15 +60,23 @@ def test_the_ui_opens_on_the_training_runs_with_val_accuracy(ui_server, trained_
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from lstm_cli.views import experiment_page
+    from lstm_cli.views.tables import experiment_page
 
     run = MlflowClient(trained_run.uri).get_run(trained_run.run_id)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1600,1000",
-                 f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1600,1000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
@@ -133,7 +141,7 @@ def test_the_ui_server_runs_without_mlflows_genai_job_runner(ui_server):
 
 @pytest.mark.slow
 def test_a_users_job_runner_setting_reaches_the_server(monkeypatch):
-    from lstm_cli.browse import server_environment
+    from lstm_cli.commands.ui import server_environment
 
     monkeypatch.setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "true")
     assert server_environment()["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"

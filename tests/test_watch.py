@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from lstm_cli import config, watch
+from lstm_cli.config import compose
+from lstm_cli.sweeps import live_line
+from lstm_cli.views import console
 from tests.helpers import final_live_line, run_cli, run_in_terminal, sqlite_uri, visible_lines
 
 TINY = ("epochs=2", "tracking.log_model=false")  # jobs that train for real, in a second
@@ -35,43 +37,46 @@ CHILDREN = [
 
 
 def test_children_are_counted_by_how_they_ended():
-    counts = watch.count(CHILDREN)
-    assert counts == watch.Counts(done=2, pruned=1, failed=2)
+    counts = live_line.count(CHILDREN)
+    assert counts == live_line.Counts(done=2, pruned=1, failed=2)
     assert counts.ended == 5  # the running one is not
-    assert watch.count([]) == watch.Counts()
+    assert live_line.count([]) == live_line.Counts()
 
 
 def test_the_best_is_the_best_done_point_with_the_keys_that_differ():
     # Neither the pruned point (0.99) nor the running one (0.999) counts; epochs is the same
     # everywhere, so it is left out, as in the sweep's table.
-    assert watch.best(CHILDREN) == (0.9722, "hidden_size=100 learning_rate=0.003")
-    assert watch.best([child("RUNNING", "hidden_size=8"), child("FAILED", "hidden_size=0")]) is None
+    assert live_line.best(CHILDREN) == (0.9722, "hidden_size=100 learning_rate=0.003")
+    assert (
+        live_line.best([child("RUNNING", "hidden_size=8"), child("FAILED", "hidden_size=0")])
+        is None
+    )
 
 
 def test_time_left_is_the_pace_so_far_over_the_points_left():
-    assert watch.time_left(190.0, ended=19, total=36) == pytest.approx(170.0)
-    assert watch.time_left(190.0, ended=0, total=36) is None  # nothing ended: no pace yet
-    assert watch.time_left(190.0, ended=19, total=None) is None
-    assert watch.time_left(190.0, ended=3, total=3) == 0.0
+    assert live_line.time_left(190.0, ended=19, total=36) == pytest.approx(170.0)
+    assert live_line.time_left(190.0, ended=0, total=36) is None  # nothing ended: no pace yet
+    assert live_line.time_left(190.0, ended=19, total=None) is None
+    assert live_line.time_left(190.0, ended=3, total=3) == 0.0
 
 
 def test_clock():
-    assert watch.clock(190.9) == "03:10"
-    assert watch.clock(3790) == "1:03:10"
+    assert live_line.clock(190.9) == "03:10"
+    assert live_line.clock(3790) == "1:03:10"
 
 
 def test_the_line_says_what_ended_of_how_many_how_long_and_the_best():
-    counts = watch.Counts(done=12, pruned=5, failed=1)
+    counts = live_line.Counts(done=12, pruned=5, failed=1)
     top = (0.9722, "hidden_size=100 learning_rate=0.003")
-    assert watch.line(counts, 36, 190.0, top) == (
+    assert live_line.line(counts, 36, 190.0, top) == (
         "sweep 12/36 done · 5 pruned · 1 failed · 03:10 elapsed · ~03:10 left · "
         "best val 0.9722 hidden_size=100 learning_rate=0.003"
     )
     # No total known: what is done, and no time left.
-    assert watch.line(counts, None, 190.0, None) == (
+    assert live_line.line(counts, None, 190.0, None) == (
         "sweep 12 done · 5 pruned · 1 failed · 03:10 elapsed"
     )
-    assert watch.line(watch.Counts(), 4, 1.0, None) == (
+    assert live_line.line(live_line.Counts(), 4, 1.0, None) == (
         "sweep 0/4 done · 0 pruned · 0 failed · 00:01 elapsed"
     )
 
@@ -93,7 +98,7 @@ def test_the_line_says_what_ended_of_how_many_how_long_and_the_best():
     ],
 )
 def test_the_total_is_what_hydra_will_launch(argv, total):
-    assert watch.total_points(config.preflight(["-m", *argv])) == total
+    assert compose.total_points(compose.preflight(["-m", *argv])) == total
 
 
 def test_the_total_counts_the_sweepers_params_then_the_command_line(tmp_path):
@@ -102,19 +107,19 @@ def test_the_total_counts_the_sweepers_params_then_the_command_line(tmp_path):
         "hydra:\n  sweeper:\n    params:\n      hidden_size: 8,16,32\n"
     )
     source = ["-m", "-cd", str(tmp_path), "-cn", "mine"]
-    assert watch.total_points(config.preflight([*source, "seed=1,2"])) == 6
+    assert compose.total_points(compose.preflight([*source, "seed=1,2"])) == 6
     # The command line's value for a key of params replaces it, as in Hydra's BasicSweeper.
-    assert watch.total_points(config.preflight([*source, "hidden_size=8,16", "seed=1,2"])) == 4
+    assert compose.total_points(compose.preflight([*source, "hidden_size=8,16", "seed=1,2"])) == 4
 
 
 def test_no_line_off_a_terminal_nor_in_a_job_scheduled_elsewhere(monkeypatch):
-    request = config.preflight(["-m", "hidden_size=8,16"])
-    assert not watch.is_live(request)  # pytest's stdout is not a terminal
-    assert watch.job_environment(request) == {}
-    monkeypatch.setenv(watch.LIVE_ENV, "1")
-    assert watch.shows_jobs()
+    request = compose.preflight(["-m", "hidden_size=8,16"])
+    assert not live_line.is_live(request)  # pytest's stdout is not a terminal
+    assert live_line.job_environment(request) == {}
+    monkeypatch.setenv(console.LIVE_ENV, "1")
+    assert console.shows_jobs()
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")  # the job logs to its own file
-    assert not watch.shows_jobs()
+    assert not console.shows_jobs()
 
 
 # ---------------------------------------------------------------- the thread
@@ -135,10 +140,10 @@ class FlakyStore:
 
 
 def test_a_failing_store_never_stops_the_line_and_the_stop_leaves_no_thread(monkeypatch):
-    monkeypatch.setattr(watch, "POLL_S", 0.01)
+    monkeypatch.setattr(live_line, "POLL_S", 0.01)
     store = FlakyStore(failing={2, 3, 4})
     shown: list[str] = []
-    line = watch.Watch(store.read, 6, shown.append)
+    line = live_line.Watch(store.read, 6, shown.append)
     line.start()
     deadline = time.monotonic() + 10
     while store.reads < 6 and time.monotonic() < deadline:
@@ -155,10 +160,10 @@ def test_a_failing_store_never_stops_the_line_and_the_stop_leaves_no_thread(monk
 
 
 def test_a_stop_after_an_error_draws_nothing_more(monkeypatch):
-    monkeypatch.setattr(watch, "POLL_S", 60.0)
+    monkeypatch.setattr(live_line, "POLL_S", 60.0)
     shown: list[str] = []
     reads: list[int] = []
-    line = watch.Watch(lambda: reads.append(1) or [], None, shown.append)
+    line = live_line.Watch(lambda: reads.append(1) or [], None, shown.append)
     line.start()
     line.stop(last_look=False)  # Ctrl-C, an error: the store is not read again
     assert shown == ["sweep 0 done · 0 pruned · 0 failed · 00:00 elapsed"] and reads == []
@@ -176,10 +181,17 @@ def test_a_sweep_in_a_terminal_shows_one_live_line_instead_of_its_jobs_lines(tmp
     epoch 2), on the basic launcher: in this process, through the same console."""
     uri = sqlite_uri(tmp_path)
     code, raw = run_in_terminal(
-        "train", "-m", "learning_rate=0.01,3e-05,3e-05", "prune=asha", "prune.grace_epochs=2",
-        "epochs=4", "hidden_size=8", "tracking.log_model=false", f"tracking.uri={uri}",
+        "train",
+        "-m",
+        "learning_rate=0.01,3e-05,3e-05",
+        "prune=asha",
+        "prune.grace_epochs=2",
+        "epochs=4",
+        "hidden_size=8",
+        "tracking.log_model=false",
+        f"tracking.uri={uri}",
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert code == 0, raw
     assert "\r\x1b[2Ksweep 0/3 done" in raw  # redrawn in place
     last = final_live_line(raw)
@@ -196,9 +208,15 @@ def test_a_sweep_in_a_terminal_shows_one_live_line_instead_of_its_jobs_lines(tmp
 def test_joblib_workers_leave_their_lines_to_the_live_line_but_a_failure(tmp_path):
     uri = sqlite_uri(tmp_path)
     code, raw = run_in_terminal(
-        "train", "-m", "hidden_size=8,0,16", *TINY, "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2", f"tracking.uri={uri}", cwd=tmp_path,
-    )  # fmt: skip
+        "train",
+        "-m",
+        "hidden_size=8,0,16",
+        *TINY,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
     assert code == 1, raw
     last = final_live_line(raw)
     assert last.startswith("sweep 2/3 done · 0 pruned · 1 failed · "), last
@@ -212,9 +230,15 @@ def test_joblib_workers_leave_their_lines_to_the_live_line_but_a_failure(tmp_pat
 def test_ctrl_c_ends_the_live_line_then_the_sweep(tmp_path):
     uri = sqlite_uri(tmp_path)
     code, raw = run_in_terminal(
-        "train", "-m", "hidden_size=8,16", "epochs=200", "tracking.log_model=false",
-        f"tracking.uri={uri}", cwd=tmp_path, interrupt_on="00:04 elapsed",
-    )  # fmt: skip
+        "train",
+        "-m",
+        "hidden_size=8,16",
+        "epochs=200",
+        "tracking.log_model=false",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+        interrupt_on=r"00:(0[4-9]|[1-5]\d) elapsed",  # 4 s in, or the first second shown after
+    )
     assert code == 130, raw
     screen = visible_lines(raw)
     last = final_live_line(raw)
@@ -231,9 +255,15 @@ def test_ctrl_c_ends_the_live_line_then_the_sweep(tmp_path):
 def test_a_piped_sweep_prints_its_jobs_lines_and_no_live_line(tmp_path):
     uri = sqlite_uri(tmp_path)
     result = run_cli(
-        "train", "-m", "hidden_size=8,16", *TINY, "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2", f"tracking.uri={uri}", cwd=tmp_path,
-    )  # fmt: skip
+        "train",
+        "-m",
+        "hidden_size=8,16",
+        *TINY,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "elapsed" not in result.stdout and "\x1b" not in result.stdout
     for job in ("0", "1"):

@@ -1,4 +1,4 @@
-"""What a process keeps between jobs (lstm_cli/worker_cache.py): one value per entry, closed
+"""What a process keeps between jobs (lstm_cli/runtime/worker_cache.py): one value per entry, closed
 when replaced or reset; and a job run after another gives bit for bit what it gives first in
 its process."""
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lstm_cli import worker_cache
+from lstm_cli.runtime import worker_cache
 from tests.helpers import run_cli, sqlite_uri, sweep_runs
 
 
@@ -57,9 +57,14 @@ def test_a_job_after_another_gives_what_it_gives_first_in_its_process(tmp_path):
 
     uri = sqlite_uri(tmp_path)
     result = run_cli(
-        "train", "-m", "seed=2,1,2", "epochs=3", "hidden_size=8", f"tracking.uri={uri}",
+        "train",
+        "-m",
+        "seed=2,1,2",
+        "epochs=3",
+        "hidden_size=8",
+        f"tracking.uri={uri}",
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     _, (first, _, again) = sweep_runs(uri)
     client = MlflowClient(uri)
@@ -67,14 +72,25 @@ def test_a_job_after_another_gives_what_it_gives_first_in_its_process(tmp_path):
     assert keys == set(again.data.metrics) - set(TIMINGS)
     for key in sorted(keys):
         histories = [
-            [(m.step, m.value) for m in sorted(client.get_metric_history(r.info.run_id, key),
-                                               key=lambda m: m.step)]
+            [
+                (m.step, m.value)
+                for m in sorted(client.get_metric_history(r.info.run_id, key), key=lambda m: m.step)
+            ]
             for r in (first, again)
-        ]  # fmt: skip
+        ]
         assert histories[0] == histories[1], key
-    for name in ("learning_curves.png", "confusion_matrix.png", "accuracy_by_rows.png",
-                 "gates.png", "misclassified.png"):  # fmt: skip
-        pngs = [Path(client.download_artifacts(r.info.run_id, name, str(tmp_path / r.info.run_id)))
-                .read_bytes() for r in (first, again)]  # fmt: skip
+    for name in (
+        "learning_curves.png",
+        "confusion_matrix.png",
+        "accuracy_by_step.png",
+        "gates.png",
+        "misclassified.png",
+    ):
+        pngs = [
+            Path(
+                client.download_artifacts(r.info.run_id, name, str(tmp_path / r.info.run_id))
+            ).read_bytes()
+            for r in (first, again)
+        ]
         assert pngs[0] == pngs[1], name
     assert first.data.metrics["test_accuracy"] == again.data.metrics["test_accuracy"]

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from lstm_cli.errors import StoreUnavailable
+from lstm_cli.runtime.errors import StoreUnavailable
 from lstm_cli.tracking import writer as writes
 from lstm_cli.tracking.writer import Writer, classify
 

@@ -26,7 +26,7 @@ CLI = str(Path(sys.executable).with_name("lstm-digits"))
 FIGURES = [
     "learning_curves.png",
     "confusion_matrix.png",
-    "accuracy_by_rows.png",
+    "accuracy_by_step.png",
     "gates.png",
     "misclassified.png",
 ]
@@ -40,9 +40,16 @@ def browser(profile: Path, size: str = "1600,1000"):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 f"--window-size={size}", f"--user-data-dir={profile}"):  # fmt: skip
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        f"--window-size={size}",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
@@ -67,7 +74,7 @@ def screenshot_ui(workdir: Path, uri: str, experiment_id: str) -> None:
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from lstm_cli.views import experiment_page
+    from lstm_cli.views.tables import experiment_page
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -3,7 +3,7 @@
 - `reference/cli.md`: every command of the Typer app (its click object): usage, help,
   arguments and options with their choices, defaults and environment variables;
 - `reference/config.md`: every key of conf/config.yaml with its default and comment, and its
-  type and allowed values from the schema (lstm_cli/config/schema.py, lstm_cli/choices.py);
+  type and allowed values from the schema (lstm_cli/config/schema.py, lstm_cli/config/choices.py);
 - `reference/modules.md`: every module of the package and its Hydra plugin, with the first
   line of its docstring (so the list follows renames);
 - `performance-history.md`: bench/RESULTS.md as it is.
@@ -77,14 +77,14 @@ def cli_page() -> str:
     """The CLI reference, from the Typer app."""
     import typer
 
-    from lstm_cli.cli import app
+    from lstm_cli.commands.app import app
 
     group = typer.main.get_command(app)
     root = group.make_context("lstm-digits", [], resilient_parsing=True)
     lines = [
         "# CLI reference",
         "",
-        "Generated from the Typer app (`lstm_cli/cli.py`) at every build of this site; "
+        "Generated from the Typer app (`lstm_cli/commands/app.py`) at every build of this site; "
         "`lstm-digits COMMAND -h` prints the same.",
         "",
         "```text",
@@ -151,10 +151,11 @@ def _schema_types() -> dict[str, str]:
                 continue
             args = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
             name = " | ".join(
-                " | ".join(m.name for m in a) if isinstance(a, type) and issubclass(a, enum.Enum)
+                " | ".join(m.name for m in a)
+                if isinstance(a, type) and issubclass(a, enum.Enum)
                 else a.__name__
                 for a in args
-            )  # fmt: skip
+            )
             found[f"{prefix}{f.name}"] = name + (
                 " or null" if type(None) in typing.get_args(kind) else ""
             )
@@ -165,8 +166,7 @@ def _schema_types() -> dict[str, str]:
 
 def config_page() -> str:
     """The config reference, from conf/config.yaml's comments and the schema."""
-    from lstm_cli import config_files
-    from lstm_cli.config import schema
+    from lstm_cli.config import files, schema
 
     types = _schema_types()
     ranges = {key: what for key, _, what in schema._RANGES}  # read only: the ranges it checks
@@ -186,10 +186,17 @@ def config_page() -> str:
         if key in ranges:
             kind += f"; {ranges[key]}"
         lines.append(f"| `{key}` | `{default}` | {_cell(kind)} | {_cell(comment)} |")
-    lines += ["", "## Config groups", "", "Chosen with `GROUP=OPTION`:", "", "| group | options |",
-              "| --- | --- |"]  # fmt: skip
-    for group in config_files.GROUPS:
-        lines.append(f"| `{group}` | {', '.join(f'`{o}`' for o in config_files.options(group))} |")
+    lines += [
+        "",
+        "## Config groups",
+        "",
+        "Chosen with `GROUP=OPTION`:",
+        "",
+        "| group | options |",
+        "| --- | --- |",
+    ]
+    for group in files.GROUPS:
+        lines.append(f"| `{group}` | {', '.join(f'`{o}`' for o in files.options(group))} |")
     return "\n".join(lines) + "\n"
 
 

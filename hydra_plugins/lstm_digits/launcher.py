@@ -7,7 +7,7 @@ one warm process: one start-up for k trainings. Each point is still its own Hydr
 number, output directory and MLflow run), so runs, summaries and `resume` do not change.
 
 Everything else is hydra-submitit-launcher's `SlurmLauncher`, which this extends. How relies
-on that launcher's pickling contract, so the class is built in `lstm_cli.internals`
+on that launcher's pickling contract, so the class is built in `lstm_cli.runtime.internals`
 (`packed_slurm_launcher`), with every other use of a library's internals; this module names
 it where Hydra looks for launchers.
 
@@ -19,6 +19,7 @@ Stops, in a job of several points:
   checkpointed one goes on (see `job.run_job`), and the rest start.
 """
 
-from lstm_cli.internals import packed_slurm_launcher
+from lstm_cli.runtime.internals import packed_slurm_launcher
+from lstm_cli.views.console import job_line
 
-PackedSlurmLauncher = packed_slurm_launcher()
+PackedSlurmLauncher = packed_slurm_launcher(tell=job_line)

@@ -1,31 +1,4 @@
-"""The configuration: the files in conf/, their schema, and composing them as Hydra does.
-
-Only this package and `job` touch Hydra. Importing it is light (OmegaConf and
-Hydra's config store: no TensorFlow, no MLflow).
-"""
-
-from __future__ import annotations
-
-from lstm_cli.config.compose import (
-    PARENT_KEY,
-    Request,
-    compose,
-    describe,
-    job_overrides,
-    portable_argv,
-    preflight,
-)
-from lstm_cli.config.schema import check, flatten, register
-
-__all__ = [
-    "PARENT_KEY",
-    "Request",
-    "check",
-    "compose",
-    "describe",
-    "flatten",
-    "job_overrides",
-    "portable_argv",
-    "preflight",
-    "register",
-]
+"""The configuration: the files in conf/ (`files`, light: `--help` reads it), the allowed
+values of choice keys (`choices`), the schema (`schema`) and composing as Hydra does
+(`compose`). Only this package and `jobs.task` touch Hydra; imports no other layer but the
+runtime."""

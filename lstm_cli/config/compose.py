@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from lstm_cli.config import launchers, schema
-from lstm_cli.config_files import CONF_DIR, CONFIG_NAME
-from lstm_cli.errors import UserError
+from lstm_cli.config import files, launchers, schema
+from lstm_cli.config.choices import RENAMED_CELLS, Cell
+from lstm_cli.config.files import CONF_DIR, CONFIG_NAME
+from lstm_cli.runtime.errors import UserError
 
 PARENT_KEY = "tracking.parent_run_id"  # set by a sweep on its jobs' command line
+HYDRA_WORDS = ("null", "true", "false", "nan", "inf")  # unquoted, Hydra reads these as no text
 
 schema.register()
 launchers.register()
@@ -192,7 +196,7 @@ def preflight(argv: list[str]) -> Request:
     A single run also gets its ranges checked here, so nothing is tracked for a bad value. In a
     sweep, ranges are checked per job, so one bad grid point fails alone.
     """
-    from lstm_cli import internals
+    from lstm_cli.runtime import internals
 
     args, unknown = internals.hydra_arguments(argv)
     _check_flags(args, unknown)
@@ -200,6 +204,7 @@ def preflight(argv: list[str]) -> Request:
     if args.help or args.hydra_help or args.info:
         return Request(argv, None, args.overrides)
     parsed = _parse(args.overrides)
+    _check_renamed(parsed)
     swept = [o for o in parsed if o.is_sweep_override()]
     if swept and not args.multirun:
         raise UserError(
@@ -207,6 +212,9 @@ def preflight(argv: list[str]) -> Request:
         )
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     base = _composed(fixed, source, hydra_node=True)
+    expanded = _expand_value_globs(argv, swept, base)
+    if expanded != argv:  # Hydra's glob picks among a group's options: a key's, here
+        return preflight(expanded)
     for o in swept:
         _check_swept_values(o, base, fixed, source)
     if args.cfg or args.resolve:  # Hydra prints the config; nothing runs
@@ -235,6 +243,54 @@ def _check_flags(args: Any, unknown: list[str]) -> None:
         )
 
 
+def _expand_value_globs(argv: list[str], swept: list, base: DictConfig) -> list[str]:
+    """`argv` with each glob over a choice key's values (`cell=glob(*)`,
+    `cell=glob(n*,exclude=nfg)`) written out as the values it picks (`cell=article,lstm,...`):
+    Hydra's glob picks among a config group's options only."""
+    import fnmatch
+
+    out = list(argv)
+    for o in swept:
+        if not _is_glob(o):
+            continue
+        value = OmegaConf.select(base, o.get_key_element(), default=None)
+        if not isinstance(value, Enum):  # a group's options: Hydra expands it
+            continue
+        pattern = o.value()
+        picked = [
+            member.value
+            for member in type(value)
+            if any(fnmatch.fnmatchcase(member.value, p) for p in pattern.include)
+            and not any(fnmatch.fnmatchcase(member.value, p) for p in pattern.exclude)
+        ]
+        if not picked:
+            raise UserError(
+                f"{o.input_line} picks none of {', '.join(m.value for m in type(value))}"
+            )
+        out = [f"{o.get_key_element()}={','.join(picked)}" if a == o.input_line else a for a in out]
+    return out
+
+
+def _check_renamed(parsed: list) -> None:
+    """Refuse, in one line, the names a key or a value had before it was renamed: the cells
+    `seed` and `standard` (`seed` is the random seed's name), the key `gates`."""
+    for o in parsed:
+        key = o.get_key_element()
+        if key == "gates":
+            raise UserError("gates= is now kernel= (auto, fused or ops)")
+        if key != "cell":
+            continue
+        if _is_glob(o):  # its values are written out first (`_expand_value_globs`)
+            continue
+        values = list(o.sweep_string_iterator()) if o.is_discrete_sweep() else [o.value()]
+        for value in values:
+            if str(value) in RENAMED_CELLS:
+                raise UserError(
+                    f"cell={value} is now cell={RENAMED_CELLS[str(value)]} (seed names the random "
+                    f"seed); the cells: {', '.join(c.value for c in Cell)}"
+                )
+
+
 def _check_swept_values(o: Any, base: DictConfig, fixed: list[str], source: Source) -> None:
     """Each value the sweep override `o` asks for composes (a glob picks among the group's own
     options: Hydra expands it with its config loader)."""
@@ -256,10 +312,36 @@ def _check_single_run(cfg: DictConfig) -> None:
         )
 
 
+def total_points(request: Request) -> int | None:
+    """How many points the sweep of `request` will run: the basic sweeper's grid, expanded as
+    Hydra does (its `hydra.sweeper.params`, then the command line, a later value of a key
+    replacing an earlier one; the product of the values' counts); optuna's `n_trials`; None
+    for any other sweeper, or if it cannot be known (an interval, a glob)."""
+    try:
+        sweeper = request.sweeper
+        target = str(sweeper.get("_target_", ""))
+        if target.endswith("OptunaSweeper"):
+            return int(sweeper.n_trials)
+        if not target.endswith("BasicSweeper"):
+            return None
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+        counts: dict[str, int] = {}
+        for o in OverridesParser.create().parse_overrides([*params, *request.overrides]):
+            if o.is_sweep_override() and not o.is_discrete_sweep():
+                return None
+            swept = o.is_sweep_override()
+            counts[o.get_key_element()] = len(list(o.sweep_string_iterator())) if swept else 1
+        return math.prod(counts.values())
+    except Exception:  # a sweep Hydra expands only with its config loader (glob), or refuses
+        return None
+
+
 def portable_argv(request: Request) -> list[str]:
     """The command line of `request` as it runs again from any directory (`resume SWEEP`):
     its flags that choose what runs (-m, -cd as an absolute path, -cn) and its overrides."""
-    from lstm_cli import internals
+    from lstm_cli.runtime import internals
 
     args, _ = internals.hydra_arguments(request.argv)
     argv = ["-m"] if args.multirun else []
@@ -268,6 +350,72 @@ def portable_argv(request: Request) -> list[str]:
     if args.config_name is not None:
         argv += ["-cn", args.config_name]
     return [*argv, *args.overrides]
+
+
+@dataclass(frozen=True)
+class Touched:
+    """What a `train` command line sets, for `train --from RUN` (see `touched`).
+
+    Attributes:
+        cfg: the config it composes, its swept values left out (where to find RUN: its
+            tracking.uri and tracking.experiment).
+        default: the config with no override, from the same configs (-cd, -cn).
+        keys: the keys it sets: named (a group or preset too), changed by a group or a preset
+            (by any of a sweep's values), or searched by its sweeper.
+    """
+
+    cfg: DictConfig
+    default: DictConfig
+    keys: frozenset[str]
+
+
+def touched(argv: list[str]) -> Touched:
+    """The keys the command line `argv` sets, and what it composes (a UserError on a typo)."""
+    from lstm_cli.runtime import internals
+
+    args, unknown = internals.hydra_arguments(argv)
+    _check_flags(args, unknown)
+    source = Source.from_args(args)
+    parsed = _parse(args.overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    base = _composed(fixed, source, hydra_node=True)
+    cfg = OmegaConf.masked_copy(base, [k for k in base if k != "hydra"])
+    default = _composed([], source)
+    plain, defaults = schema.flatten(cfg), schema.flatten(default)
+    keys = {k for k, v in plain.items() if v != defaults.get(k)}
+    for o in parsed:
+        key = o.get_key_element().lstrip("+~")
+        keys.add(key)
+        if key in plain or key.startswith("hydra") or not o.is_sweep_override():
+            continue
+        choices = (
+            files.options(key, source.extra) if _is_glob(o) else list(o.sweep_string_iterator())
+        )
+        for choice in choices:  # a group swept: what any of its options sets
+            other = schema.flatten(_composed([*fixed, f"{key}={choice}"], source))
+            keys |= {k for k, v in other.items() if v != plain.get(k)}
+    keys |= {str(k) for k in (base.hydra.sweeper.get("params") or {})}  # a search's space
+    return Touched(cfg, default, frozenset(keys))
+
+
+def as_overrides(values: dict[str, Any]) -> list[str]:
+    """`key=value` overrides that set each of `values` (flattened: `schema.flatten`'s) as
+    written: null, true, numbers as Python writes them, a name as is (cell=gru), any other
+    text quoted (Hydra would read `1e3` or `true` as no text)."""
+
+    def text(value: Any) -> str:
+        if value is None:
+            return "null"
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, int | float):
+            return repr(value)
+        if re.fullmatch(r"[A-Za-z_][\w-]*", str(value)) and str(value).lower() not in HYDRA_WORDS:
+            return value
+        quoted = str(value).replace("\\", "\\\\").replace("'", "\\'")
+        return f"'{quoted}'"
+
+    return [f"{key}={text(value)}" for key, value in values.items()]
 
 
 def job_overrides(task_overrides: list[str]) -> list[str]:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from lstm_cli.errors import (
+from lstm_cli.runtime.errors import (
     Interrupted,
     StoreUnavailable,
     TrainingFailed,

@@ -9,7 +9,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-HOST_TAG, PID_TAG = "lstm_digits.host", "lstm_digits.pid"  # where a run's process runs
+from lstm_cli.tracking.tags import HOST_TAG, PID_TAG
 
 
 def process_tags() -> dict[str, str]:

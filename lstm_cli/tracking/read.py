@@ -17,13 +17,11 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from lstm_cli.errors import UserError, first_line
-from lstm_cli.pruning import TAG as PRUNED_TAG
+from lstm_cli.runtime.errors import UserError, first_line
 from lstm_cli.tracking import registry
-from lstm_cli.tracking.model import MODEL_NAME
-from lstm_cli.tracking.run import PARENT_TAG
+from lstm_cli.tracking.logged_model import MODEL_NAME
 from lstm_cli.tracking.store import NO_RUNS, reader
-from lstm_cli.tracking.sweep import SWEEP_TAG
+from lstm_cli.tracking.tags import PARENT_TAG, PRUNED_TAG, SWEEP_TAG
 
 BEST_PAGE = 20  # `best`: runs read at a time (pruned points are skipped)
 PAGE = 1000  # runs per request when all of them are needed (a tracking server's page limit)
@@ -150,8 +148,9 @@ def best(uri: str, experiment: str, parent_id: str | None = None) -> RunRecord:
     ids, order = [_experiment_id(client, uri, experiment)], ["metrics.val_accuracy DESC"]
     token = None
     while True:  # MLflow cannot search for a missing tag: the pruned are skipped here
-        page = client.search_runs(ids, query, max_results=BEST_PAGE,
-                                  order_by=[*order, *NEWEST_FIRST], page_token=token)  # fmt: skip
+        page = client.search_runs(
+            ids, query, max_results=BEST_PAGE, order_by=[*order, *NEWEST_FIRST], page_token=token
+        )
         for run in page:
             if PRUNED_TAG not in run.data.tags:
                 return _record(run)
@@ -282,6 +281,14 @@ def stored_run(run_id: str) -> StoredRun:
     return StoredRun(run_id, experiment.experiment_id, experiment.name, dict(run.data.tags))
 
 
+def experiment_of(run_id: str) -> str | None:
+    """The experiment id of run `run_id` in the current store; None if it has no such run."""
+    try:
+        return MlflowClient().get_run(run_id).info.experiment_id
+    except MlflowException:
+        return None
+
+
 def artifact_text(run_id: str, path: str) -> str | None:
     """A text artifact of a run of the current store; None if it has none at `path`."""
     try:
@@ -296,7 +303,7 @@ def sweep_command(uri: str, parent: RunRecord) -> list[str]:
     masked); for a sweep from before that, its overrides (its -cd and -cn, if any, unknown)."""
     import json
 
-    from lstm_cli.tracking.sweep import SWEEP_COMMAND
+    from lstm_cli.tracking.parent_run import SWEEP_COMMAND
 
     client = reader(uri)
     try:
@@ -305,3 +312,45 @@ def sweep_command(uri: str, parent: RunRecord) -> list[str]:
             return list(json.loads(Path(path).read_text())["argv"])
     except (MlflowException, OSError, ValueError, KeyError):
         return ["-m", *parent.tags.get("overrides", "").split()]
+
+
+def sweep_jobs(uri: str, parent: RunRecord) -> list[dict[str, Any]]:
+    """The jobs of sweep `parent` (its parent run, in the store at `uri`) as a finished sweep's
+    summary reads them (`parent_run.Parent.children`); a UserError for a run that is not a
+    sweep's parent, or one with no jobs."""
+    from lstm_cli.tracking.parent_run import Parent
+
+    if not parent.is_sweep_parent:
+        kind = "a sweep's point" if PARENT_TAG in parent.tags else "a single run"
+        raise UserError(
+            f"run {parent.run_id} is {kind}, not a sweep: give a sweep's parent run "
+            "(`lstm-digits runs` marks one `(sweep)`)"
+        )
+    reader(uri)
+    jobs = Parent(parent.run_id, uri).children()
+    if not jobs:
+        raise UserError(f"sweep {parent.run_id} has no jobs in the store")
+    return jobs
+
+
+def held_out(run: RunRecord) -> Any:
+    """The splits of `run`, rebuilt from its params, as raw 0..16 images (float32): its test
+    split (`x_test`) is the held-out one, whatever its validation split."""
+    from lstm_cli.data.digits import load_digits
+
+    try:
+        test_size = float(run.params["data.test_size"])
+        split_seed = int(run.params["data.split_seed"])
+    except (KeyError, ValueError):
+        raise UserError(
+            f"run {run.run_id} has no data.test_size/data.split_seed params: not an lstm-digits run"
+        ) from None
+    return load_digits(test_size, split_seed, scaling="raw")
+
+
+def probabilities(model: Any, images: Any) -> Any:
+    """A loaded model's class probabilities (n, classes) for raw images (n, rows, pixels), passed
+    as the signature asks: float64, as sklearn's digits.images."""
+    import numpy as np
+
+    return np.asarray(model.predict(np.asarray(images, dtype=np.float64)))

@@ -15,7 +15,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from lstm_cli.errors import UserError, first_line
+from lstm_cli.runtime.errors import UserError, first_line
 
 PREFIX = "models:/"
 REFERENCE = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/@]+))")
@@ -54,15 +54,21 @@ def _missing(client: MlflowClient, uri: str, name: str, version: str | None, ali
     except MlflowException as ex:
         if ex.error_code != "RESOURCE_DOES_NOT_EXIST":
             return _fail(ex, uri, f"cannot read model '{name}'")
-        return UserError(f"no registered model '{name}' in {uri}: "
-                         f"`lstm-digits register RUN {name}` registers one")  # fmt: skip
+        return UserError(
+            f"no registered model '{name}' in {uri}: "
+            f"`lstm-digits register RUN {name}` registers one"
+        )
     if alias:
         known = ", ".join(f"@{a}" for a in sorted(model.aliases)) or "none"
-        return UserError(f"model '{name}' has no alias @{alias} (its aliases: {known}); "
-                         f"`lstm-digits register RUN {name} --alias {alias}` sets it")  # fmt: skip
+        return UserError(
+            f"model '{name}' has no alias @{alias} (its aliases: {known}); "
+            f"`lstm-digits register RUN {name} --alias {alias}` sets it"
+        )
     versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
-    return UserError(f"model '{name}' has no version {version} (its versions: "
-                     f"{', '.join(map(str, versions)) or 'none'})")  # fmt: skip
+    return UserError(
+        f"model '{name}' has no version {version} (its versions: "
+        f"{', '.join(map(str, versions)) or 'none'})"
+    )
 
 
 def resolve(uri: str, ref: str) -> Version:
@@ -70,8 +76,9 @@ def resolve(uri: str, ref: str) -> Version:
     ref = ref.strip()
     match = REFERENCE.fullmatch(ref)
     if match is None:
-        raise UserError(f"'{ref}' is not a model reference: give models:/NAME/VERSION or "
-                        "models:/NAME@ALIAS")  # fmt: skip
+        raise UserError(
+            f"'{ref}' is not a model reference: give models:/NAME/VERSION or models:/NAME@ALIAS"
+        )
     client = MlflowClient(uri)
     name, version, alias = match["name"], match["version"], match["alias"]
     try:
@@ -96,8 +103,10 @@ def register(run_id: str, name: str, alias: str | None = None) -> Version:
     try:
         models = client.get_run(run_id).outputs.model_outputs
         if not models:
-            raise UserError(f"{what}: the run has no logged model (tracking.log_model=false, "
-                            "or it stopped before the end)")  # fmt: skip
+            raise UserError(
+                f"{what}: the run has no logged model (tracking.log_model=false, "
+                "or it stopped before the end)"
+            )
         # The logged model itself (models:/<model id>): MLflow 3 keeps it apart from the run's
         # artifacts, and runs:/<id>/model would only be redirected there with a warning.
         with contextlib.redirect_stderr(io.StringIO()):  # MLflow's progress lines: ours instead

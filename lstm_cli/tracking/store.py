@@ -20,9 +20,10 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from lstm_cli import config_files, internals
-from lstm_cli.errors import UserError, first_line
-from lstm_cli.masking import mask, split_credentials
+from lstm_cli.config import files
+from lstm_cli.runtime import internals
+from lstm_cli.runtime.errors import UserError, first_line
+from lstm_cli.runtime.masking import mask, split_credentials
 
 STORE_DIR = "outputs"  # beside the user's working directory, as Hydra's outputs
 HEALTH_TIMEOUT_S = 3.0
@@ -50,7 +51,7 @@ def ui_command(uri: str, experiment: str, experiment_id: str, run_id: str) -> st
     if is_server(uri):
         return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     command = "lstm-digits ui" if uri == default_uri() else f"lstm-digits ui --tracking-uri {uri}"
-    if experiment != config_files.default("tracking.experiment"):
+    if experiment != files.default("tracking.experiment"):
         command += f" --experiment {experiment}"
     return command
 

@@ -3,7 +3,7 @@
 The training hands over its epoch metrics and checkpoints and goes on at once: a slow or
 absent server costs it no time. One thread sends them in the order they came, so the metrics of
 epochs 1..k are in the store before the checkpoint of epoch k: a kill at any instant leaves a
-store that `lstm-digits resume` can go on from (see lstm_cli/resume.py).
+store that `lstm-digits resume` can go on from (see lstm_cli/jobs/resume_rules.py).
 
 What stays buffered is bounded: epoch metrics (a few floats an epoch) and at most one
 checkpoint, the newest, which replaces an unsent older one. Writes the store refuses for a while
@@ -22,8 +22,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from lstm_cli.errors import StoreUnavailable, first_line
-from lstm_cli.masking import mask
+from lstm_cli.runtime.errors import StoreUnavailable, first_line
+from lstm_cli.runtime.masking import mask
 
 FLUSH_EVERY_S = 1.0  # epoch metrics reach the store at most this often (a round trip each)
 BATCH = 1000  # metrics per request: MLflow's limit for one log_batch
@@ -35,18 +35,44 @@ TRANSIENT = ("unreachable", "locked")  # faults that may pass: retried until the
 # What a store's error says, by its message (SQLAlchemy's, sqlite3's, requests') or errno.
 _FAULTS = (
     ("full", ("disk is full", "no space left")),
-    ("read-only", ("readonly database", "read-only file system", "read only",
-                   "unable to open database file", "permission denied",
-                   "disk i/o error")),  # SQLite's, when its disk turns read-only mid-write
+    (
+        "read-only",
+        (
+            "readonly database",
+            "read-only file system",
+            "read only",
+            "unable to open database file",
+            "permission denied",
+            "disk i/o error",
+        ),
+    ),  # SQLite's, when its disk turns read-only mid-write
     ("locked", ("database is locked", "database table is locked")),
-    ("unreachable", ("connection refused", "failed to establish", "max retries exceeded",
-                     "connection aborted", "remote end closed", "connectionerror", "timed out",
-                     "temporarily unavailable", "bad gateway", "service unavailable",
-                     "gateway timeout", "response code 50")),
-)  # fmt: skip
-_ERRNOS = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EROFS: "read-only",
-           errno.EACCES: "read-only", errno.EPERM: "read-only",
-           errno.ECONNREFUSED: "unreachable"}  # fmt: skip
+    (
+        "unreachable",
+        (
+            "connection refused",
+            "failed to establish",
+            "max retries exceeded",
+            "connection aborted",
+            "remote end closed",
+            "connectionerror",
+            "timed out",
+            "temporarily unavailable",
+            "bad gateway",
+            "service unavailable",
+            "gateway timeout",
+            "response code 50",
+        ),
+    ),
+)
+_ERRNOS = {
+    errno.ENOSPC: "full",
+    errno.EDQUOT: "full",
+    errno.EROFS: "read-only",
+    errno.EACCES: "read-only",
+    errno.EPERM: "read-only",
+    errno.ECONNREFUSED: "unreachable",
+}
 
 
 def classify(ex: BaseException) -> str | None:
@@ -80,11 +106,12 @@ def describe(kind: str, store: str, limit_s: float, ex: BaseException) -> str:
     what = {
         "full": (f"the tracking store {store} is full", "free some space"),
         "read-only": (f"the tracking store {store} cannot be written", "make it writable"),
-        "locked": (f"the tracking store {store} stayed locked for {limit}",
-                   "stop what holds it"),
-        "unreachable": (f"the tracking server {store} was unreachable for {limit}",
-                        "start it again"),
-    }  # fmt: skip
+        "locked": (f"the tracking store {store} stayed locked for {limit}", "stop what holds it"),
+        "unreachable": (
+            f"the tracking server {store} was unreachable for {limit}",
+            "start it again",
+        ),
+    }
     fault, todo = what[kind]
     found = _diagnose(ex)
     detail = found[1] if found else first_line(ex)

@@ -1,0 +1,1 @@
+"""The data: scikit-learn's digits, split and read as sequences. NumPy and scikit-learn only."""
