@@ -75,12 +75,13 @@ def table(args: argparse.Namespace, figures: dict, accuracy: dict) -> str:
         "| --- " * (8 + bool(args.wide)) + "|",
     ]
     rows = []
-    for name in [*(f"ours {c}" for c in cells()), "keras", "article"]:
-        shown = name.removeprefix("ours ")
+    loops = {f"ours {c}": c for c in cells()}
+    loops |= {"keras": "Keras's LSTM layer", "article": "the article's TF1 loop"}
+    for name, shown in loops.items():
         cols = [shown, figures["rows"][name].get("path") or "-"]
         for reading in READINGS:
             f = figures[reading][name]
-            acc = accuracy.get((shown, reading))
+            acc = accuracy.get((shown, reading))  # trained: our cells only
             cols += [f"{f['loop_ms']:.1f}", f"{f['x_floor']:.2f}x"]
             cols.append("-" if acc is None else f"{acc:.4f}")
         if args.wide:
