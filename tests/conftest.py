@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -27,6 +28,11 @@ from tests.helpers import (
 )
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# The standard library's `platform` runs `uname -p` once, at its first question, and keeps the
+# answer (MLflow's client asks): asked here, before any test, so that no fast test is refused
+# for a process it did not start (`_fast_tests_start_no_process`), whatever the order.
+platform.processor()
 
 # A background job of a non-interactive shell (`make test &`) starts with SIGINT ignored, and
 # an ignored signal stays ignored in every child: the CLI would not see the tests' Ctrl-C.
