@@ -9,6 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 CONFIG_NAME = "config"
+# The keys that say where a run is tracked, not what it trains: not carried to a run built on
+# it (`train --from`), not compared between a sweep's points (what mattered).
+WHERE_KEYS = ("tracking.uri", "tracking.parent_run_id", "tracking.from_run")
 # Groups a user picks with GROUP=OPTION, and Hydra's launchers (hydra/launcher=OPTION).
 GROUPS = ("experiment", "hparams_search", "prune", "hydra/launcher")
 HYDRA_LAUNCHERS = ("basic",)  # Hydra's own, beside our files and the plugins'

@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 from lstm_cli.config import compose, schema
+from lstm_cli.config.files import WHERE_KEYS
 from lstm_cli.jobs.resume_rules import recorded_config
 from lstm_cli.runtime.errors import UserError
 from lstm_cli.tracking.tags import OVERRIDES_TAG, PRUNED_TAG, SOURCE_TAG
 
-NOT_CARRIED = ("tracking.uri", "tracking.parent_run_id", "tracking.from_run")  # where, not what
 SWEEP_ONLY = "prune"  # how a sweep compares its points (a single run refuses it): not carried
 FROM_KEY = "tracking.from_run"
 
@@ -87,7 +87,7 @@ def recorded(run: Any, asked: compose.Touched) -> list[str]:
 
 def _dropped(key: str, touched: frozenset[str]) -> bool:
     key = key.lstrip("+~")
-    return key in NOT_CARRIED or key.split(".")[0] == SWEEP_ONLY or key in touched
+    return key in WHERE_KEYS or key.split(".")[0] == SWEEP_ONLY or key in touched
 
 
 def _tell_commit(run: Any) -> None:

@@ -26,11 +26,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from lstm_cli.config.files import WHERE_KEYS
 from lstm_cli.sweeps.summary import PRUNED, status
 
 METRIC = "val_accuracy"  # what a sweep selects on (the validation split); the test split reports
 SEED = "seed"  # a key swept only to repeat runs: the floor the others are compared with
-NOT_TRAINING = ("tracking.uri", "tracking.parent_run_id", "tracking.from_run")  # where, not what
 MIN_POINTS = 8  # fewer counted points than this: no forest worth fitting
 TREES = 200
 REPEATS = 20  # shuffles per key
@@ -91,7 +91,7 @@ def _overrides(record: dict[str, Any]) -> dict[str, str]:
     """A job's overrides as {key: value} (a `+key` as `key`), without where it was tracked."""
     pairs = (o.partition("=") for o in record["overrides"].split())
     found = {key.lstrip("+"): value for key, eq, value in pairs if eq}
-    return {k: v for k, v in found.items() if k not in NOT_TRAINING}
+    return {k: v for k, v in found.items() if k not in WHERE_KEYS}
 
 
 def _left_out_reason(record: dict[str, Any], metric: str) -> str | None:
