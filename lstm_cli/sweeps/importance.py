@@ -72,7 +72,8 @@ class Importance:
     """Each key's importance (`rows`, most important first), or why there is none (`reason`).
 
     A row: key, importance (mean drop in R²), std (over the shuffles), floor (True for the
-    seed's row), below_floor (True for a key at or below the floor).
+    seed's row), below_floor (True for a key at or below the floor), role (what the table
+    says of those two: "floor (seed)", "≤ floor" or "").
     """
 
     rows: list[dict[str, Any]]
@@ -211,6 +212,8 @@ def importance(pts: Points) -> Importance:
         }
         for key, mean, std in zip(pts.keys, means, shuffled.importances_std, strict=True)
     ]
+    for r in rows:
+        r["role"] = "floor (seed)" if r["floor"] else "≤ floor" if r["below_floor"] else ""
     rows.sort(key=lambda r: -r["importance"])
     return Importance(rows, len(y), pts.metric, pts.left_out, fit_r2=float(forest.score(x, y)))
 
@@ -260,7 +263,7 @@ def table(result: Importance) -> list[dict[str, Any]]:
             "key": r["key"],
             "importance": r["importance"],
             "std": r["std"],
-            "role": "floor (seed)" if r["floor"] else "≤ floor" if r["below_floor"] else "",
+            "role": r["role"],
         }
         for r in result.rows
     ]

@@ -267,10 +267,12 @@ def show_importance(result: Any, effects: list[dict]) -> None:
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
         table.add_column("")
         for r in result.rows:
-            role = "floor (seed)" if r["floor"] else "≤ floor" if r["below_floor"] else ""
-            style = "dim" if r["floor"] or r["below_floor"] else ""
             table.add_row(
-                escape(r["key"]), f"{r['importance']:.4f}", f"{r['std']:.4f}", role, style=style
+                escape(r["key"]),
+                f"{r['importance']:.4f}",
+                f"{r['std']:.4f}",
+                r["role"],
+                style="dim" if r["role"] else "",
             )
         console.print(table)
         left = ", ".join(f"{n} {why}" for why, n in sorted(result.left_out.items()))
