@@ -18,7 +18,7 @@ help: ## List the targets (colours on a terminal only, none in a pipe or with NO
 
 # The versions every install gets (`make lock` refreshes it).
 LOCK := constraints.txt
-EXTRAS := dev,optuna,postgres
+EXTRAS := dev,optuna,postgres,auth
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m lstm_cli.networks.fused_kernel
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the package with its dev, optuna and postgres extras, at the locked versions
+install: $(STAMP) ## Create .venv and install the package with its dev, optuna, postgres and auth extras, at the locked versions
 
 lock: ## Refresh constraints.txt: resolve pyproject.toml's ranges afresh in a temporary venv, then `make test`
 	rm -rf .lock-venv
@@ -100,7 +100,7 @@ bench-versions: $(STAMP) ## This checkout vs an earlier commit, end to end (BASE
 ui: $(STAMP) ## Open the MLflow UI on outputs/mlflow.db
 	$(BIN)/lstm-digits ui $(ARGS)
 
-cluster-up: $(STAMP) ## Start munge, a one-node SLURM, PostgreSQL and an MLflow server on it (as root)
+cluster-up: $(STAMP) ## Start munge, a one-node SLURM, PostgreSQL and an MLflow server on it that lets in only its users (as root)
 	@bash cluster/cluster.sh up
 
 cluster-down: ## Stop the local cluster (ARGS=--purge also drops its database and state)
@@ -109,7 +109,10 @@ cluster-down: ## Stop the local cluster (ARGS=--purge also drops its database an
 cluster-status: ## Show which services of the local cluster are running
 	@bash cluster/cluster.sh status
 
+cluster-user: ## Add a teammate to the team server (NAME=bob): a new password, kept in the cluster's state directory (mode 0600)
+	@bash cluster/cluster.sh user "$(NAME)"
+
 clean: ## Remove outputs/ and caches (keeps .venv)
 	rm -rf outputs site .pytest_cache .ruff_cache
 
-.PHONY: help install lock train test browser-deps test-fast lint format docs docs-build docs-images docs-cells study docs-screenshot bench bench-sweep bench-article bench-versions ui cluster-up cluster-down cluster-status clean
+.PHONY: help install lock train test browser-deps test-fast lint format docs docs-build docs-images docs-cells study docs-screenshot bench bench-sweep bench-article bench-versions ui cluster-up cluster-down cluster-status cluster-user clean

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # A local cluster for lstm-digits: munge, a one-node SLURM, PostgreSQL and an MLflow server
-# backed by it (artifacts served through the server), for the tests and for trying
-# `hydra/launcher=slurm` on one machine.
+# backed by it (artifacts served through the server) that lets in only its users (MLflow's
+# basic-auth app), for the tests and for trying `hydra/launcher=slurm` on one machine.
 #
 #   cluster/cluster.sh up              start what is not running (as root; installs missing
 #                                      Debian packages) and print the MLFLOW_TRACKING_URI
-#   cluster/cluster.sh down [--purge]  stop it all; --purge also drops the database and removes
+#   cluster/cluster.sh down [--purge]  stop it all; --purge also drops the databases and removes
 #                                      the state directory and the rendered slurm.conf
 #   cluster/cluster.sh status          one line per service; exit 0 when all run, 3 otherwise
+#   cluster/cluster.sh user NAME       add a teammate NAME to the server (a new password for
+#                                      NAME if they are one): the password goes to users/NAME
 #
 # Environment:
 #   LSTM_DIGITS_CLUSTER_DIR     state directory (default /tmp/lstm-digits-cluster)
@@ -15,9 +17,12 @@
 #   LSTM_DIGITS_CLUSTER_PYTHON  the Python that runs `mlflow server` (default the checkout's .venv)
 #
 # The state directory holds cluster.env (KEY=VALUE lines, written by `up`, removed by `down`:
-# MLFLOW_TRACKING_URI=http://127.0.0.1:PORT), db-password (mode 0600), slurm.conf (a copy of
+# MLFLOW_TRACKING_URI=http://127.0.0.1:PORT and MLFLOW_TRACKING_USERNAME=admin), the secrets,
+# each generated once, mode 0600, and never printed or put on a command line (db-password,
+# admin-password, secret-key: the server's key for its forms' CSRF tokens; users/NAME),
+# basic_auth.ini (the auth app's settings, no secret), slurm.conf (a copy of
 # /etc/slurm/slurm.conf, which slurm and every sbatch read), artifacts/, log/, run/ (pid files)
-# and lock (held by `up` and `down`).
+# and lock (held by `up`, `down` and `user`).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,6 +34,8 @@ uri=http://127.0.0.1:$port
 slurm_conf=/etc/slurm/slurm.conf
 conf_marker="# A one-node SLURM for lstm-digits"  # the template's first line: a slurm.conf of ours
 db=mlflow                                        # PostgreSQL role and database of the server
+auth_db=mlflow_auth                              # its users and permissions (the auth app's)
+admin=admin                                      # the server's first user, its administrator
 PATH=$PATH:/usr/sbin:/sbin                       # slurmd, munged for a non-root status
 
 die() {
@@ -71,6 +78,15 @@ stop_pid() {
 }
 
 require_root() { [[ $EUID -eq 0 ]] || die "$1"; }
+
+# secret FILE: FILE made once with 24 random bytes in hex, mode 0600; its path printed.
+secret() {
+	if [[ ! -s $1 ]]; then
+		mkdir -p "$(dirname "$1")"
+		(umask 077 && od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$1")
+	fi
+	echo "$1"
+}
 
 # daemon COMMAND...: start a service without the lock `locked` holds on fd 9, which it would
 # otherwise inherit and keep for its whole life, blocking every later `up` and `down`.
@@ -223,16 +239,17 @@ start_postgres() {
 	fi
 	wait_for 30 PostgreSQL pg_isready -q -h 127.0.0.1 -p "$pg_port"
 
-	local password=$state/db-password
-	if [[ ! -s $password ]]; then
-		(umask 077 && od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$password")
-	fi
+	local password
+	password=$(secret "$state/db-password")
 	# The password goes through stdin, never a command line; the file is its one source.
 	[[ $(pg_admin -c "SELECT 1 FROM pg_roles WHERE rolname = '$db'") == 1 ]] ||
 		pg_admin -c "CREATE ROLE $db LOGIN"
 	printf "ALTER ROLE %s PASSWORD '%s';\n" "$db" "$(cat "$password")" | pg_admin
-	[[ $(pg_admin -c "SELECT 1 FROM pg_database WHERE datname = '$db'") == 1 ]] ||
-		pg_admin -c "CREATE DATABASE $db OWNER $db"
+	local name
+	for name in "$db" "$auth_db"; do # the runs; the server's users and their permissions
+		[[ $(pg_admin -c "SELECT 1 FROM pg_database WHERE datname = '$name'") == 1 ]] ||
+			pg_admin -c "CREATE DATABASE $name OWNER $db"
+	done
 }
 
 stop_postgres() {
@@ -246,7 +263,8 @@ stop_postgres() {
 			touch "$state/run/postgresql.started"
 			wait_for 30 PostgreSQL pg_isready -q -h 127.0.0.1 -p "$pg_port"
 		fi
-		pg_admin -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP ROLE IF EXISTS $db"
+		pg_admin -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
+			-c "DROP DATABASE IF EXISTS $auth_db WITH (FORCE)" -c "DROP ROLE IF EXISTS $db"
 	fi
 	# Only a PostgreSQL that `up` started: others on this machine may use it.
 	if [[ -e $state/run/postgresql.started ]]; then
@@ -261,26 +279,72 @@ stop_postgres() {
 
 mlflow_ok() { curl -fsS -m 2 "$uri/health" >/dev/null 2>&1; }
 
+# The HTTP status of an API request to the server: api PATH [USER PASSWORD-FILE [METHOD JSON]].
+# The credentials and the body reach curl through its config on stdin, never a command line.
+api() {
+	local path=$1 user=${2:-} password_file=${3:-} method=${4:-GET} json=${5:-}
+	{
+		[[ -n $user ]] && printf 'user = "%s:%s"\n' "$user" "$(cat "$password_file")"
+		[[ -n $json ]] && printf 'header = "Content-Type: application/json"\ndata = "%s"\n' \
+			"${json//\"/\\\"}"
+		printf 'request = "%s"\nurl = "%s"\n' "$method" "$uri/api/2.0/mlflow/$path"
+	} | curl -sS -m 10 -o /dev/null -w '%{http_code}' -K - 2>/dev/null || echo 000
+}
+
+# Whether the server that answers is ours: it lets in no one without credentials.
+mlflow_guarded() { [[ $(api "experiments/search?max_results=1") == 401 ]]; }
+
 start_mlflow() {
-	mlflow_ok && return 0
-	if curl -s -m 2 -o /dev/null "$uri/" 2>/dev/null; then
-		die "port $port answers but is no MLflow server of ours: set LSTM_DIGITS_CLUSTER_PORT"
+	if mlflow_ok && ! mlflow_guarded && pid_alive "$state/run/mlflow.pid"; then
+		stop_pid "$state/run/mlflow.pid" # ours from before the auth app: started again with it
 	fi
+	if ! mlflow_ok; then
+		if curl -s -m 2 -o /dev/null "$uri/" 2>/dev/null; then
+			die "port $port answers but is no MLflow server of ours: set LSTM_DIGITS_CLUSTER_PORT"
+		fi
+		launch_mlflow
+	fi
+	mlflow_guarded || die "the MLflow server on port $port lets in anyone: it is not ours" \
+		"(stop it, or set LSTM_DIGITS_CLUSTER_PORT)"
+	[[ $(api "users/get?username=$admin" "$admin" "$state/admin-password") == 200 ]] ||
+		die "the server's admin does not take the password in $state/admin-password (its users" \
+			"are in PostgreSQL's $auth_db): \`cluster.sh down --purge\` starts afresh"
+}
+
+launch_mlflow() {
 	[[ -x $python ]] || die "no $python: run \`make install\` (or set LSTM_DIGITS_CLUSTER_PYTHON)"
-	if ! "$python" -c 'import psycopg' 2>/dev/null; then
-		# SQLAlchemy maps postgresql:// to psycopg 3: the checkout's postgres extra.
-		"$python" -m pip install --quiet -e "${checkout}[postgres]" >"$state/log/pip.log" 2>&1 ||
-			die "installing the postgres extra failed (log: $state/log/pip.log)"
+	if ! "$python" -c 'import psycopg, flask_wtf' 2>/dev/null; then
+		# SQLAlchemy maps postgresql:// to psycopg 3; the auth app needs Flask-WTF.
+		"$python" -m pip install --quiet -e "${checkout}[postgres,auth]" >"$state/log/pip.log" 2>&1 ||
+			die "installing the postgres and auth extras failed (log: $state/log/pip.log)"
 	fi
 	mkdir -p "$state/artifacts"
+	# MLflow's basic-auth app: users and their permissions in PostgreSQL; a user may read every
+	# experiment and model, and writes only to those they made or were given.
+	cat >"$state/basic_auth.ini" <<-EOF
+		[mlflow]
+		default_permission = READ
+		database_uri = postgresql://$db@127.0.0.1:$pg_port/$auth_db
+		admin_username = $admin
+		authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+	EOF
+	secret "$state/admin-password" >/dev/null
+	secret "$state/secret-key" >/dev/null
 	# Its own session, so that it outlives make and `down` can end its worker with it. The
-	# store URI goes through the environment, not the command line that `ps` shows.
+	# secrets go through the environment, not the command line that `ps` shows: the store's
+	# URI, the database password (PGPASSWORD, for the users' database), the admin's first
+	# password (used once, when the users' database is new) and the forms' key.
 	(
 		cd "$state"
 		exec 9>&- # the lock stays with this script (see `locked`)
 		MLFLOW_BACKEND_STORE_URI="postgresql://$db:$(cat "$state/db-password")@127.0.0.1:$pg_port/$db" \
+			PGPASSWORD=$(cat "$state/db-password") \
+			MLFLOW_AUTH_CONFIG_PATH="$state/basic_auth.ini" \
+			MLFLOW_AUTH_ADMIN_PASSWORD=$(cat "$state/admin-password") \
+			MLFLOW_FLASK_SERVER_SECRET_KEY=$(cat "$state/secret-key") \
 			MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
-			setsid "$python" -m mlflow server --artifacts-destination "$state/artifacts" \
+			setsid "$python" -m mlflow server --app-name basic-auth \
+			--artifacts-destination "$state/artifacts" \
 			--host 127.0.0.1 --port "$port" --workers 1 </dev/null >"$state/log/mlflow.log" 2>&1 &
 		echo $! >"$state/run/mlflow.pid"
 	)
@@ -295,6 +359,32 @@ start_mlflow() {
 	done
 }
 
+# user NAME: add NAME to the server with a new password (a user already: a new password), kept
+# in users/NAME, mode 0600, for the admin to hand over.
+user() {
+	local name=${1:-}
+	[[ $name =~ ^[A-Za-z0-9][A-Za-z0-9._@-]*$ ]] ||
+		die "usage: $0 user NAME (letters, digits and . _ @ -)"
+	[[ $name != "$admin" ]] || die "$admin is the server's administrator (its password: $state/admin-password)"
+	mlflow_ok || die "the MLflow server is not running: cluster.sh up first"
+	local file=$state/users/$name
+	rm -f "$file"
+	secret "$file" >/dev/null
+	local body
+	body="{\"username\": \"$name\", \"password\": \"$(cat "$file")\"}"
+	local code
+	code=$(api users/create "$admin" "$state/admin-password" POST "$body")
+	if [[ $code != 200 ]]; then # there already: a new password
+		code=$(api users/update-password "$admin" "$state/admin-password" PATCH "$body")
+	fi
+	[[ $code == 200 ]] || {
+		rm -f "$file"
+		die "the server refused to add $name (HTTP $code; log: $state/log/mlflow.log)"
+	}
+	echo "user $name can sign in to $uri: their password is in $file (mode 0600); hand it" \
+		"over privately. They write to the experiments and models they create; they read all."
+}
+
 # --- commands ---------------------------------------------------------------------------------
 
 up() {
@@ -305,13 +395,15 @@ up() {
 	start_slurm
 	start_postgres
 	start_mlflow
-	printf '# Written by cluster/cluster.sh up, removed by down.\nMLFLOW_TRACKING_URI=%s\n' "$uri" \
-		>"$state/cluster.env"
+	printf '# Written by cluster/cluster.sh up, removed by down.\nMLFLOW_TRACKING_URI=%s\n%s\n' \
+		"$uri" "MLFLOW_TRACKING_USERNAME=$admin" >"$state/cluster.env"
 	local name cpus mem
 	read -r name cpus mem <<<"$(sinfo -h -N -o '%N %c %m' | head -n 1)"
 	echo "cluster up: SLURM node $name ($cpus CPUs, $mem MB, partition debug)," \
 		"PostgreSQL $pg_version/$pg_name, MLflow server on it"
 	echo "export MLFLOW_TRACKING_URI=$uri  # also in $state/cluster.env"
+	echo "export MLFLOW_TRACKING_USERNAME=$admin" \
+		"MLFLOW_TRACKING_PASSWORD=\$(cat $state/admin-password)  # the server's admin"
 }
 
 down() {
@@ -376,8 +468,9 @@ case ${1:-} in
 up) locked up ;;
 down) locked down "${2:-}" ;;
 status) status ;;
+user) locked user "${2:-}" ;;
 *)
-	echo "usage: $0 up | down [--purge] | status" >&2
+	echo "usage: $0 up | down [--purge] | status | user NAME" >&2
 	exit 2
 	;;
 esac

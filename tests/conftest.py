@@ -1,4 +1,5 @@
-"""Fixtures shared across the tiers: the composed config, one trained run, a running UI.
+"""Fixtures shared across the tiers: the composed config, one trained run, a running UI, the
+local cluster (its server's admin signed in).
 
 Plain helpers (the console script, stores, ports, checks) are in tests/helpers.py.
 """
@@ -11,6 +12,7 @@ import platform
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +20,15 @@ import pytest
 
 from tests.helpers import (
     CLI,
+    CLUSTER_STATE,
     EPOCHS,
     EXPERIMENT,
     cli_env,
+    cluster_runs,
     free_port,
     run_cli,
+    run_cluster,
+    slurm_queue,
     sqlite_uri,
     wait_healthy,
 )
@@ -201,3 +207,63 @@ def mlflow_server(tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> str:
+    """The tracking URI of the local cluster's MLflow server (SLURM up beside it), started by
+    `cluster/cluster.sh up` (as `make cluster-up` does) and stopped at the end if this session
+    started it. Needs root (Debian's packages are installed when missing); skipped otherwise."""
+    if os.geteuid() != 0:
+        pytest.skip("the cluster tier needs root (make cluster-up installs and starts it)")
+    was_up = run_cluster("status").returncode == 0
+    up = run_cluster("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    env = dict(
+        line.split("=", 1)
+        for line in (CLUSTER_STATE / "cluster.env").read_text().split()
+        if "=" in line
+    )
+    try:
+        yield env["MLFLOW_TRACKING_URI"]
+    finally:
+        if not was_up:
+            down = run_cluster("down")
+            assert down.returncode == 0, down.stdout + down.stderr
+
+
+@pytest.fixture
+def cluster_as(cluster, monkeypatch):
+    """`cluster_as(user)` signs this test, and the CLI it starts, in to the cluster's server as
+    `user` (its admin, or a teammate `cluster.sh user` added): MLflow's variables; returns the
+    user's password. Signed in as the admin to begin with."""
+
+    def sign_in(user: str, password: str | None = None) -> str:
+        if password is None:
+            file = "admin-password" if user == "admin" else f"users/{user}"
+            password = (CLUSTER_STATE / file).read_text()
+        monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        return password
+
+    sign_in("admin")
+    return sign_in
+
+
+@pytest.fixture
+def clean(cluster, cluster_as):
+    """The cluster's URI, signed in as its admin; checks after each test: nothing RUNNING in
+    the server, nothing left in the queue."""
+    known = {r.info.run_id for r in cluster_runs(cluster)}
+    yield cluster
+    cluster_as("admin")
+    deadline = time.monotonic() + 60
+    while slurm_queue() and time.monotonic() < deadline:
+        time.sleep(1)
+    left = slurm_queue()
+    if left:  # cancel them, so that the next test starts clean, and fail this one
+        subprocess.run(["scancel", "--user", "root"], check=False)
+    assert left == []
+    new = [r for r in cluster_runs(cluster) if r.info.run_id not in known]
+    assert [r.info.run_id for r in new if r.info.status == "RUNNING"] == []

@@ -25,6 +25,10 @@ import numpy as np
 from lstm_cli.config.files import default
 
 CLI = str(Path(sys.executable).with_name("lstm-digits"))
+CLUSTER = Path(__file__).resolve().parent.parent / "cluster" / "cluster.sh"
+CLUSTER_STATE = Path(os.environ.get("LSTM_DIGITS_CLUSTER_DIR", "/tmp/lstm-digits-cluster"))
+# MLflow's credential variables: a CLI subprocess gets the test's own (the cluster tier's users)
+CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 EXPERIMENT = str(default("tracking.experiment"))  # where `train` tracks by default
 EPOCHS = 3  # the session's trained run: enough to check metric history, cheap to train
 
@@ -38,8 +42,13 @@ def held_out(cfg, scaling: str | None = None):
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    """The environment for a CLI subprocess: no inherited tracking URI, quiet TensorFlow."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_"))}
+    """The environment for a CLI subprocess: no inherited tracking URI, quiet TensorFlow; the
+    credentials the test set (`cluster_as`), if any."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLFLOW_", "HYDRA_")) or k in CREDENTIALS
+    }
     env.update(TF_CPP_MIN_LOG_LEVEL="3", COLUMNS="200", **extra)
     return env
 
@@ -373,3 +382,24 @@ def final_live_line(raw: str) -> str:
     lines = [line for line in visible_lines(raw) if line.startswith("sweep ") and "elapsed" in line]
     assert lines, raw
     return lines[-1]
+
+
+def run_cluster(*args: str) -> subprocess.CompletedProcess:
+    """`cluster/cluster.sh ARGS` (up, down, status, user NAME), capturing text."""
+    command = ["bash", str(CLUSTER), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+def cluster_runs(uri: str, experiment: str = EXPERIMENT) -> list:
+    """Every run of `experiment` in the cluster's server (as the test's user)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id]) if found else []
+
+
+def slurm_queue() -> list[str]:
+    """The jobs in SLURM's queue: "ID STATE" each."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True)
+    return out.stdout.split("\n")[:-1]

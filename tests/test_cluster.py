@@ -1,12 +1,11 @@
-"""The cluster tier: a real one-node SLURM and a PostgreSQL-backed `mlflow server`, started by
-`cluster/cluster.sh up` (as `make cluster-up` does) and stopped at the end if this session
-started them. Needs root (Debian's packages are installed when missing); skipped otherwise.
-After every test: no run RUNNING in the server, no job in the queue."""
+"""The cluster tier: a real one-node SLURM and a PostgreSQL-backed `mlflow server` with MLflow's
+basic-auth app, started by `cluster/cluster.sh up` (the `cluster` fixture, in conftest.py). The
+tests run as the server's admin (tests/test_team_server.py: as its users). Needs root; skipped
+otherwise. After every test: no run RUNNING in the server, no job in the queue."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -14,63 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import CLI, EXPERIMENT, cli_env, final_live_line, run_in_terminal
-
-ROOT = Path(__file__).resolve().parent.parent
-CLUSTER = ROOT / "cluster" / "cluster.sh"
-STATE = Path(os.environ.get("LSTM_DIGITS_CLUSTER_DIR", "/tmp/lstm-digits-cluster"))
-
-
-def _cluster(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["bash", str(CLUSTER), *args], capture_output=True, text=True, timeout=900
-    )
-
-
-@pytest.fixture(scope="session")
-def cluster() -> str:
-    """The tracking URI of the local cluster's MLflow server (SLURM up beside it)."""
-    if os.geteuid() != 0:
-        pytest.skip("the cluster tier needs root (make cluster-up installs and starts it)")
-    was_up = _cluster("status").returncode == 0
-    up = _cluster("up")
-    assert up.returncode == 0, up.stdout + up.stderr
-    env = dict(
-        line.split("=", 1) for line in (STATE / "cluster.env").read_text().split() if "=" in line
-    )
-    try:
-        yield env["MLFLOW_TRACKING_URI"]
-    finally:
-        if not was_up:
-            down = _cluster("down")
-            assert down.returncode == 0, down.stdout + down.stderr
-
-
-def _queue() -> list[str]:
-    out = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True)
-    return out.stdout.split("\n")[:-1]
-
-
-def _runs(uri: str) -> list:
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    return client.search_runs([experiment.experiment_id]) if experiment else []
-
-
-@pytest.fixture
-def clean(cluster):
-    """Checks after each test: nothing RUNNING in the server, nothing left in the queue."""
-    known = {r.info.run_id for r in _runs(cluster)}
-    yield cluster
-    deadline = time.monotonic() + 60
-    while _queue() and time.monotonic() < deadline:
-        time.sleep(1)
-    left = _queue()
-    if left:  # cancel them, so that the next test starts clean, and fail this one
-        subprocess.run(["scancel", "--user", "root"], check=False)
-    assert left == []
-    new = [r for r in _runs(cluster) if r.info.run_id not in known]
-    assert [r.info.run_id for r in new if r.info.status == "RUNNING"] == []
+from tests.helpers import CLI, EXPERIMENT, cli_env, cluster_runs, final_live_line, run_in_terminal
 
 
 def _sweep(tmp_path: Path, uri: str, *overrides: str) -> subprocess.Popen:
@@ -93,7 +36,7 @@ def _sweep(tmp_path: Path, uri: str, *overrides: str) -> subprocess.Popen:
 
 
 def _children(uri: str, since: set[str]) -> tuple[object, list]:
-    new = [r for r in _runs(uri) if r.info.run_id not in since]
+    new = [r for r in cluster_runs(uri) if r.info.run_id not in since]
     (parent,) = [r for r in new if r.data.tags.get("lstm_digits.sweep") == "parent"]
     children = [r for r in new if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     return parent, sorted(children, key=lambda r: int(r.data.tags["sweep_job"]))
@@ -103,7 +46,7 @@ def _children(uri: str, since: set[str]) -> tuple[object, list]:
 @pytest.mark.cluster
 def test_a_slurm_grid_sweep_lands_in_the_postgresql_backed_server(clean, tmp_path):
     uri = clean
-    before = {r.info.run_id for r in _runs(uri)}
+    before = {r.info.run_id for r in cluster_runs(uri)}
     proc = _sweep(tmp_path, uri, "hidden_size=8,16", "epochs=2")
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stdout + stderr
@@ -138,7 +81,7 @@ def _wait_for_epochs(uri: str, since: set[str], job: str, timeout: float = 240):
     """The new sweep's child run of job `job`, once it has logged epochs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for run in _runs(uri):
+        for run in cluster_runs(uri):
             new = run.info.run_id not in since and run.data.tags.get("sweep_job") == job
             if new and "val_accuracy" in run.data.metrics:
                 return run
@@ -165,7 +108,7 @@ def _scancel_once_training(proc, uri: str, before: set[str], job: str, *options:
 @pytest.mark.cluster
 def test_a_cancelled_job_ends_killed_and_the_sweep_says_so(clean, tmp_path):
     uri = clean
-    before = {r.info.run_id for r in _runs(uri)}
+    before = {r.info.run_id for r in cluster_runs(uri)}
     proc = _sweep(tmp_path, uri, "epochs=3,100000", "hidden_size=8", "tracking.log_model=false",
                   "hydra.launcher.cpus_per_task=1")  # fmt: skip  # both jobs at once
     try:
@@ -199,7 +142,7 @@ def test_a_job_past_its_time_limit_ends_killed(clean, tmp_path):
     limit and the default 120 s it came at the first check after the start, on a loaded
     machine before the job had made its run: submitit then ends the job with no run.)"""
     uri = clean
-    before = {r.info.run_id for r in _runs(uri)}
+    before = {r.info.run_id for r in cluster_runs(uri)}
     proc = _sweep(
         tmp_path,
         uri,
@@ -225,7 +168,7 @@ def test_a_job_past_its_time_limit_ends_killed(clean, tmp_path):
 )
 def test_a_job_slurm_refuses_is_one_line_and_fails_the_parent(clean, tmp_path, override, fragment):
     uri = clean
-    before = {r.info.run_id for r in _runs(uri)}
+    before = {r.info.run_id for r in cluster_runs(uri)}
     proc = _sweep(tmp_path, uri, "hidden_size=8", "epochs=2", override)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode != 0
@@ -241,7 +184,7 @@ def test_a_preempted_job_is_requeued_and_goes_on_with_the_same_run(clean, tmp_pa
     """SLURM's warning signal (SIGUSR2: a time limit near, or a preemption) makes the job save
     a checkpoint; submitit requeues it, and the new start continues the same child run."""
     uri = clean
-    before = {r.info.run_id for r in _runs(uri)}
+    before = {r.info.run_id for r in cluster_runs(uri)}
     proc = _sweep(
         tmp_path,
         uri,
@@ -273,7 +216,7 @@ def _submitted_jobs(tmp_path: Path) -> set[str]:
 @pytest.mark.cluster
 def test_packed_points_share_slurm_jobs_and_keep_a_run_each(clean, tmp_path):
     uri = clean
-    before = {r.info.run_id for r in _runs(uri)}
+    before = {r.info.run_id for r in cluster_runs(uri)}
     proc = _sweep(
         tmp_path, uri, *PACKED, "seed=1,2,3,4,5", "epochs=2", "hydra.launcher.cpus_per_task=1"
     )
@@ -296,7 +239,7 @@ def test_packed_points_on_slurm_are_pruned_through_the_server(clean, tmp_path):
     """Two SLURM jobs of two points each, side by side: each hopeless point (learning rate
     3e-5, at chance) reaches its rung after its job's good point recorded its own there."""
     uri = clean
-    before = {r.info.run_id for r in _runs(uri)}
+    before = {r.info.run_id for r in cluster_runs(uri)}
     grid = ("seed=1,2", "learning_rate=0.01,3e-05", "epochs=4", "hydra.launcher.cpus_per_task=1")
     proc = _sweep(tmp_path, uri, *PACKED, *grid, "prune=asha", "prune.grace_epochs=2")
     stdout, stderr = proc.communicate(timeout=600)
@@ -367,7 +310,7 @@ def test_a_long_sweep_command_names_its_runs_within_postgresqls_limit(clean):
 def test_early_stopping_on_slurm_keeps_each_points_best_epoch(clean, tmp_path):
     """min_delta=10: no epoch improves enough, every point stops after its second."""
     uri = clean
-    before = {r.info.run_id for r in _runs(uri)}
+    before = {r.info.run_id for r in cluster_runs(uri)}
     proc = _sweep(
         tmp_path,
         uri,
@@ -390,7 +333,7 @@ def test_early_stopping_on_slurm_keeps_each_points_best_epoch(clean, tmp_path):
 @pytest.mark.cluster
 def test_a_cancelled_pack_ends_its_run_killed_and_starts_no_other(clean, tmp_path):
     uri = clean
-    before = {r.info.run_id for r in _runs(uri)}
+    before = {r.info.run_id for r in cluster_runs(uri)}
     proc = _sweep(tmp_path, uri, *PACKED, "epochs=100000,2")
     stdout, stderr = _scancel_once_training(proc, uri, before, "0")
     assert proc.returncode == 1, stdout + stderr
@@ -405,7 +348,7 @@ def test_a_cancelled_pack_ends_its_run_killed_and_starts_no_other(clean, tmp_pat
 @pytest.mark.cluster
 def test_a_requeued_pack_skips_its_finished_point_and_goes_on_with_the_stopped_one(clean, tmp_path):
     uri = clean
-    before = {r.info.run_id for r in _runs(uri)}
+    before = {r.info.run_id for r in cluster_runs(uri)}
     proc = _sweep(
         tmp_path,
         uri,
@@ -434,7 +377,7 @@ def test_a_sweep_whose_slurm_jobs_were_cancelled_is_finished_by_resume(clean, tm
     """`scancel` of every job of a sweep, then `lstm-digits resume SWEEP`: the sweep goes on on
     SLURM, each stopped point in its own run, and ends FINISHED with its summary."""
     uri, epochs = clean, 300
-    before = {r.info.run_id for r in _runs(uri)}
+    before = {r.info.run_id for r in cluster_runs(uri)}
     grid = ("hidden_size=8,16", f"epochs={epochs}", "batch_size=8", "tracking.log_model=false")
     proc = _sweep(tmp_path, uri, *grid, "hydra.launcher.cpus_per_task=1")  # both jobs at once
     try:

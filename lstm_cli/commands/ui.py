@@ -3,6 +3,7 @@ command line is built here; its URL printed once it answers, stopped with Ctrl-C
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import typer
 
 from lstm_cli.commands.options import Experiment, TrackingUri, docs, reading, where
 from lstm_cli.runtime.errors import UserError
+from lstm_cli.views import console
 
 SERVER_START_TIMEOUT_S = 120.0  # `mlflow server` takes 10-20 s to start on a small machine
 
@@ -30,6 +32,25 @@ def _check_port(host: str, port: int) -> None:
             raise UserError(
                 f"cannot serve the UI on {host}:{port}: {ex.strerror or ex} (choose --port)"
             ) from None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) is this machine's alone: 127.x, ::1, localhost."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to an interface others reach
+        return False
+
+
+def exposure_warning(host: str, port: int) -> str:
+    """The line `ui --host` prints for an address other machines may reach."""
+    return (
+        f"the UI on {host}:{port} has no sign-in, and its API lets anyone who reaches it read, "
+        "write and delete runs and models; to serve a team, run MLflow's server with "
+        "--app-name basic-auth behind TLS (docs/cluster.md: the team server)"
+    )
 
 
 def server_environment() -> dict[str, str]:
@@ -71,6 +92,8 @@ def serve_ui(uri: str, experiment: str, host: str, port: int) -> None:
     if experiment_id is not None:  # stores from before: the UI opens on training runs too
         mark_model_training(experiment_id)
     _check_port(host, port)
+    if not is_loopback(host):
+        console.warning(exposure_warning(host, port))
     url = f"http://{host}:{port}"
     # Its own session: the server's workers are stopped together, by process group.
     with tempfile.TemporaryFile() as log:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-from lstm_cli.runtime.masking import mask
+from lstm_cli.runtime.masking import mask, split_credentials
 
 
 class UserError(Exception):
@@ -54,6 +56,80 @@ class StoreUnavailable(Exception):
         return text
 
 
+# A tracking server that checks who asks (MLflow's basic-auth app): what MLflow's client reads
+# credentials from, and the error codes its refusals come back with.
+CREDENTIALS = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+ACCESS_CODES = {"UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403}
+
+
+class AccessRefused(UserError):
+    """The tracking server refused who asked (401: no credentials, or wrong ones) or what they
+    asked (403: `doing` needs `needs`, which the user lacks). Nothing was written."""
+
+    def __init__(
+        self, code: int, store: str | None = None, doing: str | None = None, needs: str = ""
+    ):
+        self.code = code
+        server = f"the tracking server {mask(store)}" if store else "the tracking server"
+        who = who_asks(store)
+        if code == 401 and who is None:
+            text = f"{server} asks who you are (401): set {CREDENTIALS}"
+        elif code == 401:
+            text = f"{server} did not take the credentials of {who} (401): set {CREDENTIALS}"
+        elif doing:
+            text = (
+                f"{who or 'you'} may not {doing} on {server} (403): that needs {needs}; "
+                "ask its owner or the server's admin for it"
+            )
+        else:
+            text = f"{server} refused {who or 'you'} (403): ask its admin for the permission"
+        super().__init__(text)
+
+
+def who_asks(store: str | None = None) -> str | None:
+    """Who MLflow's client says it is to a server: `user NAME` (its variable, else the URI's
+    user), `the token in MLFLOW_TRACKING_TOKEN`, or None (no credentials)."""
+    name = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if not name and store:
+        name = split_credentials(store)[1]
+    if name:
+        return f"user {name}"
+    return "the token in MLFLOW_TRACKING_TOKEN" if os.environ.get("MLFLOW_TRACKING_TOKEN") else None
+
+
+def access_code(ex: BaseException) -> int | None:
+    """401 or 403 if `ex` (or an error it was raised from) is a tracking server's refusal of
+    who asked or of what they asked; else None."""
+    seen: BaseException | None = ex
+    while seen is not None:
+        if isinstance(seen, AccessRefused):
+            return seen.code
+        code = ACCESS_CODES.get(str(getattr(seen, "error_code", "")))
+        status = getattr(getattr(seen, "response", None), "status_code", None)  # requests'
+        if code is None and status in (401, 403):  # the artifacts' HTTP errors have no code
+            code = status
+        if code is not None:
+            return code
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@contextmanager
+def needs(what: str, doing: Callable[[], str], store: str) -> Iterator[None]:
+    """A refusal of the server `store` inside the block as an AccessRefused that says what was
+    asked (`doing()`, called then: 'log runs into experiment 'x'') and what that `what` needs
+    ('EDIT permission on it')."""
+    try:
+        yield
+    except AccessRefused:
+        raise
+    except Exception as ex:
+        code = access_code(ex)
+        if code is None:
+            raise
+        raise AccessRefused(code, store, doing() if code == 403 else None, what) from None
+
+
 def resume_command(run_id: str) -> str:
     """The one command that goes on with a stopped run or sweep."""
     return f"lstm-digits resume {run_id}"
@@ -95,6 +171,8 @@ def one_line(ex: BaseException) -> str:
     """The message a user sees for `ex`: one line, no traceback."""
     if isinstance(ex, UserError | TrainingFailed | StoreUnavailable):
         text = str(ex)
+    elif (code := access_code(ex)) is not None:  # where no caller said what was asked
+        text = str(AccessRefused(code))
     elif isinstance(ex, KeyboardInterrupt):
         text = ex.reason if isinstance(ex, Interrupted) else Interrupted().reason
     elif isinstance(ex, OSError) and ex.filename:

@@ -4,12 +4,14 @@ stored (params, tags, run names, artifacts, summaries) or shown (the terminal, e
     http://alice:s3cret@host:5000   ->  http://alice:***@host:5000
     postgresql://mlflow:pw@db/mlflow -> postgresql://mlflow:***@db/mlflow
 
-MLflow reads credentials from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD too; the
-docs (docs/cluster.md, "Secrets") recommend those.
+MLflow reads credentials from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (or
+MLFLOW_TRACKING_TOKEN) too; the docs (docs/cluster.md, "Secrets") recommend those. Their values
+are masked too, should a library's error ever quote them.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -23,9 +25,19 @@ _USERINFO = re.compile(
 )
 
 
+SECRET_VARIABLES = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+MIN_SECRET = 4  # shorter values would mask ordinary words: such a password is no secret anyway
+
+
 def mask(text: str) -> str:
-    """`text` with the password of every URI in it replaced by ***."""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}{m['colon']}{MASK}@", text)
+    """`text` with the password of every URI in it, and the value of every credential variable,
+    replaced by ***."""
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}{m['colon']}{MASK}@", text)
+    for name in SECRET_VARIABLES:
+        secret = os.environ.get(name, "")
+        if len(secret) >= MIN_SECRET:
+            text = text.replace(secret, MASK)
+    return text
 
 
 def masked(value: Any) -> Any:

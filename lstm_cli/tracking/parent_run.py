@@ -13,13 +13,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlflow.entities import RunTag
-from mlflow.tracking import MlflowClient
+from mlflow.tracking import MlflowClient, get_tracking_uri
 from mlflow.utils.mlflow_tags import MLFLOW_SOURCE_TYPE
 
-from lstm_cli.runtime import signals
-from lstm_cli.runtime.errors import Interrupted, one_line
+from lstm_cli.runtime import internals, signals
+from lstm_cli.runtime.errors import Interrupted, needs, one_line
 from lstm_cli.tracking.owner import process_tags
-from lstm_cli.tracking.run_handle import FIGURE_SAVE, SOURCE, mark_model_training, run_name
+from lstm_cli.tracking.run_handle import (
+    FIGURE_SAVE,
+    SOURCE,
+    experiment_label,
+    mark_model_training,
+    run_name,
+)
 from lstm_cli.tracking.tags import (
     DIVERGED_TAG,
     ERROR_TAG,
@@ -148,7 +154,8 @@ def _create(
     run = client.create_run(
         experiment_id,
         run_name=run_name(name),
-        tags={**source, **tags, SWEEP_TAG: "parent", **process_tags()},
+        # the user, as MLflow's start_run adds it
+        tags=internals.context_tags({**source, **tags, SWEEP_TAG: "parent", **process_tags()}),
     )
     if command is not None:
         client.log_dict(run.info.run_id, command, SWEEP_COMMAND)
@@ -185,11 +192,21 @@ def start_parent(
     with signals.scope():
         try:
             with signals.deferred():
-                client = MlflowClient()
+                client, store = MlflowClient(), get_tracking_uri()
                 if reopen:
-                    parent = _reopen(client, reopen)
+                    with needs(
+                        "EDIT permission on its experiment",
+                        lambda: f"go on with sweep {reopen} of {experiment_label(experiment_id)}",
+                        store,
+                    ):
+                        parent = _reopen(client, reopen)
                 else:
-                    parent = _create(client, experiment_id, name, tags, command)
+                    with needs(
+                        "EDIT permission on it",
+                        lambda: f"start a sweep in {experiment_label(experiment_id)}",
+                        store,
+                    ):
+                        parent = _create(client, experiment_id, name, tags, command)
             yield parent
         except KeyboardInterrupt as ex:
             if parent is not None and not parent.ended:

@@ -17,7 +17,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from lstm_cli.runtime.errors import UserError, first_line
+from lstm_cli.runtime.errors import UserError, first_line, needs
 from lstm_cli.tracking import registry
 from lstm_cli.tracking.logged_model import MODEL_NAME
 from lstm_cli.tracking.store import NO_RUNS, reader
@@ -186,7 +186,8 @@ def find_run(uri: str, experiment: str, ref: str) -> RunRecord:
         return latest(uri, experiment)
     if len(ref) == 32:  # a full id may belong to any experiment of the store
         try:
-            return _record(client.get_run(ref))
+            with needs("READ permission on its experiment", lambda: f"read run {ref}", uri):
+                return _record(client.get_run(ref))
         except MlflowException:
             pass  # told below, with the experiment's runs in mind
     found = _experiment_id(client, uri, experiment)

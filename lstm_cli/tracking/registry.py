@@ -15,7 +15,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from lstm_cli.runtime.errors import UserError, first_line
+from lstm_cli.runtime.errors import AccessRefused, UserError, access_code, first_line
 
 PREFIX = "models:/"
 REFERENCE = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/@]+))")
@@ -40,8 +40,14 @@ def is_reference(ref: str) -> bool:
     return ref.strip().startswith(PREFIX)
 
 
-def _fail(ex: MlflowException, uri: str, what: str) -> UserError:
-    """`ex` from the registry as a UserError that says what was asked for."""
+def _fail(ex: MlflowException, uri: str, what: str, change: str = "") -> UserError:
+    """`ex` from the registry as a UserError that says what was asked for (`change`: the
+    change of a model it made, which needs EDIT permission on the model)."""
+    code = access_code(ex)
+    if code == 403 and change:
+        return AccessRefused(code, uri, change, "EDIT permission on the model")
+    if code is not None:
+        return AccessRefused(code, uri)
     if ex.error_code in NO_REGISTRY:
         return UserError(f"the tracking store {uri} has no model registry: use run ids there")
     return UserError(f"{what}: {first_line(ex)}")
@@ -112,12 +118,12 @@ def register(run_id: str, name: str, alias: str | None = None) -> Version:
         with contextlib.redirect_stderr(io.StringIO()):  # MLflow's progress lines: ours instead
             found = mlflow.register_model(f"{PREFIX}{models[-1].model_id}", name)
     except MlflowException as ex:
-        raise _fail(ex, uri, what) from None
+        raise _fail(ex, uri, what, f"register a new version of model '{name}'") from None
     version = Version(found.name, str(found.version), run_id)
     if alias:
         try:
             client.set_registered_model_alias(name, alias, version.version)
         except MlflowException as ex:
             what = f"registered {version.uri}, but cannot point @{alias} at it"
-            raise UserError(f"{what}: {first_line(ex)}") from None
+            raise _fail(ex, uri, what, f"point model '{name}'s alias @{alias}") from None
     return version

@@ -33,7 +33,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_SOURCE_TYPE
 
 from lstm_cli.runtime import internals, process, signals
-from lstm_cli.runtime.errors import UserError
+from lstm_cli.runtime.errors import AccessRefused, UserError, needs
 from lstm_cli.tracking import checkpoint_slots
 from lstm_cli.tracking.ending import ending
 from lstm_cli.tracking.owner import process_tags
@@ -76,6 +76,14 @@ def mark_model_training(experiment_id: str) -> None:
         client.set_experiment_tag(experiment_id, KIND_TAG, KIND)
 
 
+def experiment_label(experiment_id: str) -> str:
+    """ "experiment 'NAME'" for a message (by its id if the store will not say its name)."""
+    try:
+        return f"experiment '{MlflowClient().get_experiment(experiment_id).name}'"
+    except MlflowException:
+        return f"experiment {experiment_id}"
+
+
 class Run:
     """A started run (see `start_run`). Every method writes to the store, signals deferred."""
 
@@ -112,7 +120,16 @@ class Run:
         if self._reopen is None:
             return
         tags, self._reopen = self._reopen, None
-        self._sync(lambda: _reopen(self._client, self.run_id, tags))
+        try:
+            with needs(
+                "EDIT permission on its experiment",
+                lambda: f"go on with run {self.run_id} of {experiment_label(self.experiment_id)}",
+                self._writer.store,
+            ):
+                self._sync(lambda: _reopen(self._client, self.run_id, tags))
+        except AccessRefused:
+            self._reopen = tags  # the server took no write: the run stays as it was
+            raise
         if self._wants_monitor:
             self.monitor_system()
 
@@ -352,12 +369,19 @@ def start_run(
                     tags[PARENT_TAG] = parent_run_id
                 client = MlflowClient()
                 tags = internals.context_tags(tags)  # the user, as MLflow's start_run adds it
-                started = retrying(  # a store full, locked or away: one line, as later
-                    lambda: client.create_run(experiment_id, run_name=run_name(name), tags=tags),
+                with needs(
+                    "EDIT permission on it",
+                    lambda: f"log runs into {experiment_label(experiment_id)}",
                     store,
-                    outage_s,
-                    on_wait=on_wait,
-                )
+                ):
+                    started = retrying(  # a store full, locked or away: one line, as later
+                        lambda: client.create_run(
+                            experiment_id, run_name=run_name(name), tags=tags
+                        ),
+                        store,
+                        outage_s,
+                        on_wait=on_wait,
+                    )
                 run = Run(started.info.run_id, experiment_id, store, outage_s, on_wait)
                 params = [Param(k, str(v)) for k, v in params.items()]
                 for first in range(0, len(params), 100):  # MLflow's limit per request

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from lstm_cli.config import files
 from lstm_cli.runtime import internals
-from lstm_cli.runtime.errors import UserError, first_line
+from lstm_cli.runtime.errors import AccessRefused, UserError, access_code, first_line, needs
 from lstm_cli.runtime.masking import mask, split_credentials
 
 STORE_DIR = "outputs"  # beside the user's working directory, as Hydra's outputs
@@ -93,7 +93,8 @@ def healthy(url: str, timeout: float = HEALTH_TIMEOUT_S) -> bool:
 
 
 def check_store(uri: str) -> None:
-    """Fail within seconds, with a UserError, when the store cannot be reached or written."""
+    """Fail within seconds, with a UserError, when the store cannot be reached or written, or
+    (a server that checks who asks) does not take the credentials."""
     if is_server(uri):
         try:
             probe(uri)
@@ -102,6 +103,7 @@ def check_store(uri: str) -> None:
             raise UserError(
                 f"cannot reach the MLflow tracking server at {mask(uri)}: {reason}"
             ) from None
+        _check_credentials(uri)
         return
     scheme = uri.split(":", 1)[0].split("+", 1)[0] if "://" in uri else ""
     if scheme not in DATABASE_SCHEMES:
@@ -118,6 +120,18 @@ def check_store(uri: str) -> None:
                 pass
         except OSError as ex:
             raise UserError(f"cannot write the tracking store {db}: {ex.strerror or ex}") from None
+
+
+def _check_credentials(uri: str) -> None:
+    """An AccessRefused (401) when the server at `uri` does not take the credentials MLflow's
+    client sends (its variables, the URI's user, a token): one request that any user may make
+    (/health asks for none)."""
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except MlflowException as ex:
+        if access_code(ex) == 401:
+            raise AccessRefused(401, uri) from None
+        # anything else is told by the request that meets it
 
 
 # SQLAlchemy 2 names the driver after '+', else its default for the dialect.
@@ -208,10 +222,13 @@ def open_experiment(uri: str, name: str, parent: str | None = None) -> str:
         client = _client(uri)
         if parent:
             return client.get_run(parent).info.experiment_id
-        experiment = client.get_experiment_by_name(name)
+        with needs("READ permission on it", lambda: f"read experiment '{name}'", uri):
+            experiment = client.get_experiment_by_name(name)
         if experiment is None:
             try:
-                return client.create_experiment(name, artifact_location=artifact_root(uri))
+                creating = f"create experiment '{name}'"
+                with needs("permission to create experiments", lambda: creating, uri):
+                    return client.create_experiment(name, artifact_location=artifact_root(uri))
             except MlflowException:  # another process created it first
                 experiment = client.get_experiment_by_name(name)
                 if experiment is None:

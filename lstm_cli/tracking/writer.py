@@ -8,8 +8,9 @@ store that `lstm-digits resume` can go on from (see lstm_cli/jobs/resume_rules.p
 What stays buffered is bounded: epoch metrics (a few floats an epoch) and at most one
 checkpoint, the newest, which replaces an unsent older one. Writes the store refuses for a while
 (a server away, a SQLite database locked by another process) are retried until
-`tracking.outage_minutes` has passed. A store that is full or read-only, or refuses for longer,
-is a `StoreUnavailable`, raised in the training's thread at its next write.
+`tracking.outage_minutes` has passed. A store that is full or read-only, a server that stops
+taking the run's credentials or permission (401, 403: revoked, expired), or a store that refuses
+for longer, is a `StoreUnavailable`, raised in the training's thread at its next write.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from lstm_cli.runtime.errors import StoreUnavailable, first_line
+from lstm_cli.runtime.errors import CREDENTIALS, StoreUnavailable, access_code, first_line, who_asks
 from lstm_cli.runtime.masking import mask
 
 FLUSH_EVERY_S = 1.0  # epoch metrics reach the store at most this often (a round trip each)
@@ -76,8 +77,9 @@ _ERRNOS = {
 
 
 def classify(ex: BaseException) -> str | None:
-    """What a store error is: 'full', 'read-only', 'locked' or 'unreachable'; None for another
-    error (a bug, a bad value), which is not retried. Looks through the chained causes."""
+    """What a store error is: 'full', 'read-only', 'locked', 'unreachable' or 'refused' (a
+    server refused the credentials or the permission); None for another error (a bug, a bad
+    value), which is not retried. Looks through the chained causes."""
     found = _diagnose(ex)
     return found[0] if found else None
 
@@ -85,6 +87,9 @@ def classify(ex: BaseException) -> str | None:
 def _diagnose(ex: BaseException) -> tuple[str, str] | None:
     """The fault's kind and the words of the error that say it (whole words: a line of a
     library's error can be hundreds of characters long)."""
+    code = access_code(ex)  # before the words: a 403's body says "Permission denied"
+    if code is not None:
+        return "refused", str(code)
     seen: BaseException | None = ex
     while seen is not None:
         code = getattr(seen, "errno", None)
@@ -110,6 +115,17 @@ def describe(kind: str, store: str, limit_s: float, ex: BaseException) -> str:
         "unreachable": (
             f"the tracking server {store} was unreachable for {limit}",
             "start it again",
+        ),
+        "refused": (
+            f"the tracking server {store} stopped taking the credentials of "
+            f"{who_asks(store) or 'this run'}",
+            f"set {CREDENTIALS} to working ones",
+        )
+        if access_code(ex) == 401
+        else (
+            f"the tracking server {store} stopped letting {who_asks(store) or 'you'} "
+            "write this run",
+            "get EDIT permission on its experiment back",
         ),
     }
     fault, todo = what[kind]

@@ -49,6 +49,11 @@ def note(message: str) -> None:
     errors.print(f"[bold yellow]note:[/] {escape(message)}", soft_wrap=True)
 
 
+def warning(message: str) -> None:
+    """One line about a risk the user takes with what they asked for, which goes on."""
+    errors.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
 def _as_typed(value: Any) -> str:
     """A value as users type it in an override: null, true, 0.001."""
     if value is None:
