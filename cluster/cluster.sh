@@ -320,13 +320,16 @@ launch_mlflow() {
 	fi
 	mkdir -p "$state/artifacts"
 	# MLflow's basic-auth app: users and their permissions in PostgreSQL; a user may read every
-	# experiment and model, and writes only to those they made or were given.
+	# experiment and model, and writes only to those they made or were given. Checking a
+	# password is a PBKDF2 hash, on every request: a checked one is cached for a minute. One
+	# worker: a password changed or a user deleted through the API is dropped from it at once.
 	cat >"$state/basic_auth.ini" <<-EOF
 		[mlflow]
 		default_permission = READ
 		database_uri = postgresql://$db@127.0.0.1:$pg_port/$auth_db
 		admin_username = $admin
 		authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+		auth_cache_ttl_seconds = 60
 	EOF
 	secret "$state/admin-password" >/dev/null
 	secret "$state/secret-key" >/dev/null
@@ -451,7 +454,9 @@ status() {
 	line=$(pg_cluster)
 	run postgresql "$(awk '{print $1 "/" $2 ", port " $3}' <<<"$line")" \
 		[ "$(awk '{print $4}' <<<"$line")" == online ]
-	run mlflow "$uri" mlflow_ok
+	line=$uri
+	mlflow_ok && mlflow_guarded && line+=", sign-in: basic-auth"
+	run mlflow "$line" mlflow_ok
 	return "$all"
 }
 

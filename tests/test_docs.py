@@ -33,6 +33,7 @@ OTHER_TOOLS = {
     "jq",
     "git",
     "cd",
+    "cat",
     "for",
     "done",
     "tee",

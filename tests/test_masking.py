@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lstm_cli.runtime.errors import UserError, one_line
-from lstm_cli.runtime.masking import mask, split_credentials
+from lstm_cli.runtime.masking import mask, mask_files, split_credentials
 
 
 @pytest.mark.parametrize(
@@ -45,3 +45,15 @@ def test_error_lines_never_show_a_password():
 def test_hydras_escaped_overrides_are_masked_too():
     escaped = r"tracking.uri=http\://alice\:s3cret@127.0.0.1\:5000"
     assert mask(escaped) == r"tracking.uri=http\://alice\:***@127.0.0.1\:5000"
+
+
+def test_files_are_masked_in_place_and_others_left_alone(tmp_path):
+    kept = tmp_path / "overrides.yaml"
+    kept.write_text("- tracking.uri=http://alice:s3cret@host:5000\n- seed=1\n")
+    clean = tmp_path / "config.yaml"
+    clean.write_text("seed: 1\n")
+    before = clean.stat().st_mtime_ns
+    mask_files([kept, clean, tmp_path / "missing.yaml"])
+    assert kept.read_text() == "- tracking.uri=http://alice:***@host:5000\n- seed=1\n"
+    assert clean.stat().st_mtime_ns == before  # nothing to hide: not rewritten
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "overrides.yaml"]

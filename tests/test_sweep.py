@@ -358,6 +358,9 @@ def test_a_password_in_the_tracking_uri_is_stored_and_shown_nowhere(tmp_path, ml
         for p in mlflow_server.root.rglob("*")
         if p.is_file() and secret.encode() in p.read_bytes()
     ] == []
+    hydras = [p for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert list(tmp_path.rglob("multirun.yaml")) and list(tmp_path.rglob(".hydra/overrides.yaml"))
+    assert hydras == []  # nor in Hydra's record of the jobs (.hydra/*.yaml, multirun.yaml)
 
 
 # A 3-point sweep whose points train for a few seconds each, so that a stop lands mid-way.

@@ -13,6 +13,7 @@ did is read back from the store.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
@@ -89,6 +90,7 @@ def run_job(cfg: DictConfig, job: str | None) -> float:
     from lstm_cli.tracking import store
 
     hc = HydraConfig.get()
+    _mask_hydras_record(hc)
     uri = store.resolve_uri(cfg.tracking.uri)
     parent = cfg.tracking.parent_run_id
     experiment_id = store.open_experiment(uri, cfg.tracking.experiment, parent)
@@ -117,6 +119,17 @@ def run_job(cfg: DictConfig, job: str | None) -> float:
     elif not console.shows_jobs():  # else the sweep's live line counts it
         _done(job, result, run_id)
     return result["val_accuracy"]
+
+
+def _mask_hydras_record(hc: Any) -> None:
+    """A password in tracking.uri masked in what Hydra wrote of this job (its output_subdir)
+    and of its sweep (multirun.yaml), as everywhere else the URI is kept."""
+    files = []
+    if hc.output_subdir is not None:
+        files += Path(hc.runtime.output_dir, hc.output_subdir).glob("*.yaml")
+    if hc.mode is not None and hc.mode.name == "MULTIRUN":
+        files.append(Path(hc.sweep.dir, "multirun.yaml"))
+    masking.mask_files(files)
 
 
 def _new_run(

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 MASK = "***"
@@ -38,6 +40,21 @@ def mask(text: str) -> str:
         if len(secret) >= MIN_SECRET:
             text = text.replace(secret, MASK)
     return text
+
+
+def mask_files(paths: Iterable[Path]) -> None:
+    """Mask the files `paths` in place (those that exist and hold a password): Hydra's record of
+    a job (.hydra/*.yaml, a sweep's multirun.yaml) keeps the overrides as they were typed.
+    Atomic: a reader sees the file whole, before or after."""
+    for path in paths:
+        try:
+            text = path.read_text()
+        except (FileNotFoundError, UnicodeDecodeError):
+            continue
+        if (hidden := mask(text)) != text:
+            partial = path.with_name(f".{path.name}.{os.getpid()}.masked")
+            partial.write_text(hidden)
+            os.replace(partial, path)
 
 
 def masked(value: Any) -> Any:
