@@ -5,6 +5,7 @@ Fixtures live in conftest.py; test modules import plain helpers from here only.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pty
@@ -15,9 +16,11 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +28,8 @@ import numpy as np
 from lstm_cli.config.files import default
 
 CLI = str(Path(sys.executable).with_name("lstm-digits"))
-CLUSTER = Path(__file__).resolve().parent.parent / "cluster" / "cluster.sh"
+ROOT = Path(__file__).resolve().parent.parent  # the checkout
+CLUSTER = ROOT / "cluster" / "cluster.sh"
 CLUSTER_STATE = Path(os.environ.get("LSTM_DIGITS_CLUSTER_DIR", "/tmp/lstm-digits-cluster"))
 # MLflow's credential variables: a CLI subprocess gets the test's own (the cluster tier's users)
 CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
@@ -382,6 +386,16 @@ def final_live_line(raw: str) -> str:
     lines = [line for line in visible_lines(raw) if line.startswith("sweep ") and "elapsed" in line]
     assert lines, raw
     return lines[-1]
+
+
+@contextlib.contextmanager
+def building_the_checkout() -> Iterator[None]:
+    """Held while pip builds the checkout (a wheel, an install's metadata): setuptools builds in
+    the tree (build/, *.egg-info), and two workers building it at once break each other's."""
+    lock = Path(tempfile.gettempdir()) / f"lstm-digits-build-{os.stat(ROOT).st_ino}.lock"
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield
 
 
 def run_cluster(*args: str) -> subprocess.CompletedProcess:

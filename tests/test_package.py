@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CLI, cli_env, run_cli, sqlite_uri
+from tests.helpers import CLI, building_the_checkout, cli_env, run_cli, sqlite_uri
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,12 +28,14 @@ def installed(tmp_path_factory) -> Path:
     wheels = tmp_path_factory.mktemp("wheel")
     target = tmp_path_factory.mktemp("site")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(
-        [*pip, "wheel", str(ROOT), "--no-deps", "-w", str(wheels)],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    with building_the_checkout():
+        built = subprocess.run(
+            [*pip, "wheel", str(ROOT), "--no-deps", "-w", str(wheels)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert built.returncode == 0, built.stderr
     (wheel,) = wheels.glob("lstm_digits-*.whl")
     subprocess.run(
         [*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
@@ -206,25 +208,27 @@ TENSORFLOWS = {"tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-m
 def test_each_install_way_resolves_to_one_tensorflow(tmp_path, spec):
     """By resolution (pip install --dry-run --report), since no GPU is at hand."""
     report = tmp_path / "report.json"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--dry-run",
-            "--ignore-installed",
-            "-q",
-            "--disable-pip-version-check",
-            "--report",
-            str(report),
-            spec,
-        ],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=900,
-    )
+    with building_the_checkout():  # its metadata: built in the tree
+        resolved = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--dry-run",
+                "--ignore-installed",
+                "-q",
+                "--disable-pip-version-check",
+                "--report",
+                str(report),
+                spec,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    assert resolved.returncode == 0, resolved.stderr
     names = {
         i["metadata"]["name"].lower().replace("_", "-")
         for i in json.loads(report.read_text())["install"]

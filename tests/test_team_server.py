@@ -18,8 +18,6 @@ from mlflow.tracking import MlflowClient
 
 from tests.helpers import CLI, CLUSTER_STATE, cli_env, cluster_runs, run_cluster
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
-
 USERS = ("alice", "bob")
 
 
@@ -63,6 +61,8 @@ def error_line(result: subprocess.CompletedProcess) -> str:
     return lines[-1]
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_bob_reads_alices_experiment_but_may_not_write_to_it(team, cluster_as, tmp_path):
     uri, experiment = team
     where = (f"tracking.uri={uri}", f"tracking.experiment={experiment}")
@@ -124,6 +124,8 @@ def test_bob_reads_alices_experiment_but_may_not_write_to_it(team, cluster_as, t
     assert [v.run_id for v in versions] == [first]
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_no_credentials_or_a_wrong_password_is_one_line_and_makes_nothing(
     team, cluster_as, tmp_path, monkeypatch
 ):
@@ -160,6 +162,8 @@ def _searched_for(secret: str, *places: Path) -> list[str]:
     return found
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_a_slurm_sweep_as_alice_keeps_her_password_out_of_everything_it_stores(
     team, cluster_as, teammates, tmp_path
 ):
@@ -204,6 +208,8 @@ def test_a_slurm_sweep_as_alice_keeps_her_password_out_of_everything_it_stores(
     assert password not in stdout + stderr
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_a_credential_revoked_during_a_run_ends_it_in_one_line_and_resume_finishes_it(
     team, cluster_as, teammates, tmp_path
 ):
@@ -267,6 +273,8 @@ def _wait_for_epochs(uri: str, experiment: str, epochs: int, timeout: float = 24
     raise AssertionError(f"no run of {experiment} logged {epochs} epochs in time")
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_the_admin_password_is_kept_private_and_the_server_lets_in_no_one_else(cluster):
     """`up` wrote the admin's password 0600 and printed only the command that reads it; the
     server's command line (as `ps` shows it) holds none of its secrets."""
