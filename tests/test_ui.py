@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -13,11 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import (
+    CLI,
     EXPERIMENT,
     assert_one_line_error,
+    cli_env,
     descendant_pids,
     free_port,
     run_cli,
+    wait_healthy,
 )
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"  # `make browser-deps`
@@ -183,3 +187,28 @@ def test_ui_for_a_tracking_server_names_the_server(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"  # nobody listens: the health check must say so
     result = run_cli("ui", "--tracking-uri", url, cwd=tmp_path)
     assert_one_line_error(result, 2, f"cannot reach the MLflow tracking server at {url}")
+
+
+@pytest.mark.slow
+def test_ui_beyond_loopback_warns_in_one_line_and_serves(trained_run):
+    port = free_port()
+    process = subprocess.Popen(
+        [CLI, "ui", "--host", "0.0.0.0", "--port", str(port), "--tracking-uri", trained_run.uri],
+        cwd=trained_run.workdir,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", process)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert stderr.splitlines() == [
+        f"warning: the UI on 0.0.0.0:{port} has no sign-in, and its API lets anyone who reaches "
+        "it read, write and delete runs and models; to serve a team, run MLflow's server with "
+        "--app-name basic-auth behind TLS (docs/cluster.md: the team server)"
+    ]
