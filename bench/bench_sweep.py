@@ -199,10 +199,13 @@ PACK_JOB = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1"]  # a job p
 
 
 def _cluster_uri() -> str:
-    """The local cluster's MLflow server (`make cluster-up`), or exit saying how to start it."""
+    """The local cluster's MLflow server (`make cluster-up`), or exit saying how to start it;
+    this process, and the sweeps it starts, sign in to it as its admin."""
     if not CLUSTER_ENV.exists():
         sys.exit("this part needs the local cluster: make cluster-up")
     env = dict(line.split("=", 1) for line in CLUSTER_ENV.read_text().split() if "=" in line)
+    os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = (CLUSTER_ENV.parent / "admin-password").read_text()
     return env["MLFLOW_TRACKING_URI"]
 
 

@@ -33,11 +33,13 @@ COMMANDS = {  # what is timed: `lstm-digits ARGS`
 
 def command(tree: Path, args: list[str]) -> tuple[list[str], dict[str, str]]:
     """`lstm-digits ARGS` run from `tree`'s code: the command line and its environment (no
-    MLflow settings of the user's; `PYTHONPATH` at the tree, so every process of it, joblib's
-    workers and submitit's jobs too, imports that tree). The tree's own `python -m lstm_cli`
-    (every tree since 2026-11-27) calls its console script's function, wherever that lives
-    (`lstm_cli.commands.app`; `lstm_cli.cli` before 2026-12-07)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    MLflow settings of the user's but their credentials, for a server that asks; `PYTHONPATH`
+    at the tree, so every process of it, joblib's workers and submitit's jobs too, imports that
+    tree). The tree's own `python -m lstm_cli` (every tree since 2026-11-27) calls its console
+    script's function, wherever that lives (`lstm_cli.commands.app`; `lstm_cli.cli` before
+    2026-12-07)."""
+    credentials = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") or k in credentials}
     env["PYTHONPATH"] = str(tree)
     code = (
         "import runpy, sys; sys.argv[0] = 'lstm-digits'; "

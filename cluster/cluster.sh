@@ -17,7 +17,7 @@
 #   LSTM_DIGITS_CLUSTER_PYTHON  the Python that runs `mlflow server` (default the checkout's .venv)
 #
 # The state directory holds cluster.env (KEY=VALUE lines, written by `up`, removed by `down`:
-# MLFLOW_TRACKING_URI=http://127.0.0.1:PORT and MLFLOW_TRACKING_USERNAME=admin), the secrets,
+# MLFLOW_TRACKING_URI=http://127.0.0.1:PORT), the secrets,
 # each generated once, mode 0600, and never printed or put on a command line (db-password,
 # admin-password, secret-key: the server's key for its forms' CSRF tokens; users/NAME),
 # basic_auth.ini (the auth app's settings, no secret), slurm.conf (a copy of
@@ -79,8 +79,12 @@ stop_pid() {
 
 require_root() { [[ $EUID -eq 0 ]] || die "$1"; }
 
-# secret FILE: FILE made once with 24 random bytes in hex, mode 0600; its path printed.
+# secret FILE: FILE made once with 24 random bytes in hex, mode 0600; its path printed. One
+# that is a link, or not ours alone, is refused: someone else may know what it holds.
 secret() {
+	if [[ -L $1 ]] || { [[ -e $1 ]] && { [[ ! -O $1 ]] || [[ $(stat -c %a "$1") != 600 ]]; }; }; then
+		die "$1 is not a file of ours alone (mode 0600): remove it, then try again"
+	fi
 	if [[ ! -s $1 ]]; then
 		mkdir -p "$(dirname "$1")"
 		(umask 077 && od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$1")
@@ -288,7 +292,7 @@ api() {
 		[[ -n $json ]] && printf 'header = "Content-Type: application/json"\ndata = "%s"\n' \
 			"${json//\"/\\\"}"
 		printf 'request = "%s"\nurl = "%s"\n' "$method" "$uri/api/2.0/mlflow/$path"
-	} | curl -sS -m 10 -o /dev/null -w '%{http_code}' -K - 2>/dev/null || echo 000
+	} | curl -sS -m 10 -o /dev/null -w '%{http_code}' -K - 2>/dev/null || true # 000: no answer
 }
 
 # Whether the server that answers is ours: it lets in no one without credentials.
@@ -363,27 +367,28 @@ launch_mlflow() {
 }
 
 # user NAME: add NAME to the server with a new password (a user already: a new password), kept
-# in users/NAME, mode 0600, for the admin to hand over.
+# in users/NAME, mode 0600, for the admin to hand over. The file changes only once the server
+# has taken the password: a refusal leaves the one that works.
 user() {
 	local name=${1:-}
 	[[ $name =~ ^[A-Za-z0-9][A-Za-z0-9._@-]*$ ]] ||
 		die "usage: $0 user NAME (letters, digits and . _ @ -)"
 	[[ $name != "$admin" ]] || die "$admin is the server's administrator (its password: $state/admin-password)"
 	mlflow_ok || die "the MLflow server is not running: cluster.sh up first"
-	local file=$state/users/$name
-	rm -f "$file"
-	secret "$file" >/dev/null
-	local body
-	body="{\"username\": \"$name\", \"password\": \"$(cat "$file")\"}"
-	local code
+	local file=$state/users/$name new=$state/users/.$name.new
+	rm -f "$new"
+	secret "$new" >/dev/null
+	local body code
+	body="{\"username\": \"$name\", \"password\": \"$(cat "$new")\"}"
 	code=$(api users/create "$admin" "$state/admin-password" POST "$body")
-	if [[ $code != 200 ]]; then # there already: a new password
+	if [[ $code == 400 ]]; then # a user already: a new password
 		code=$(api users/update-password "$admin" "$state/admin-password" PATCH "$body")
 	fi
-	[[ $code == 200 ]] || {
-		rm -f "$file"
-		die "the server refused to add $name (HTTP $code; log: $state/log/mlflow.log)"
-	}
+	if [[ $code != 200 ]]; then
+		rm -f "$new"
+		die "the server refused to add $name (HTTP ${code:-000}; log: $state/log/mlflow.log)"
+	fi
+	mv -f "$new" "$file"
 	echo "user $name can sign in to $uri: their password is in $file (mode 0600); hand it" \
 		"over privately. They write to the experiments and models they create; they read all."
 }
@@ -398,8 +403,8 @@ up() {
 	start_slurm
 	start_postgres
 	start_mlflow
-	printf '# Written by cluster/cluster.sh up, removed by down.\nMLFLOW_TRACKING_URI=%s\n%s\n' \
-		"$uri" "MLFLOW_TRACKING_USERNAME=$admin" >"$state/cluster.env"
+	printf '# Written by cluster/cluster.sh up, removed by down.\nMLFLOW_TRACKING_URI=%s\n' "$uri" \
+		>"$state/cluster.env"
 	local name cpus mem
 	read -r name cpus mem <<<"$(sinfo -h -N -o '%N %c %m' | head -n 1)"
 	echo "cluster up: SLURM node $name ($cpus CPUs, $mem MB, partition debug)," \
@@ -463,7 +468,11 @@ status() {
 # One `up` or `down` at a time (two test sessions, two shells): each holds the state
 # directory's lock, so that neither starts a second server whose pid file the other overwrites.
 locked() {
-	mkdir -p "$state"
+	mkdir -p -m 0755 "$state"
+	# In /tmp by default: one another user made first could hold secrets they chose.
+	if [[ -L $state || ! -O $state ]] || [[ -n $(find "$state" -maxdepth 0 -perm /022) ]]; then
+		die "$state is not a directory of ours that only we write: remove it, or set LSTM_DIGITS_CLUSTER_DIR"
+	fi
 	exec 9>"$state/lock"
 	flock 9
 	"$@"

@@ -21,7 +21,7 @@ from lstm_cli.runtime.errors import (
     needs,
     one_line,
 )
-from lstm_cli.runtime.masking import mask
+from lstm_cli.runtime.masking import mask, mask_secrets
 from lstm_cli.tracking.writer import classify, describe, retrying
 
 SERVER = "http://127.0.0.1:5055"
@@ -145,12 +145,35 @@ def test_a_credential_revoked_during_a_run_is_a_store_fault_told_at_once(as_user
     )  # "Permission denied" is no read-only disk
 
 
-def test_the_credential_variables_are_masked_wherever_they_appear(as_user):
+def test_the_credential_variables_are_masked_in_what_is_shown(as_user):
     as_user("alice", "s3cret-pass", token="t0ken-value")
-    assert mask("sent s3cret-pass and t0ken-value") == "sent *** and ***"
+    assert mask_secrets("sent s3cret-pass and t0ken-value") == "sent *** and ***"
     assert "s3cret-pass" not in one_line(RuntimeError("header Basic s3cret-pass"))
+    assert mask("learning_rate=s3cret-pass") == "learning_rate=s3cret-pass"  # records: as given
     as_user("alice", "abc")  # too short to be told from an ordinary word: left as it is
-    assert mask("abc") == "abc"
+    assert mask_secrets("abc") == "abc"
+
+
+def test_only_both_variables_name_a_user_as_mlflow_sends_them(as_user):
+    as_user("admin")  # a user without a password: MLflow sends nothing
+    assert "asks who you are" in str(AccessRefused(401, SERVER))
+    as_user("admin", token="t0ken-value")  # ... or the token
+    assert "of the token in MLFLOW_TRACKING_TOKEN" in str(AccessRefused(401, SERVER))
+    as_user(None)
+    assert "of user bob" in str(AccessRefused(401, "http://bob:pw@127.0.0.1:5055"))
+
+
+def test_a_refusal_told_already_is_no_store_fault(as_user):
+    """A registry refusal at the end of a run (tracking.register) keeps its own words."""
+    as_user("bob", "pw-of-bob")
+    told = AccessRefused(403, SERVER, "register a new version of model 'm'", "EDIT permission")
+
+    def write():
+        raise told
+
+    with pytest.raises(AccessRefused) as raised:
+        retrying(write, SERVER, limit_s=600)
+    assert raised.value is told and classify(told) is None
 
 
 @pytest.mark.parametrize(

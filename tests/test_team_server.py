@@ -114,6 +114,12 @@ def test_bob_reads_alices_experiment_but_may_not_write_to_it(team, cluster_as, t
         f"error: user bob may not read run {first} {server}: that needs READ permission on its "
         f"experiment; {ask}"
     )
+    listed = cli("runs", "--tracking-uri", uri, "--experiment", experiment, cwd=tmp_path)
+    assert listed.returncode == 2
+    assert error_line(listed) == (
+        f"error: user bob may not read experiment '{experiment}' {server}: that needs READ "
+        f"permission on it; {ask}"
+    )
 
     cluster_as("alice")  # what bob tried left nothing behind
     assert len(cluster_runs(uri, experiment)) == 3

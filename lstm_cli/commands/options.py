@@ -13,7 +13,15 @@ from typer.core import TyperCommand
 
 from lstm_cli.config import files
 from lstm_cli.runtime import process, signals
-from lstm_cli.runtime.errors import Interrupted, UserError, debugging, one_line, traceback_text
+from lstm_cli.runtime.errors import (
+    Interrupted,
+    StoreUnavailable,
+    UserError,
+    access_code,
+    debugging,
+    one_line,
+    traceback_text,
+)
 from lstm_cli.views import console
 
 EXIT_FAILED = 1  # training or a sweep job failed
@@ -31,7 +39,9 @@ def fail(ex: BaseException) -> NoReturn:
         code = EXIT_SIGNAL + signum
     else:
         console.error(one_line(ex))
-        code = EXIT_USAGE if isinstance(ex, UserError | OSError) else EXIT_FAILED
+        # who asked, or what they asked: theirs to mend (mid-run, a store fault: exit 1)
+        refused = access_code(ex) is not None and not isinstance(ex, StoreUnavailable)
+        code = EXIT_USAGE if isinstance(ex, UserError | OSError) or refused else EXIT_FAILED
     if debugging():
         console.errors.print(traceback_text(ex), markup=False, highlight=False, end="")
     raise typer.Exit(code)

@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from lstm_cli.runtime.masking import mask, split_credentials
+from lstm_cli.runtime.masking import mask, mask_secrets, split_credentials
 
 
 class UserError(Exception):
@@ -87,14 +87,16 @@ class AccessRefused(UserError):
 
 
 def who_asks(store: str | None = None) -> str | None:
-    """Who MLflow's client says it is to a server: `user NAME` (its variable, else the URI's
-    user), `the token in MLFLOW_TRACKING_TOKEN`, or None (no credentials)."""
+    """Who MLflow's client says it is to a server, as it sends credentials: `user NAME` (its
+    two variables, both set), `the token in MLFLOW_TRACKING_TOKEN`, `user NAME` of the URI, or
+    None (no credentials)."""
     name = os.environ.get("MLFLOW_TRACKING_USERNAME")
-    if not name and store:
-        name = split_credentials(store)[1]
-    if name:
+    if name and os.environ.get("MLFLOW_TRACKING_PASSWORD"):
         return f"user {name}"
-    return "the token in MLFLOW_TRACKING_TOKEN" if os.environ.get("MLFLOW_TRACKING_TOKEN") else None
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return "the token in MLFLOW_TRACKING_TOKEN"
+    name = split_credentials(store)[1] if store else None
+    return f"user {name}" if name else None
 
 
 def access_code(ex: BaseException) -> int | None:
@@ -179,7 +181,8 @@ def one_line(ex: BaseException) -> str:
         text = f"cannot write or read {ex.filename}: {ex.strerror or ex}"
     else:
         text = f"{type(ex).__name__}: {first_line(ex)}" if str(ex).strip() else type(ex).__name__
-    return mask(" ".join(text.split()))  # a URI's password never reaches a user or a store
+    # a URI's password, or a credential variable's value, never reaches a user or a store
+    return mask_secrets(mask(" ".join(text.split())))
 
 
 DEBUG_ENV = "LSTM_DIGITS_DEBUG"  # =1 (or `lstm-digits --debug`): tracebacks after the line
@@ -193,4 +196,4 @@ def debugging() -> bool:
 
 def traceback_text(ex: BaseException) -> str:
     """The full traceback of `ex`, as Python prints it."""
-    return mask("".join(traceback.format_exception(ex)))
+    return mask_secrets(mask("".join(traceback.format_exception(ex))))

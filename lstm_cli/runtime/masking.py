@@ -6,13 +6,15 @@ stored (params, tags, run names, artifacts, summaries) or shown (the terminal, e
 
 MLflow reads credentials from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (or
 MLFLOW_TRACKING_TOKEN) too; the docs (docs/cluster.md, "Secrets") recommend those. Their values
-are masked too, should a library's error ever quote them.
+are masked in error lines too (`mask_secrets`), should a library's error ever quote them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -32,9 +34,14 @@ MIN_SECRET = 4  # shorter values would mask ordinary words: such a password is n
 
 
 def mask(text: str) -> str:
-    """`text` with the password of every URI in it, and the value of every credential variable,
-    replaced by ***."""
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}{m['colon']}{MASK}@", text)
+    """`text` with the password of every URI in it replaced by ***."""
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}{m['colon']}{MASK}@", text)
+
+
+def mask_secrets(text: str) -> str:
+    """`text` (an error line or a traceback: what is shown, never a stored record, whose values
+    a short password could match) with the value of every credential variable replaced by
+    ***."""
     for name in SECRET_VARIABLES:
         secret = os.environ.get(name, "")
         if len(secret) >= MIN_SECRET:
@@ -49,12 +56,24 @@ def mask_files(paths: Iterable[Path]) -> None:
     for path in paths:
         try:
             text = path.read_text()
-        except (FileNotFoundError, UnicodeDecodeError):
+            if (hidden := mask(text)) != text:
+                _replace(path, hidden)
+        except (OSError, UnicodeDecodeError):  # gone, or not ours to write: left as it is
             continue
-        if (hidden := mask(text)) != text:
-            partial = path.with_name(f".{path.name}.{os.getpid()}.masked")
-            partial.write_text(hidden)
-            os.replace(partial, path)
+
+
+def _replace(path: Path, text: str) -> None:
+    """`text` written over `path` atomically, through a temporary file of its own (the jobs of
+    a sweep, on other machines too, share its multirun.yaml)."""
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(partial, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
 
 
 def masked(value: Any) -> Any:

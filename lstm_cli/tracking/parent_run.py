@@ -7,6 +7,7 @@ process. Its handle ends it, and any child left RUNNING, whatever stops the swee
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -157,9 +158,14 @@ def _create(
         # the user, as MLflow's start_run adds it
         tags=internals.context_tags({**source, **tags, SWEEP_TAG: "parent", **process_tags()}),
     )
-    if command is not None:
-        client.log_dict(run.info.run_id, command, SWEEP_COMMAND)
-    mark_model_training(experiment_id)
+    try:
+        if command is not None:
+            client.log_dict(run.info.run_id, command, SWEEP_COMMAND)
+        mark_model_training(experiment_id)
+    except BaseException:  # refused, or the store failed: the parent made is not left RUNNING
+        with contextlib.suppress(Exception):
+            client.set_terminated(run.info.run_id, "FAILED")
+        raise
     return Parent(run.info.run_id)
 
 

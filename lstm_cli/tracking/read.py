@@ -75,7 +75,8 @@ def _record(run: Any) -> RunRecord:
 
 
 def _experiment_id(client: MlflowClient, uri: str, experiment: str) -> str:
-    found = client.get_experiment_by_name(experiment)
+    with needs("READ permission on it", lambda: f"read experiment '{experiment}'", uri):
+        found = client.get_experiment_by_name(experiment)
     if found is None:
         raise UserError(f"{NO_RUNS} (no experiment '{experiment}' in {uri})")
     return found.experiment_id

@@ -125,5 +125,8 @@ def register(run_id: str, name: str, alias: str | None = None) -> Version:
             client.set_registered_model_alias(name, alias, version.version)
         except MlflowException as ex:
             what = f"registered {version.uri}, but cannot point @{alias} at it"
-            raise _fail(ex, uri, what, f"point model '{name}'s alias @{alias}") from None
+            refused = _fail(ex, uri, what, f"point model '{name}'s alias @{alias}")
+            if isinstance(refused, AccessRefused):  # the new version stays: say so
+                raise UserError(f"registered {version.uri}, but {refused}") from None
+            raise refused from None
     return version

@@ -23,7 +23,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from lstm_cli.runtime.errors import CREDENTIALS, StoreUnavailable, access_code, first_line, who_asks
+from lstm_cli.runtime.errors import (
+    CREDENTIALS,
+    AccessRefused,
+    StoreUnavailable,
+    access_code,
+    first_line,
+    who_asks,
+)
 from lstm_cli.runtime.masking import mask
 
 FLUSH_EVERY_S = 1.0  # epoch metrics reach the store at most this often (a round trip each)
@@ -87,6 +94,8 @@ def classify(ex: BaseException) -> str | None:
 def _diagnose(ex: BaseException) -> tuple[str, str] | None:
     """The fault's kind and the words of the error that say it (whole words: a line of a
     library's error can be hundreds of characters long)."""
+    if isinstance(ex, AccessRefused):  # told already, with what was asked: not a store fault
+        return None
     code = access_code(ex)  # before the words: a 403's body says "Permission denied"
     if code is not None:
         return "refused", str(code)
