@@ -16,7 +16,7 @@ import pytest
 from mlflow.server import get_app_client
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import CLI, CLUSTER_STATE, cli_env, cluster_runs, run_cluster
+from tests.helpers import CLI, CLUSTER_STATE, cli_env, cluster_runs, run_cli, run_cluster
 
 USERS = ("alice", "bob")
 
@@ -43,15 +43,6 @@ def team(clean, cluster_as, teammates, tmp_path):
     cluster_as("admin")  # `clean` reads every run as the admin
 
 
-def cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`lstm-digits ARGS` as the user the test signed in as."""
-    command = [CLI, *args]
-    env = cli_env()
-    return subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
 def error_line(result: subprocess.CompletedProcess) -> str:
     """The one line a refusal prints, last on stderr (before it: TensorFlow's start-up lines at
     most, when the command imported it), with no traceback."""
@@ -67,35 +58,39 @@ def test_bob_reads_alices_experiment_but_may_not_write_to_it(team, cluster_as, t
     uri, experiment = team
     where = (f"tracking.uri={uri}", f"tracking.experiment={experiment}")
     cluster_as("alice")
-    made = cli("train", "-m", "seed=1,2", "epochs=2", "hidden_size=8", *where, cwd=tmp_path)
+    made = run_cli("train", "-m", "seed=1,2", "epochs=2", "hidden_size=8", *where, cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     runs = cluster_runs(uri, experiment)
     assert {r.data.tags["mlflow.user"] for r in runs} == {"alice"}  # the parent and its points
     first, second = sorted(r.info.run_id for r in runs if "mlflow.parentRunId" in r.data.tags)
-    registered = cli("register", first, f"{experiment}-model", "--tracking-uri", uri, cwd=tmp_path)
+    registered = run_cli(
+        "register", first, f"{experiment}-model", "--tracking-uri", uri, cwd=tmp_path
+    )
     assert registered.returncode == 0, registered.stderr
 
     cluster_as("bob")
-    read = cli("compare", first, second, "--tracking-uri", uri, "--format", "json", cwd=tmp_path)
+    read = run_cli(
+        "compare", first, second, "--tracking-uri", uri, "--format", "json", cwd=tmp_path
+    )
     assert read.returncode == 0 and first in read.stdout, read.stderr  # READ: the default
     server = f"on the tracking server {uri} (403)"
     ask = "ask its owner or the server's admin for it"
 
-    refused = cli("train", "epochs=2", *where, cwd=tmp_path)
+    refused = run_cli("train", "epochs=2", *where, cwd=tmp_path)
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1] == (  # after the config it shows
         f"error: user bob may not log runs into experiment '{experiment}' {server}: that needs "
         f"EDIT permission on it; {ask}"
     )
     before = MlflowClient(uri).get_run(first)
-    resumed = cli("resume", first, "epochs=4", "--tracking-uri", uri, cwd=tmp_path)
+    resumed = run_cli("resume", first, "epochs=4", "--tracking-uri", uri, cwd=tmp_path)
     assert resumed.returncode == 2
     assert error_line(resumed) == (
         f"error: user bob may not go on with run {first} of experiment '{experiment}' {server}: "
         f"that needs EDIT permission on its experiment; {ask}"
     )
     model = f"{experiment}-model"
-    bobs = cli("register", second, model, "--tracking-uri", uri, cwd=tmp_path)
+    bobs = run_cli("register", second, model, "--tracking-uri", uri, cwd=tmp_path)
     assert bobs.returncode == 2
     assert error_line(bobs) == (
         f"error: user bob may not register a new version of model '{model}' {server}: that needs "
@@ -108,13 +103,13 @@ def test_bob_reads_alices_experiment_but_may_not_write_to_it(team, cluster_as, t
         "bob", "experiment", experiment_id, "DENY"
     )
     cluster_as("bob")
-    hidden = cli("compare", first, second, "--tracking-uri", uri, cwd=tmp_path)
+    hidden = run_cli("compare", first, second, "--tracking-uri", uri, cwd=tmp_path)
     assert hidden.returncode == 2
     assert error_line(hidden) == (
         f"error: user bob may not read run {first} {server}: that needs READ permission on its "
         f"experiment; {ask}"
     )
-    listed = cli("runs", "--tracking-uri", uri, "--experiment", experiment, cwd=tmp_path)
+    listed = run_cli("runs", "--tracking-uri", uri, "--experiment", experiment, cwd=tmp_path)
     assert listed.returncode == 2
     assert error_line(listed) == (
         f"error: user bob may not read experiment '{experiment}' {server}: that needs READ "
@@ -140,13 +135,13 @@ def test_no_credentials_or_a_wrong_password_is_one_line_and_makes_nothing(
     variables = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
-    nobody = cli("train", "epochs=2", *where, cwd=tmp_path)
+    nobody = run_cli("train", "epochs=2", *where, cwd=tmp_path)
     assert nobody.returncode == 2
     assert error_line(nobody) == (
         f"error: the tracking server {uri} asks who you are (401): set {variables}"
     )
     cluster_as("alice", password="not-her-password")
-    wrong = cli("runs", "--tracking-uri", uri, cwd=tmp_path)
+    wrong = run_cli("runs", "--tracking-uri", uri, cwd=tmp_path)
     assert wrong.returncode == 2
     assert error_line(wrong) == (
         f"error: the tracking server {uri} did not take the credentials of user alice (401): "
@@ -248,7 +243,7 @@ def test_a_credential_revoked_during_a_run_ends_it_in_one_line_and_resume_finish
             "(401): set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
             f"MLFLOW_TRACKING_TOKEN) to working ones; then go on with: lstm-digits resume {run}"
         )
-        refused = cli("resume", run, "--tracking-uri", uri, cwd=tmp_path)  # still revoked
+        refused = run_cli("resume", run, "--tracking-uri", uri, cwd=tmp_path)  # still revoked
         assert refused.returncode == 2 and "(401)" in error_line(refused)
     finally:
         if train.poll() is None:
@@ -256,7 +251,7 @@ def test_a_credential_revoked_during_a_run_ends_it_in_one_line_and_resume_finish
             train.wait()
         set_password(password)  # access restored (whatever happened: the next tests sign in)
 
-    resumed = cli("resume", run, "--tracking-uri", uri, cwd=tmp_path)
+    resumed = run_cli("resume", run, "--tracking-uri", uri, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     client = MlflowClient(uri)
     finished = client.get_run(run)

@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from lstm_cli.runtime.masking import mask, mask_secrets, split_credentials
+from lstm_cli.runtime.masking import mask, shown, split_credentials
 
 
 class UserError(Exception):
@@ -181,8 +181,7 @@ def one_line(ex: BaseException) -> str:
         text = f"cannot write or read {ex.filename}: {ex.strerror or ex}"
     else:
         text = f"{type(ex).__name__}: {first_line(ex)}" if str(ex).strip() else type(ex).__name__
-    # a URI's password, or a credential variable's value, never reaches a user or a store
-    return mask_secrets(mask(" ".join(text.split())))
+    return shown(" ".join(text.split()))  # a password never reaches a user or a store
 
 
 DEBUG_ENV = "LSTM_DIGITS_DEBUG"  # =1 (or `lstm-digits --debug`): tracebacks after the line
@@ -196,4 +195,4 @@ def debugging() -> bool:
 
 def traceback_text(ex: BaseException) -> str:
     """The full traceback of `ex`, as Python prints it."""
-    return mask_secrets(mask("".join(traceback.format_exception(ex))))
+    return shown("".join(traceback.format_exception(ex)))

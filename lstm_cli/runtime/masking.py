@@ -49,6 +49,12 @@ def mask_secrets(text: str) -> str:
     return text
 
 
+def shown(text: str) -> str:
+    """`text` as a user may see it: every URI's password and credential variable's value
+    masked."""
+    return mask_secrets(mask(text))
+
+
 def mask_files(paths: Iterable[Path]) -> None:
     """Mask the files `paths` in place (those that exist and hold a password): Hydra's record of
     a job (.hydra/*.yaml, a sweep's multirun.yaml) keeps the overrides as they were typed.

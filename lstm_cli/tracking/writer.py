@@ -117,6 +117,11 @@ def describe(kind: str, store: str, limit_s: float, ex: BaseException) -> str:
     """The one line a store fault is told in: the store, what it did, what to do."""
     store = mask(store)
     limit = f"{_minutes(limit_s)} (tracking.outage_minutes)"
+    found = _diagnose(ex)
+    detail = found[1] if found else first_line(ex)
+    if kind == "refused":  # its detail is the code: 401, the credentials; 403, the permission
+        kind = f"refused {detail}"
+    who = who_asks(store)
     what = {
         "full": (f"the tracking store {store} is full", "free some space"),
         "read-only": (f"the tracking store {store} cannot be written", "make it writable"),
@@ -125,21 +130,16 @@ def describe(kind: str, store: str, limit_s: float, ex: BaseException) -> str:
             f"the tracking server {store} was unreachable for {limit}",
             "start it again",
         ),
-        "refused": (
-            f"the tracking server {store} stopped taking the credentials of "
-            f"{who_asks(store) or 'this run'}",
+        "refused 401": (
+            f"the tracking server {store} stopped taking the credentials of {who or 'this run'}",
             f"set {CREDENTIALS} to working ones",
-        )
-        if access_code(ex) == 401
-        else (
-            f"the tracking server {store} stopped letting {who_asks(store) or 'you'} "
-            "write this run",
+        ),
+        "refused 403": (
+            f"the tracking server {store} stopped letting {who or 'you'} write this run",
             "get EDIT permission on its experiment back",
         ),
     }
     fault, todo = what[kind]
-    found = _diagnose(ex)
-    detail = found[1] if found else first_line(ex)
     return f"{fault} ({mask(detail)}): {todo}"
 
 
